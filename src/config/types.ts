@@ -1,0 +1,78 @@
+/**
+ * The validated configuration: what `loadConfig` returns and every other
+ * module receives. Raw TOML never leaves `src/config/`.
+ */
+import type { Secret } from "../lib/secret.ts";
+
+/** SMTP STARTTLS policy (`smtp.starttls_policy`). */
+export type StarttlsPolicy = "mandatory" | "opportunistic" | "disabled";
+
+/** Log severities accepted by `log.severity`, normalised to lower case. */
+export type LogSeverity = "debug" | "info" | "warning" | "error";
+
+export interface TeleportConfig {
+  /** `teleport.addr` (or the deprecated `teleport.auth_server`); default `localhost:3025`. */
+  readonly addr: string;
+  /** How the client authenticates: an identity file, or the key/cert/CA triple. */
+  readonly credentials:
+    | { readonly kind: "identity"; readonly identityFile: string }
+    | {
+      readonly kind: "files";
+      readonly clientKey: string;
+      readonly clientCrt: string;
+      readonly rootCas: string;
+    };
+  /** `teleport.refresh_identity`; only allowed with an identity file. */
+  readonly refreshIdentity: boolean;
+  /** `teleport.refresh_identity_interval` in milliseconds; default 60 000. */
+  readonly refreshIdentityIntervalMs: number;
+}
+
+export interface SmtpConfig {
+  readonly kind: "smtp";
+  readonly host: string;
+  /** Default 587; 465 means implicit TLS. */
+  readonly port: number;
+  /** Absent: no AUTH (unauthenticated relay). */
+  readonly username?: string;
+  /** From `smtp.password` or the trimmed contents of `smtp.password_file`. */
+  readonly password?: Secret;
+  readonly starttlsPolicy: StarttlsPolicy;
+  /** `smtp.ca_file`: extra CA certificates (PEM text, already read) to trust. */
+  readonly ca?: string;
+}
+
+export interface MailgunConfig {
+  readonly kind: "mailgun";
+  readonly domain: string;
+  /** From `mailgun.private_key` or the trimmed contents of `mailgun.private_key_file`. */
+  readonly privateKey: Secret;
+  /** `mailgun.api_base`, default `https://api.mailgun.net`, no trailing slash. */
+  readonly apiBase: string;
+}
+
+export interface LogConfig {
+  /** `stderr`, `stdout` or a file path. */
+  readonly output: string;
+  readonly severity: LogSeverity;
+  readonly format: "text" | "json";
+}
+
+export interface Config {
+  readonly teleport: TeleportConfig;
+  /** The mailer in use: SMTP when `[smtp]` is present, else Mailgun. */
+  readonly mailer: SmtpConfig | MailgunConfig;
+  readonly delivery: {
+    /** `delivery.sender` as written (may carry a display name). */
+    readonly sender: string;
+  };
+  /** Role name → plain addresses; always has a non-empty `"*"` entry. */
+  readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
+  readonly log: LogConfig;
+}
+
+/** What validation has to say besides the config: warnings to log once logging is up. */
+export interface LoadedConfig {
+  readonly config: Config;
+  readonly warnings: readonly string[];
+}
