@@ -1,0 +1,64 @@
+import assert from "node:assert/strict";
+import { KeyedQueue } from "./keyed_queue.ts";
+
+const mustNotFail = (error: unknown) => {
+  throw error;
+};
+
+function deferred() {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+Deno.test("tasks of one key run in push order, one at a time", async () => {
+  const queue = new KeyedQueue(10);
+  const log: string[] = [];
+  const gate = deferred();
+  await queue.push("a", async () => {
+    log.push("a1 start");
+    await gate.promise;
+    log.push("a1 end");
+  }, mustNotFail);
+  await queue.push("a", async () => {
+    log.push("a2");
+  }, mustNotFail);
+  await queue.push("b", async () => {
+    log.push("b1");
+  }, mustNotFail);
+  await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(log, ["a1 start", "b1"], "b runs while a1 waits; a2 waits for a1");
+  gate.resolve();
+  await queue.onIdle();
+  assert.deepEqual(log, ["a1 start", "b1", "a1 end", "a2"]);
+});
+
+Deno.test("push waits when the limit of queued tasks is reached", async () => {
+  const queue = new KeyedQueue(2);
+  const gate = deferred();
+  await queue.push("a", () => gate.promise, mustNotFail);
+  await queue.push("b", () => gate.promise, mustNotFail);
+  let accepted = false;
+  const third = queue.push("c", async () => {}, mustNotFail).then(() => (accepted = true));
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(accepted, false);
+  assert.equal(queue.size, 2);
+  gate.resolve();
+  await third;
+  assert.equal(accepted, true);
+  await queue.onIdle();
+  assert.equal(queue.size, 0);
+});
+
+Deno.test("a failing task reports its error and does not block its key", async () => {
+  const queue = new KeyedQueue(4);
+  const errors: unknown[] = [];
+  const ran: string[] = [];
+  await queue.push("a", () => Promise.reject(new Error("boom")), (e) => errors.push(e));
+  await queue.push("a", async () => {
+    ran.push("after");
+  }, (e) => errors.push(e));
+  await queue.onIdle();
+  assert.equal((errors[0] as Error).message, "boom");
+  assert.deepEqual(ran, ["after"]);
+});

@@ -1,0 +1,174 @@
+/**
+ * The watcher job: keeps one watch stream open, waits for INIT, hands events
+ * to the handler through a keyed queue (one request's events in arrival
+ * order, different requests in parallel, a bounded number in flight), runs
+ * the reconcile hook after every INIT, and reconnects with jittered backoff
+ * when the stream breaks. It never gives up while not stopped.
+ */
+import type { Logger } from "@logtape/logtape";
+import type { TeleportClient, WatchEvent } from "./types.ts";
+import {
+  backoffDelay,
+  type BackoffOptions,
+  type Sleep,
+  sleep as realSleep,
+} from "../lib/backoff.ts";
+import { KeyedQueue } from "../lib/keyed_queue.ts";
+
+/** How long the first event (INIT) may take after opening the stream. */
+export const INIT_TIMEOUT_MS = 15_000;
+/** Reconnect backoff: from 20 ms up to 5 s, reset after a healthy stream (one that sent INIT). */
+export const RECONNECT_BACKOFF: BackoffOptions = { baseMs: 20, capMs: 5_000 };
+/** Events queued or being handled at once; the stream is not read further until there is room. */
+export const MAX_IN_FLIGHT = 128;
+/** Deadline of one handler run (covers the email retries of one event). */
+export const HANDLER_DEADLINE_MS = 10 * 60_000;
+/** On stop, how long in-flight handlers may run before they are aborted. */
+export const SHUTDOWN_GRACE_MS = 15_000;
+
+/** A unit of work for one key (a request id), run with a signal that carries its deadline. */
+export interface KeyedTask {
+  readonly key: string;
+  run(signal: AbortSignal): Promise<void>;
+}
+
+export interface WatcherOptions {
+  readonly client: Pick<TeleportClient, "watch">;
+  readonly kinds: readonly string[];
+  /** Handles one PUT or DELETE event. */
+  handleEvent(event: Exclude<WatchEvent, { type: "init" }>, signal: AbortSignal): Promise<void>;
+  /**
+   * Called after every INIT (startup and each reconnect); returns the work
+   * that brings every request up to date. A task is skipped when an event for
+   * its key arrived after the reconcile started (the event is newer).
+   */
+  reconcile(
+    init: Extract<WatchEvent, { type: "init" }>,
+    signal: AbortSignal,
+  ): Promise<readonly KeyedTask[]>;
+  /** Called after each INIT; `first` is true once. */
+  onInit?(init: Extract<WatchEvent, { type: "init" }>, first: boolean): void;
+  /** Called when a stream ends or fails, with why. */
+  onDisconnect?(error: unknown): void;
+  readonly log: Logger;
+  readonly sleep?: Sleep;
+  readonly random?: () => number;
+  readonly initTimeoutMs?: number;
+  readonly handlerDeadlineMs?: number;
+  readonly shutdownGraceMs?: number;
+  readonly maxInFlight?: number;
+}
+
+/** The key that orders an event: the request id (or the rule name for rules). */
+export function eventKey(event: Exclude<WatchEvent, { type: "init" }>): string {
+  if (event.type === "delete") return `${event.kind}/${event.name}`;
+  if (event.kind === "access_request") return `access_request/${event.request.id}`;
+  return `access_monitoring_rule/${event.rule.name}`;
+}
+
+class InitTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`No INIT event within ${ms} ms of opening the watch stream`);
+    this.name = "InitTimeoutError";
+  }
+}
+
+/**
+ * Runs until `signal` aborts; then stops reading, lets in-flight handlers
+ * finish for up to the grace period, aborts the rest and resolves.
+ */
+export async function runWatcher(options: WatcherOptions, signal: AbortSignal): Promise<void> {
+  const sleep = options.sleep ?? realSleep;
+  const random = options.random ?? Math.random;
+  const initTimeoutMs = options.initTimeoutMs ?? INIT_TIMEOUT_MS;
+  const deadlineMs = options.handlerDeadlineMs ?? HANDLER_DEADLINE_MS;
+  const log = options.log;
+  const queue = new KeyedQueue(options.maxInFlight ?? MAX_IN_FLIGHT);
+  // Aborted only after the shutdown grace period: in-flight sends may finish.
+  const tasksAbort = new AbortController();
+  const lastEventSeq = new Map<string, number>();
+  let seq = 0;
+  let attempt = 0;
+  let firstInit = true;
+
+  const submit = (key: string, run: (signal: AbortSignal) => Promise<void>) =>
+    queue.push(key, async () => {
+      const taskSignal = AbortSignal.any([tasksAbort.signal, AbortSignal.timeout(deadlineMs)]);
+      await run(taskSignal);
+    }, (error) => {
+      log.error("Handling {key} failed: {error}", { key, error });
+    });
+
+  const startReconcile = (
+    init: Extract<WatchEvent, { type: "init" }>,
+    streamSignal: AbortSignal,
+  ) => {
+    const mark = seq;
+    options.reconcile(init, streamSignal).then(async (tasks) => {
+      for (const task of tasks) {
+        if ((lastEventSeq.get(task.key) ?? -1) > mark) continue;
+        await submit(task.key, (s) => task.run(s));
+      }
+    }).catch((error) => {
+      if (!streamSignal.aborted) log.error("Reconcile after INIT failed: {error}", { error });
+    });
+  };
+
+  while (!signal.aborted) {
+    const streamAbort = new AbortController();
+    const streamSignal = AbortSignal.any([signal, streamAbort.signal]);
+    let sawInit = false;
+    const initTimer = setTimeout(
+      () => streamAbort.abort(new InitTimeoutError(initTimeoutMs)),
+      initTimeoutMs,
+    );
+    try {
+      for await (const event of options.client.watch(options.kinds, streamSignal)) {
+        if (event.type === "init") {
+          clearTimeout(initTimer);
+          sawInit = true;
+          attempt = 0;
+          options.onInit?.(event, firstInit);
+          firstInit = false;
+          startReconcile(event, streamSignal);
+          continue;
+        }
+        if (!sawInit) throw new Error(`Watch stream sent a ${event.type} event before INIT`);
+        const key = eventKey(event);
+        lastEventSeq.set(key, ++seq);
+        await submit(key, (s) => options.handleEvent(event, s));
+        if (signal.aborted) break;
+      }
+      if (!signal.aborted) throw new Error("Watch stream ended");
+    } catch (error) {
+      if (signal.aborted) break;
+      const reason = streamAbort.signal.aborted ? streamAbort.signal.reason : error;
+      options.onDisconnect?.(reason);
+      const delay = backoffDelay(attempt++, RECONNECT_BACKOFF, random);
+      log.warn("Watch stream lost ({error}); reconnecting in {delay} ms", {
+        error: reason,
+        delay,
+      });
+      try {
+        await sleep(delay, signal);
+      } catch {
+        break;
+      }
+    } finally {
+      clearTimeout(initTimer);
+      streamAbort.abort();
+    }
+  }
+
+  // Stopping: let what is in flight finish, then abort it.
+  const grace = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
+  const graceTimer = setTimeout(
+    () => tasksAbort.abort(new Error("Shutdown grace period over")),
+    grace,
+  );
+  try {
+    await queue.onIdle();
+  } finally {
+    clearTimeout(graceTimer);
+  }
+}

@@ -1,0 +1,234 @@
+import assert from "node:assert/strict";
+import { getLogger } from "@logtape/logtape";
+import { eventKey, runWatcher, type WatcherOptions } from "./watcher.ts";
+import type { AccessRequest, WatchEvent } from "./types.ts";
+
+function request(id: string, state: AccessRequest["state"] = "PENDING"): AccessRequest {
+  return {
+    id,
+    user: "u@example.com",
+    roles: ["editor"],
+    state,
+    requestReason: "",
+    resolveReason: "",
+    systemAnnotations: {},
+    reviews: [],
+    suggestedReviewers: [],
+    requestedResources: [],
+    loginHint: "",
+  };
+}
+
+const put = (id: string, state: AccessRequest["state"] = "PENDING"): WatchEvent => ({
+  type: "put",
+  kind: "access_request",
+  request: request(id, state),
+});
+const INIT: WatchEvent = { type: "init" };
+
+/** A fake client whose n-th watch() call plays the n-th script, then stays open or ends. */
+function scriptedClient(scripts: { events: WatchEvent[]; then: "end" | "hang" | Error }[]) {
+  let calls = 0;
+  return {
+    get calls() {
+      return calls;
+    },
+    async *watch(_kinds: readonly string[], signal?: AbortSignal): AsyncIterable<WatchEvent> {
+      const script = scripts[Math.min(calls++, scripts.length - 1)]!;
+      for (const event of script.events) {
+        await Promise.resolve();
+        yield event;
+      }
+      if (script.then === "end") return;
+      if (script.then instanceof Error) throw script.then;
+      await new Promise<void>((_, reject) => {
+        if (signal?.aborted) return reject(signal.reason);
+        signal?.addEventListener("abort", () => reject(signal.reason), { once: true });
+      });
+    },
+  };
+}
+
+function baseOptions(overrides: Partial<WatcherOptions>): WatcherOptions {
+  return {
+    client: scriptedClient([{ events: [INIT], then: "hang" }]),
+    kinds: ["access_request"],
+    handleEvent: () => Promise.resolve(),
+    reconcile: () => Promise.resolve([]),
+    log: getLogger(["test"]),
+    sleep: () => Promise.resolve(),
+    random: () => 0.5,
+    ...overrides,
+  };
+}
+
+async function until(condition: () => boolean, ms = 2000) {
+  const end = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+Deno.test("events of one request are handled in arrival order after INIT", async () => {
+  const handled: string[] = [];
+  const stop = new AbortController();
+  const client = scriptedClient([{
+    events: [INIT, put("a"), put("b"), put("a", "APPROVED"), {
+      type: "delete",
+      kind: "access_request",
+      name: "a",
+    }],
+    then: "hang",
+  }]);
+  const done = runWatcher(
+    baseOptions({
+      client,
+      handleEvent: async (event) => {
+        if (event.type === "put" && event.kind === "access_request" && event.request.id === "a") {
+          await new Promise((r) => setTimeout(r, 10)); // slow: b must not wait for it
+        }
+        handled.push(
+          event.type === "delete"
+            ? `delete ${event.name}`
+            : `${eventKey(event)} ${event.kind === "access_request" ? event.request.state : ""}`,
+        );
+      },
+    }),
+    stop.signal,
+  );
+  await until(() => handled.length === 4);
+  stop.abort();
+  await done;
+  assert.deepEqual(handled, [
+    "access_request/b PENDING",
+    "access_request/a PENDING",
+    "access_request/a APPROVED",
+    "delete a",
+  ]);
+});
+
+Deno.test("a dropped stream is reopened with backoff and reconcile runs after every INIT", async () => {
+  const delays: number[] = [];
+  let reconciles = 0;
+  const stop = new AbortController();
+  const client = scriptedClient([
+    { events: [INIT, put("a")], then: new Error("connection reset") },
+    { events: [], then: new Error("connection refused") },
+    { events: [INIT], then: "hang" },
+  ]);
+  const inits: boolean[] = [];
+  const done = runWatcher(
+    baseOptions({
+      client,
+      sleep: (ms) => (delays.push(ms), Promise.resolve()),
+      reconcile: () => (reconciles++, Promise.resolve([])),
+      onInit: (_init, first) => inits.push(first),
+    }),
+    stop.signal,
+  );
+  await until(() => reconciles === 2);
+  stop.abort();
+  await done;
+  assert.equal(client.calls, 3);
+  assert.deepEqual(inits, [true, false]);
+  // attempt 0 after a healthy stream (reset), then attempt 1: 20 ms and 40 ms scaled by jitter 0.75.
+  assert.deepEqual(delays, [15, 30]);
+});
+
+Deno.test("no INIT within the timeout: the stream is dropped and reopened", async () => {
+  const stop = new AbortController();
+  const client = scriptedClient([
+    { events: [], then: "hang" },
+    { events: [INIT], then: "hang" },
+  ]);
+  const errors: unknown[] = [];
+  let ready = false;
+  const done = runWatcher(
+    baseOptions({
+      client,
+      initTimeoutMs: 20,
+      onDisconnect: (e) => errors.push(e),
+      onInit: () => (ready = true),
+    }),
+    stop.signal,
+  );
+  await until(() => ready);
+  stop.abort();
+  await done;
+  assert.match(String(errors[0]), /No INIT event within 20 ms/);
+});
+
+Deno.test("a reconcile task is skipped when a newer event for the request arrived", async () => {
+  const stop = new AbortController();
+  const ran: string[] = [];
+  let releaseReconcile!: () => void;
+  const reconcileGate = new Promise<void>((r) => (releaseReconcile = r));
+  const client = scriptedClient([{ events: [INIT, put("a", "APPROVED")], then: "hang" }]);
+  const done = runWatcher(
+    baseOptions({
+      client,
+      handleEvent: (event) => (ran.push(`event ${eventKey(event)}`), Promise.resolve()),
+      reconcile: async () => {
+        await reconcileGate;
+        return ["a", "b"].map((id) => ({
+          key: `access_request/${id}`,
+          run: () => (ran.push(`reconcile ${id}`), Promise.resolve()),
+        }));
+      },
+    }),
+    stop.signal,
+  );
+  await until(() => ran.length === 1);
+  releaseReconcile();
+  await until(() => ran.length === 2);
+  stop.abort();
+  await done;
+  assert.deepEqual(ran, ["event access_request/a", "reconcile b"]);
+});
+
+Deno.test("stopping lets an in-flight handler finish within the grace period", async () => {
+  const stop = new AbortController();
+  let finished = false;
+  let started = false;
+  const done = runWatcher(
+    baseOptions({
+      client: scriptedClient([{ events: [INIT, put("a")], then: "hang" }]),
+      handleEvent: async (_e, signal) => {
+        started = true;
+        await new Promise((r) => setTimeout(r, 30));
+        finished = !signal.aborted;
+      },
+    }),
+    stop.signal,
+  );
+  await until(() => started);
+  stop.abort();
+  await done;
+  assert.equal(finished, true);
+});
+
+Deno.test("after the grace period an in-flight handler is aborted", async () => {
+  const stop = new AbortController();
+  let started = false;
+  let abortedWith: unknown;
+  const done = runWatcher(
+    baseOptions({
+      client: scriptedClient([{ events: [INIT, put("a")], then: "hang" }]),
+      shutdownGraceMs: 10,
+      handleEvent: (_e, signal) =>
+        new Promise<void>((resolve) => {
+          started = true;
+          signal.addEventListener("abort", () => {
+            abortedWith = signal.reason;
+            resolve();
+          });
+        }),
+    }),
+    stop.signal,
+  );
+  await until(() => started);
+  stop.abort();
+  await done;
+  assert.match(String(abortedWith), /Shutdown grace period over/);
+});
