@@ -20,11 +20,13 @@ Deno.test("tasks of one key run in push order, one at a time", async () => {
     await gate.promise;
     log.push("a1 end");
   }, mustNotFail);
-  await queue.push("a", async () => {
+  await queue.push("a", () => {
     log.push("a2");
+    return Promise.resolve();
   }, mustNotFail);
-  await queue.push("b", async () => {
+  await queue.push("b", () => {
     log.push("b1");
+    return Promise.resolve();
   }, mustNotFail);
   await new Promise((r) => setTimeout(r, 5));
   assert.deepEqual(log, ["a1 start", "b1"], "b runs while a1 waits; a2 waits for a1");
@@ -39,7 +41,7 @@ Deno.test("push waits when the limit of queued tasks is reached", async () => {
   await queue.push("a", () => gate.promise, mustNotFail);
   await queue.push("b", () => gate.promise, mustNotFail);
   let accepted = false;
-  const third = queue.push("c", async () => {}, mustNotFail).then(() => (accepted = true));
+  const third = queue.push("c", () => Promise.resolve(), mustNotFail).then(() => (accepted = true));
   await new Promise((r) => setTimeout(r, 5));
   assert.equal(accepted, false);
   assert.equal(queue.size, 2);
@@ -55,8 +57,9 @@ Deno.test("a failing task reports its error and does not block its key", async (
   const errors: unknown[] = [];
   const ran: string[] = [];
   await queue.push("a", () => Promise.reject(new Error("boom")), (e) => errors.push(e));
-  await queue.push("a", async () => {
+  await queue.push("a", () => {
     ran.push("after");
+    return Promise.resolve();
   }, (e) => errors.push(e));
   await queue.onIdle();
   assert.equal((errors[0] as Error).message, "boom");
