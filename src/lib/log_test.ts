@@ -33,7 +33,7 @@ Deno.test("text lines carry level, message and context, and honour severity", as
   assert.equal(c.err.length, 1);
   assert.match(
     c.err[0]!,
-    /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO  Email sent to a@b.c requestId=r-1 to=a@b.c\n$/,
+    /^\d{4}-\d\d-\d\dT[\d:.]+Z INFO {2}Email sent to a@b.c requestId=r-1 to=a@b.c\n$/,
   );
 });
 
@@ -91,7 +91,7 @@ Deno.test("a log file is appended to and created owner-only", async () => {
     await closeLogging();
   }
   const text = await Deno.readTextFile(path);
-  assert.match(text, /^old line\n.*INFO  new line\n$/);
+  assert.match(text, /^old line\n.*INFO {2}new line\n$/);
   const fresh = `${dir}/fresh.log`;
   await setupLogging({ ...base, output: fresh });
   await closeLogging();
