@@ -111,6 +111,8 @@ export interface TeleportClient {
     expect: PluginData,
     signal?: AbortSignal,
   ): Promise<void>;
+  /** Every request's plugin data of this plugin (GetPluginData without a resource), including requests already deleted. */
+  listPluginData(signal?: AbortSignal): Promise<{ requestId: string; data: PluginData }[]>;
   listAccessMonitoringRules(signal?: AbortSignal): Promise<AccessMonitoringRule[]>;
   close(): void;
 }
