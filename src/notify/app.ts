@@ -1,0 +1,465 @@
+/**
+ * The notifier: turns access-request changes into emails, exactly once.
+ *
+ * For each request it reads the plugin data, plans what is left to send
+ * (`plan.ts`), takes the request's claim by compare-and-swap, sends, and
+ * records each email right after it was accepted (`progress.ts`). A restart
+ * or a second instance therefore resumes what is missing without repeating
+ * what was sent. Work that fails for a transient reason is retried later.
+ */
+import type { Logger } from "@logtape/logtape";
+import type { MailError, OutgoingEmail, SentEmail } from "../mail/mailer.ts";
+import type { KeyedTask } from "../teleport/watcher.ts";
+import type { AccessRequest, PingInfo, TeleportClient, WatchEvent } from "../teleport/types.ts";
+import { modifyPluginData } from "./cas.ts";
+import {
+  decodePluginData,
+  type EmailPluginData,
+  type EmailThread,
+  EMPTY_PLUGIN_DATA,
+  formatThreadTimestamp,
+} from "./plugin_data.ts";
+import {
+  addFailed,
+  addThread,
+  type Claim,
+  claimFree,
+  markResolved,
+  readClaim,
+  recordReplies,
+  setClaim,
+  setPlannedRecipients,
+  threadProgress,
+} from "./progress.ts";
+import { isEmptyPlan, planWork, type Reply, resolutionOf, type Target, targetId } from "./plan.ts";
+import { recipientsFor } from "./recipients.ts";
+import {
+  type MessageContent,
+  newRequestMessage,
+  type RequestFacts,
+  requestWebLink,
+  resolutionMessage,
+  reviewMessage,
+} from "./message.ts";
+import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
+
+/** How long a claim holds without renewal; renewed every third of it while sending. */
+export const CLAIM_TTL_MS = 30_000;
+/** Retries of a request whose processing failed: 5 s doubling up to 10 min, for ever. */
+export const REQUEST_RETRY_BACKOFF: BackoffOptions = { baseMs: 5_000, capMs: 10 * 60_000 };
+
+export interface AppDeps {
+  readonly client: TeleportClient;
+  /** Sends one email, retrying transient failures; rejects with a `MailError` when it gives up. */
+  send(email: OutgoingEmail, signal: AbortSignal): Promise<SentEmail>;
+  readonly cluster: PingInfo;
+  readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
+  /** Identifies this process in claims: unique per running instance. */
+  readonly owner: string;
+  readonly log: Logger;
+  readonly now?: () => number;
+  readonly random?: () => number;
+  readonly claimTtlMs?: number;
+  readonly retryBackoff?: BackoffOptions;
+}
+
+/** Raised when our claim on a request was taken over (we were too slow): stop sending. */
+class LostClaimError extends Error {
+  constructor(requestId: string) {
+    super(`Lost the claim on request "${requestId}" to another instance`);
+    this.name = "LostClaimError";
+  }
+}
+
+type Resolution = { tag: NonNullable<ReturnType<typeof resolutionOf>>["tag"]; reason: string };
+
+export class NotifyApp {
+  readonly #deps: AppDeps;
+  readonly #now: () => number;
+  readonly #random: () => number;
+  readonly #claimTtl: number;
+  readonly #locks = new Map<string, Promise<void>>();
+  readonly #retries = new Map<string, { timer: ReturnType<typeof setTimeout> }>();
+  readonly #retryAttempts = new Map<string, number>();
+  #stopped = false;
+
+  constructor(deps: AppDeps) {
+    this.#deps = deps;
+    this.#now = deps.now ?? Date.now;
+    this.#random = deps.random ?? Math.random;
+    this.#claimTtl = deps.claimTtlMs ?? CLAIM_TTL_MS;
+  }
+
+  /** Requests waiting for a retry. */
+  get retryQueueDepth(): number {
+    return this.#retries.size;
+  }
+
+  /** Cancels the pending retries (shutdown). */
+  stop(): void {
+    this.#stopped = true;
+    for (const { timer } of this.#retries.values()) clearTimeout(timer);
+    this.#retries.clear();
+  }
+
+  /** Watcher hook: one PUT or DELETE event. */
+  async handleEvent(event: Exclude<WatchEvent, { type: "init" }>, signal: AbortSignal) {
+    if (event.type === "put" && event.kind === "access_request") {
+      await this.process({ kind: "request", request: event.request }, signal);
+    } else if (event.type === "delete" && event.kind === "access_request") {
+      await this.process({ kind: "deleted", requestId: event.name }, signal);
+    }
+  }
+
+  /**
+   * Watcher hook after every INIT: every request with work left, and every
+   * unresolved record whose request disappeared while we were away.
+   */
+  async reconcile(signal: AbortSignal): Promise<KeyedTask[]> {
+    const [requests, stored] = await Promise.all([
+      this.#deps.client.listAccessRequests({}, signal),
+      this.#deps.client.listPluginData(signal),
+    ]);
+    const dataById = new Map(stored.map((s) => [s.requestId, decodePluginData(s.data)]));
+    const tasks: KeyedTask[] = [];
+    const seen = new Set<string>();
+    for (const request of requests) {
+      seen.add(request.id);
+      const target: Target = { kind: "request", request };
+      const data = dataById.get(request.id);
+      const pendingNew = data === undefined && request.state === "PENDING";
+      if (!pendingNew && isEmptyPlan(planWork(target, data)) && !hasClaim(data)) continue;
+      tasks.push({ key: `access_request/${request.id}`, run: (s) => this.process(target, s) });
+    }
+    for (const [requestId, data] of dataById) {
+      if (seen.has(requestId)) continue;
+      const target: Target = { kind: "deleted", requestId };
+      if (isEmptyPlan(planWork(target, data))) continue;
+      tasks.push({ key: `access_request/${requestId}`, run: (s) => this.process(target, s) });
+    }
+    this.#deps.log.info("Reconciling {count} access request(s) after (re)connecting", {
+      count: tasks.length,
+    });
+    return tasks;
+  }
+
+  /** Brings one request up to date; failures are logged and the request retried later. */
+  async process(target: Target, signal: AbortSignal): Promise<void> {
+    const id = targetId(target);
+    await this.#withLock(id, async () => {
+      try {
+        const retryAt = await this.#processOnce(target, signal);
+        if (retryAt === undefined) this.#retryAttempts.delete(id);
+        else this.#scheduleRetry(id, Math.max(0, retryAt - this.#now()));
+      } catch (error) {
+        const attempt = this.#retryAttempts.get(id) ?? 0;
+        this.#retryAttempts.set(id, attempt + 1);
+        const delay = backoffDelay(
+          attempt,
+          this.#deps.retryBackoff ?? REQUEST_RETRY_BACKOFF,
+          this.#random,
+        );
+        this.#deps.log.with({ requestId: id }).error(
+          "Processing the request failed: {error}; retrying in {delay} ms",
+          { error, delay },
+        );
+        this.#scheduleRetry(id, delay);
+      }
+    });
+  }
+
+  /** Returns when to look again (another instance holds the claim), or undefined when done. */
+  async #processOnce(target: Target, signal: AbortSignal): Promise<number | undefined> {
+    const { client } = this.#deps;
+    const id = targetId(target);
+    const log = this.#deps.log.with({ requestId: id });
+    const stored = await client.getPluginData(id, signal);
+    let data = stored === undefined ? undefined : decodePluginData(stored);
+
+    if (data === undefined) {
+      if (target.kind !== "request" || target.request.state !== "PENDING") {
+        log.debug("No email was sent for this request; nothing to follow up");
+        return undefined;
+      }
+      data = await this.#create(target.request, signal);
+      if (data === undefined) return undefined;
+    }
+
+    let plan = planWork(target, data);
+    if (isEmptyPlan(plan) && readClaim(data)?.owner !== this.#deps.owner) return undefined;
+
+    // Take (or keep) the claim: only its holder sends for this request.
+    const claimed = await modifyPluginData(client, id, (current) => {
+      if (current === undefined) return undefined;
+      if (!claimFree(current, this.#deps.owner, this.#now())) return undefined;
+      return setClaim(current, this.#newClaim());
+    }, { signal });
+    const holder = claimed.data && readClaim(claimed.data);
+    if (!claimed.data || holder?.owner !== this.#deps.owner) {
+      if (holder) {
+        log.debug("Another instance ({owner}) is sending for this request", {
+          owner: holder.owner,
+        });
+        return holder.expiresAt + 1;
+      }
+      return undefined;
+    }
+    data = claimed.data;
+    plan = planWork(target, data);
+
+    const recorder = new Recorder(this, id, signal);
+    const renew = setInterval(() => recorder.renew(), Math.max(1, this.#claimTtl / 3));
+    const errors: unknown[] = [];
+    try {
+      const facts = factsOf(target, data);
+      if (plan.newThreads.length > 0 && target.kind === "request") {
+        const content = newRequestMessage({
+          clusterName: this.#deps.cluster.clusterName,
+          request: target.request,
+          link: this.#link(id),
+        });
+        await Promise.all(plan.newThreads.map(async (to) => {
+          try {
+            const sent = await this.#sendOne(log, "new request", to, content, undefined, signal);
+            const thread: EmailThread = sent === undefined
+              ? { email: to, timestamp: "", messageId: "" }
+              : {
+                email: to,
+                timestamp: formatThreadTimestamp(new Date(this.#now())),
+                messageId: sent.messageId,
+              };
+            await recorder.record((d) =>
+              sent === undefined ? addFailed(d, to) : addThread(d, thread)
+            );
+          } catch (error) {
+            errors.push(error);
+          }
+        }));
+        // Threads created now may owe replies (reviews that already exist).
+        plan = planWork(target, recorder.latest ?? data);
+      }
+      const resolution = resolutionOf(target);
+      await Promise.all(plan.replies.map(async ({ thread, items }) => {
+        try {
+          await this.#replyInThread(log, recorder, facts, thread, items, resolution, signal);
+        } catch (error) {
+          errors.push(error);
+        }
+      }));
+      if (plan.markResolved && resolution) {
+        await recorder.record((d) => markResolved(d, resolution));
+      }
+    } finally {
+      clearInterval(renew);
+      await recorder.release();
+    }
+    if (errors.length > 0) throw errors[0];
+    return undefined;
+  }
+
+  /** Creates the record for a new pending request, claimed by us; undefined when nobody is to be told. */
+  async #create(request: AccessRequest, signal: AbortSignal): Promise<EmailPluginData | undefined> {
+    const log = this.#deps.log.with({ requestId: request.id });
+    const { recipients, dropped } = recipientsFor(request, this.#deps.roleToRecipients);
+    for (const entry of dropped) {
+      log.warn("Not emailing {recipient}: not a plain email address", { recipient: entry });
+    }
+    if (recipients.length === 0) {
+      log.warn("No recipient for this request: check role_to_recipients");
+    }
+    const result = await modifyPluginData(this.#deps.client, request.id, (current) => {
+      if (current !== undefined) return undefined;
+      const fresh: EmailPluginData = {
+        ...EMPTY_PLUGIN_DATA,
+        user: request.user,
+        roles: request.roles,
+        requestReason: request.requestReason,
+      };
+      return setClaim(setPlannedRecipients(fresh, recipients), this.#newClaim());
+    }, { signal });
+    return result.data;
+  }
+
+  async #replyInThread(
+    log: Logger,
+    recorder: Recorder,
+    facts: RequestFacts,
+    thread: EmailThread,
+    items: readonly Reply[],
+    resolution: Resolution | undefined,
+    signal: AbortSignal,
+  ) {
+    const clusterName = this.#deps.cluster.clusterName;
+    const link = this.#link(facts.id);
+    let progress = threadProgress(recorder.latest ?? EMPTY_PLUGIN_DATA).get(thread.email) ??
+      { reviews: 0, resolved: false };
+    for (const item of items) {
+      const content = item.kind === "review"
+        ? reviewMessage({ clusterName, requestId: facts.id, review: item.review, link })
+        : resolutionMessage({ clusterName, request: facts, link, resolution: resolution! });
+      const kind = item.kind === "review" ? "review" : "resolution";
+      await this.#sendOne(log, kind, thread.email, content, thread.messageId || undefined, signal);
+      progress = item.kind === "review"
+        ? { reviews: Math.max(progress.reviews, item.index + 1), resolved: progress.resolved }
+        : { reviews: progress.reviews, resolved: true };
+      const p = progress;
+      await recorder.record((d) =>
+        recordReplies(d, thread.email, p, resolution ?? { tag: "EXPIRED", reason: "" })
+      );
+    }
+  }
+
+  /**
+   * Sends one email. Resolves with what was sent, or `undefined` when the
+   * email was refused for good (logged; not retried). Rejects for anything
+   * that may work later.
+   */
+  async #sendOne(
+    log: Logger,
+    kind: string,
+    to: string,
+    content: MessageContent,
+    inReplyTo: string | undefined,
+    signal: AbortSignal,
+  ): Promise<SentEmail | undefined> {
+    const email: OutgoingEmail = {
+      to,
+      subject: content.subject,
+      text: content.text,
+      html: content.html,
+      ...(inReplyTo ? { inReplyTo } : {}),
+    };
+    try {
+      const sent = await this.#deps.send(email, signal);
+      log.info("Sent {kind} email to {to}", { kind, to, messageId: sent.messageId });
+      return sent;
+    } catch (error) {
+      const mailError = error as Partial<MailError>;
+      if (mailError?.name === "MailError" && mailError.transient === false) {
+        log.error("Email to {to} refused for good ({kind}): {error}", {
+          to,
+          kind,
+          error,
+          code: mailError.code,
+        });
+        return undefined;
+      }
+      log.warn("Email to {to} not sent yet ({kind}): {error}", { to, kind, error });
+      throw error;
+    }
+  }
+
+  #link(requestId: string): string | undefined {
+    const { cluster } = this.#deps;
+    if (!cluster.advancedAccessWorkflows) return undefined;
+    return requestWebLink(cluster.proxyPublicAddr, requestId);
+  }
+
+  #newClaim(): Claim {
+    return { owner: this.#deps.owner, expiresAt: this.#now() + this.#claimTtl };
+  }
+
+  /** @internal Used by Recorder. */
+  writeUnderClaim(
+    requestId: string,
+    update: (d: EmailPluginData) => EmailPluginData,
+    signal: AbortSignal,
+  ) {
+    return modifyPluginData(this.#deps.client, requestId, (current) => {
+      if (current === undefined || readClaim(current)?.owner !== this.#deps.owner) {
+        throw new LostClaimError(requestId);
+      }
+      return setClaim(update(current), this.#newClaim());
+    }, { signal });
+  }
+
+  /** @internal Used by Recorder. */
+  releaseClaim(requestId: string, signal: AbortSignal) {
+    return modifyPluginData(this.#deps.client, requestId, (current) => {
+      if (current === undefined || readClaim(current)?.owner !== this.#deps.owner) return undefined;
+      return setClaim(current, undefined);
+    }, { signal });
+  }
+
+  #scheduleRetry(requestId: string, delayMs: number) {
+    if (this.#stopped || this.#retries.has(requestId)) return;
+    const timer = setTimeout(() => {
+      this.#retries.delete(requestId);
+      this.#retry(requestId).catch((error) => {
+        this.#deps.log.with({ requestId }).error("Retry failed: {error}", { error });
+      });
+    }, delayMs);
+    this.#retries.set(requestId, { timer });
+  }
+
+  async #retry(requestId: string) {
+    if (this.#stopped) return;
+    const signal = AbortSignal.timeout(10 * 60_000);
+    const [request] = await this.#deps.client.listAccessRequests({ id: requestId }, signal);
+    const target: Target = request ? { kind: "request", request } : { kind: "deleted", requestId };
+    await this.process(target, signal);
+  }
+
+  async #withLock(key: string, fn: () => Promise<void>): Promise<void> {
+    const previous = this.#locks.get(key) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    this.#locks.set(key, run);
+    try {
+      await run;
+    } finally {
+      if (this.#locks.get(key) === run) this.#locks.delete(key);
+    }
+  }
+}
+
+function hasClaim(data: EmailPluginData | undefined): boolean {
+  return data !== undefined && readClaim(data) !== undefined;
+}
+
+/** What a message shows: the request, or what the record kept of a deleted one. */
+function factsOf(target: Target, data: EmailPluginData): RequestFacts {
+  if (target.kind === "request") return target.request;
+  return {
+    id: target.requestId,
+    user: data.user,
+    roles: data.roles,
+    requestReason: data.requestReason,
+  };
+}
+
+/**
+ * Serialises one request's plugin-data writes (sends run in parallel, their
+ * records one after another) and keeps the latest record.
+ */
+class Recorder {
+  #chain: Promise<unknown> = Promise.resolve();
+  latest: EmailPluginData | undefined;
+
+  constructor(
+    private readonly app: NotifyApp,
+    private readonly requestId: string,
+    private readonly signal: AbortSignal,
+  ) {}
+
+  record(update: (d: EmailPluginData) => EmailPluginData): Promise<void> {
+    const run = this.#chain.then(async () => {
+      const result = await this.app.writeUnderClaim(this.requestId, update, this.signal);
+      this.latest = result.data;
+    });
+    this.#chain = run.catch(() => {});
+    return run;
+  }
+
+  renew(): void {
+    this.record((d) => d).catch(() => {});
+  }
+
+  async release(): Promise<void> {
+    await this.#chain;
+    try {
+      await this.app.releaseClaim(this.requestId, this.signal);
+    } catch {
+      // The claim expires by itself.
+    }
+  }
+}

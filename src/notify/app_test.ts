@@ -1,0 +1,339 @@
+/**
+ * The notifier's logic against an in-memory Teleport (exact plugin-data
+ * compare-and-swap semantics) and a recording mailer. The same behaviour is
+ * proven over real gRPC and SMTP in tests/notify_e2e_test.ts.
+ */
+import assert from "node:assert/strict";
+import { getLogger } from "@logtape/logtape";
+import { NotifyApp } from "./app.ts";
+import { MailError, type OutgoingEmail } from "../mail/mailer.ts";
+import {
+  type AccessRequest,
+  type AccessReview,
+  CompareFailedError,
+  type PluginData,
+  type TeleportClient,
+} from "../teleport/types.ts";
+
+class MemoryTeleport implements TeleportClient {
+  requests = new Map<string, AccessRequest>();
+  data = new Map<string, Record<string, string>>();
+  ping() {
+    return Promise.resolve({
+      clusterName: "teleport.example.com",
+      serverVersion: "17.4.8",
+      advancedAccessWorkflows: true,
+      proxyPublicAddr: "teleport.example.com:443",
+    });
+  }
+  // deno-lint-ignore require-yield
+  async *watch() {
+    throw new Error("not used");
+  }
+  listAccessRequests(filter: { id?: string } = {}) {
+    return Promise.resolve(
+      [...this.requests.values()].filter((r) => !filter.id || r.id === filter.id),
+    );
+  }
+  getPluginData(id: string) {
+    const d = this.data.get(id);
+    return Promise.resolve(d ? { ...d } : undefined);
+  }
+  listPluginData() {
+    return Promise.resolve([...this.data].map(([requestId, data]) => ({ requestId, data })));
+  }
+  updatePluginData(id: string, set: PluginData, expect: PluginData) {
+    const stored = this.data.get(id);
+    if (!stored && !this.requests.has(id)) return Promise.reject(new Error("not found"));
+    const current = stored ?? {};
+    for (const [k, v] of Object.entries(expect)) {
+      if ((current[k] ?? "") !== v) {
+        return Promise.reject(new CompareFailedError(`expectations not met for field "${k}"`));
+      }
+    }
+    const next = { ...current };
+    for (const [k, v] of Object.entries(set)) v === "" ? delete next[k] : (next[k] = v);
+    this.data.set(id, next);
+    return Promise.resolve();
+  }
+  listAccessMonitoringRules() {
+    return Promise.resolve([]);
+  }
+  close() {}
+}
+
+function request(id: string, patch: Partial<AccessRequest> = {}): AccessRequest {
+  return {
+    id,
+    user: "alice@example.com",
+    roles: ["editor"],
+    state: "PENDING",
+    requestReason: "hotfix",
+    resolveReason: "",
+    systemAnnotations: {},
+    reviews: [],
+    suggestedReviewers: ["bob@example.com", "carol@example.com"],
+    requestedResources: [],
+    loginHint: "",
+    ...patch,
+  };
+}
+
+function review(author: string, state: "APPROVED" | "DENIED", reason: string): AccessReview {
+  return { author, roles: [], proposedState: state, reason, created: new Date(1795392600_000) };
+}
+
+interface Sent extends OutgoingEmail {
+  messageId: string;
+}
+
+function setup(
+  teleport = new MemoryTeleport(),
+  opts: {
+    owner?: string;
+    fail?: (e: OutgoingEmail, n: number) => Error | undefined;
+    claimTtlMs?: number;
+  } = {},
+) {
+  const sent: Sent[] = [];
+  let n = 0;
+  const app = new NotifyApp({
+    client: teleport,
+    send: (email) => {
+      const error = opts.fail?.(email, n++);
+      if (error) return Promise.reject(error);
+      const messageId = `m${sent.length + 1}.${opts.owner ?? "a"}@example.com`;
+      sent.push({ ...email, messageId });
+      return Promise.resolve({ messageId });
+    },
+    cluster: {
+      clusterName: "teleport.example.com",
+      serverVersion: "17.4.8",
+      advancedAccessWorkflows: true,
+      proxyPublicAddr: "teleport.example.com:443",
+    },
+    roleToRecipients: { "*": ["ops@example.com"] },
+    owner: opts.owner ?? "a",
+    log: getLogger(["test"]),
+    retryBackoff: { baseMs: 5, capMs: 20 },
+    ...(opts.claimTtlMs ? { claimTtlMs: opts.claimTtlMs } : {}),
+  });
+  return { app, sent, teleport };
+}
+
+const signal = () => AbortSignal.timeout(5000);
+
+async function put(app: NotifyApp, teleport: MemoryTeleport, r: AccessRequest) {
+  teleport.requests.set(r.id, r);
+  await app.handleEvent({ type: "put", kind: "access_request", request: r }, signal());
+}
+
+Deno.test("a new request: one thread per recipient, recorded in Go's format, claim released", async () => {
+  const { app, sent, teleport } = setup();
+  await put(app, teleport, request("r1"));
+  assert.deepEqual(sent.map((e) => e.to), [
+    "ops@example.com",
+    "bob@example.com",
+    "carol@example.com",
+  ]);
+  for (const e of sent) {
+    assert.equal(e.subject, "teleport.example.com Role Request r1");
+    assert.equal(e.inReplyTo, undefined);
+    assert.match(e.text, /^You have a new Role Request:/);
+  }
+  const stored = teleport.data.get("r1")!;
+  assert.equal(stored.user, "alice@example.com");
+  assert.equal(stored.roles, "editor");
+  assert.equal(stored.email_claim, undefined);
+  const threads = stored.email_threads!.split(",").map((t) => t.split("/"));
+  assert.deepEqual(threads.map((t) => [t[0], t[2]]).sort(), [
+    ["bob@example.com", "m2.a@example.com"],
+    ["carol@example.com", "m3.a@example.com"],
+    ["ops@example.com", "m1.a@example.com"],
+  ]);
+  // The same event again sends nothing.
+  await put(app, teleport, request("r1"));
+  assert.equal(sent.length, 3);
+});
+
+Deno.test("two reviews then approval: replies in order, then the resolution, once", async () => {
+  const { app, sent, teleport } = setup();
+  await put(app, teleport, request("r2"));
+  const r1 = review("bob@example.com", "APPROVED", "fine");
+  await put(app, teleport, request("r2", { reviews: [r1] }));
+  const r2 = review("carol@example.com", "APPROVED", "okay");
+  await put(
+    app,
+    teleport,
+    request("r2", { reviews: [r1, r2], state: "APPROVED", resolveReason: "okay" }),
+  );
+  const toBob = sent.filter((e) => e.to === "bob@example.com").map((e) => e.text.split("\n")[0]);
+  assert.deepEqual(toBob, [
+    "You have a new Role Request:",
+    "bob@example.com reviewed the request at 23 Nov 26 00:10 UTC.",
+    "carol@example.com reviewed the request at 23 Nov 26 00:10 UTC.",
+    "Role Request has been resolved:",
+  ]);
+  assert.match(sent.at(-1)!.text, /Status: ✅ APPROVED \(okay\)/);
+  const root = sent.find((e) => e.to === "bob@example.com")!.messageId;
+  for (const e of sent.filter((e) => e.to === "bob@example.com" && e.inReplyTo)) {
+    assert.equal(e.inReplyTo, root);
+  }
+  const stored = teleport.data.get("r2")!;
+  assert.equal(stored.reviews_count, "2");
+  assert.equal(stored.resolution, "APPROVED");
+  assert.equal(stored.resolve_reason, "okay");
+  assert.equal(stored.email_replies, undefined, "folded into Go's aggregate keys");
+  const count = sent.length;
+  await put(app, teleport, request("r2", { reviews: [r1, r2], state: "APPROVED" }));
+  assert.equal(sent.length, count, "nothing sent twice");
+});
+
+Deno.test("deleted request: EXPIRED reply in every thread", async () => {
+  const { app, sent, teleport } = setup();
+  await put(app, teleport, request("r3"));
+  teleport.requests.delete("r3");
+  await app.handleEvent({ type: "delete", kind: "access_request", name: "r3" }, signal());
+  const expired = sent.filter((e) => /Status: ⌛ EXPIRED/.test(e.text));
+  assert.equal(expired.length, 3);
+  assert.equal(teleport.data.get("r3")!.resolution, "EXPIRED");
+});
+
+Deno.test("a recipient refused for good is logged and not retried; the others get theirs", async () => {
+  const { app, sent, teleport } = setup(undefined, {
+    fail: (e) =>
+      e.to === "bob@example.com"
+        ? new MailError("550 no such user", { transient: false, recipient: e.to })
+        : undefined,
+  });
+  await put(app, teleport, request("r4"));
+  assert.deepEqual(sent.map((e) => e.to), ["ops@example.com", "carol@example.com"]);
+  assert.equal(teleport.data.get("r4")!.email_failed, "bob@example.com");
+  assert.equal(app.retryQueueDepth, 0);
+});
+
+Deno.test("a transient failure is retried later without repeating what was sent", async () => {
+  let failures = 2;
+  const { app, sent, teleport } = setup(undefined, {
+    fail: (e) =>
+      e.to === "carol@example.com" && failures-- > 0
+        ? new MailError("421 try later", { transient: true })
+        : undefined,
+  });
+  await put(app, teleport, request("r5"));
+  assert.equal(app.retryQueueDepth, 1);
+  for (let i = 0; i < 100 && sent.length < 3; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(sent.map((e) => e.to).sort(), [
+    "bob@example.com",
+    "carol@example.com",
+    "ops@example.com",
+  ]);
+  app.stop();
+});
+
+Deno.test("an instance that died mid-send: after its claim expires another sends only what is missing", async () => {
+  const teleport = new MemoryTeleport();
+  const dying = setup(teleport, {
+    owner: "dead",
+    claimTtlMs: 50,
+    fail: (_e, n) => (n >= 1 ? new Error("killed") : undefined),
+  });
+  // Simulate the crash: the first email goes out, then the process is gone
+  // (its claim stays behind, its retries never run).
+  await put(dying.app, teleport, request("r6"));
+  dying.app.stop();
+  assert.equal(dying.sent.length, 1);
+  teleport.data.set("r6", { ...teleport.data.get("r6")!, email_claim: `dead;${Date.now() + 50}` });
+
+  const next = setup(teleport, { owner: "b", claimTtlMs: 50 });
+  await put(next.app, teleport, request("r6"));
+  assert.equal(next.sent.length, 0, "the claim is still live");
+  for (let i = 0; i < 100 && next.sent.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(next.sent.map((e) => e.to), ["bob@example.com", "carol@example.com"]);
+  next.app.stop();
+});
+
+Deno.test("two instances handling the same events send every email once", async () => {
+  const teleport = new MemoryTeleport();
+  const a = setup(teleport, { owner: "a" });
+  const b = setup(teleport, { owner: "b" });
+  const reqs = Array.from({ length: 8 }, (_, i) => request(`race-${i}`));
+  for (const r of reqs) teleport.requests.set(r.id, r);
+  await Promise.all(
+    reqs.flatMap((r) =>
+      [a, b].map(({ app }) =>
+        app.handleEvent({ type: "put", kind: "access_request", request: r }, signal())
+      )
+    ),
+  );
+  const approved = reqs.map((r) =>
+    request(r.id, {
+      state: "APPROVED",
+      resolveReason: "ok",
+      reviews: [review("bob@example.com", "APPROVED", "ok")],
+    })
+  );
+  for (const r of approved) teleport.requests.set(r.id, r);
+  await Promise.all(
+    approved.flatMap((r) =>
+      [a, b].map(({ app }) =>
+        app.handleEvent({ type: "put", kind: "access_request", request: r }, signal())
+      )
+    ),
+  );
+  const all = [...a.sent, ...b.sent];
+  const keys = all.map((e) => `${e.to} ${e.text.split("\n")[0]} ${e.subject}`);
+  assert.equal(new Set(keys).size, keys.length, "no email twice");
+  assert.equal(all.length, 8 * 3 * 3, "new + review + resolution for 3 recipients of 8 requests");
+  a.app.stop();
+  b.app.stop();
+});
+
+Deno.test("records written by the Go plugin are continued: replies go into its threads", async () => {
+  const { app, sent, teleport } = setup();
+  teleport.data.set("go-1", {
+    user: "alice@example.com",
+    roles: "editor",
+    request_reason: "hotfix",
+    email_threads:
+      "ops@example.com/2026-11-22 10:00:00.5 +0000 UTC m=+1.0/1D4Q8ZC3K2ABC.3W5E11264SGSF@host,bob@example.com/2026-11-22 10:00:01 +0000 UTC/<20261122100001.1.abc@mg.example.com>",
+  });
+  await put(
+    app,
+    teleport,
+    request("go-1", { state: "DENIED", resolveReason: "not okay" }),
+  );
+  assert.deepEqual(sent.map((e) => [e.to, e.inReplyTo]), [
+    ["ops@example.com", "1D4Q8ZC3K2ABC.3W5E11264SGSF@host"],
+    ["bob@example.com", "20261122100001.1.abc@mg.example.com"],
+  ]);
+  assert.match(sent[0]!.text, /Status: ❌ DENIED \(not okay\)/);
+  assert.equal(teleport.data.get("go-1")!.resolution, "DENIED");
+});
+
+Deno.test("reconcile finds requests created, reviewed or deleted while away", async () => {
+  const { app, sent, teleport } = setup();
+  await put(app, teleport, request("seen"));
+  await put(app, teleport, request("gone"));
+  teleport.requests.delete("gone");
+  teleport.requests.set("new", request("new"));
+  teleport.requests.set(
+    "seen",
+    request("seen", { state: "APPROVED", resolveReason: "ok" }),
+  );
+  const before = sent.length;
+  const tasks = await app.reconcile(signal());
+  assert.deepEqual(tasks.map((t) => t.key).sort(), [
+    "access_request/gone",
+    "access_request/new",
+    "access_request/seen",
+  ]);
+  for (const t of tasks) await t.run(signal());
+  const after = sent.slice(before).map((e) =>
+    `${e.subject.split(" ").at(-1)} ${e.text.split("\n")[0]}`
+  );
+  assert.equal(after.filter((l) => l.startsWith("new You have a new")).length, 3);
+  assert.equal(after.filter((l) => l === "seen Role Request has been resolved:").length, 3);
+  assert.equal(after.filter((l) => l === "gone Role Request has been resolved:").length, 3);
+  assert.equal((await app.reconcile(signal())).length, 0, "nothing left after");
+});
