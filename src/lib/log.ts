@@ -88,7 +88,12 @@ export function formatTextLine(record: LogRecord): string {
   // deno-lint-ignore no-control-regex
   message = message.replace(/[\r\n\x00-\x08\x0b-\x1f\x7f]/g, " ");
   const level = (LEVEL_LABEL[record.level] ?? record.level).padEnd(5);
+  // Values already shown in the message are not repeated as key=value.
+  const shown = typeof record.rawMessage === "string"
+    ? new Set([...record.rawMessage.matchAll(/\{([^{}\s]+)\}/g)].map((m) => m[1]))
+    : new Set<string>();
   const props = Object.entries(record.properties)
+    .filter(([key]) => !shown.has(key))
     .map(([key, value]) => ` ${key}=${renderProperty(value)}`)
     .join("");
   return `${new Date(record.timestamp).toISOString()} ${level} ${message}${props}\n`;

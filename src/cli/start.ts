@@ -1,0 +1,51 @@
+/**
+ * `teleport-email start`: load and validate the config, set up logging, then
+ * hand over to the plugin. Config errors go to stderr (exit 1) before any
+ * logging exists; later failures are logged and also exit 1.
+ */
+import type { Config } from "../config/types.ts";
+import { loadConfig } from "../config/load.ts";
+import { closeLogging, logger, setupLogging } from "../lib/log.ts";
+import { VERSION } from "../lib/version.ts";
+import { EXIT_FAILURE } from "./run.ts";
+
+export interface StartDeps {
+  /** Writes text to stderr (used before logging is set up). */
+  printError(text: string): void;
+  /**
+   * Runs the plugin with a validated config until it is told to stop.
+   * Resolves with the exit code.
+   */
+  runPlugin(config: Config): Promise<number>;
+}
+
+export async function startCommand(
+  command: { configPath: string; debug: boolean },
+  deps: StartDeps,
+): Promise<number> {
+  let loaded;
+  try {
+    loaded = loadConfig(command.configPath);
+  } catch (error) {
+    deps.printError(`teleport-email: ${(error as Error).message}\n`);
+    return EXIT_FAILURE;
+  }
+  const { config, warnings } = loaded;
+  try {
+    await setupLogging(config.log, { debug: command.debug });
+  } catch (error) {
+    deps.printError(`teleport-email: ${(error as Error).message}\n`);
+    return EXIT_FAILURE;
+  }
+  const log = logger();
+  try {
+    log.info("Starting Teleport Access Email Plugin {version}", { version: VERSION });
+    for (const warning of warnings) log.warn("{warning}", { warning });
+    return await deps.runPlugin(config);
+  } catch (error) {
+    log.error("Plugin failed: {error}", { error });
+    return EXIT_FAILURE;
+  } finally {
+    await closeLogging();
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Reads the config file, parses it as TOML and hands it to `validateConfig`.
+ * Every failure, from a missing file to a bad value, is a `ConfigError`.
+ *
+ * Relative paths inside the file (`teleport.identity`, `smtp.password_file`,
+ * `smtp.ca_file`...) are used as written, that is relative to the process's
+ * current directory, not to the config file's directory, as in the Go plugin.
+ */
+import { parse, TomlError } from "smol-toml";
+import { ConfigError, describeReadError } from "./error.ts";
+import type { LoadedConfig } from "./types.ts";
+import { type ConfigDeps, validateConfig } from "./validate.ts";
+
+export { ConfigError } from "./error.ts";
+export type { ConfigDeps } from "./validate.ts";
+
+/** Reads files from the local file system. */
+export const DEFAULT_CONFIG_DEPS: ConfigDeps = {
+  readTextFile: (path) => Deno.readTextFileSync(path),
+};
+
+/**
+ * Loads and validates the config file at `path`, reading the files it names
+ * (secrets, CA) through `deps.readTextFile`. Throws `ConfigError`.
+ */
+export function loadConfig(path: string, deps: ConfigDeps = DEFAULT_CONFIG_DEPS): LoadedConfig {
+  const quoted = JSON.stringify(path);
+  let text: string;
+  try {
+    text = deps.readTextFile(path);
+  } catch (error) {
+    const problem = `Cannot read config file ${quoted}: ${describeReadError(error)}`;
+    throw new ConfigError([problem], { message: problem, cause: error });
+  }
+
+  let raw: unknown;
+  try {
+    raw = parse(text);
+  } catch (error) {
+    if (!(error instanceof TomlError)) throw error;
+    // Only the first line of smol-toml's message: the rest quotes the
+    // surrounding lines of the file, which may hold a secret.
+    const reason = error.message.split("\n", 1)[0]?.replace(/^Invalid TOML document: /, "");
+    throw new ConfigError(
+      [`TOML syntax error at line ${error.line}, column ${error.column}: ${reason}`],
+      { heading: `Invalid config file ${quoted}` },
+    );
+  }
+
+  try {
+    return validateConfig(raw, deps);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(error.problems, { heading: `Invalid config file ${quoted}` });
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * The example configuration printed by `teleport-email configure`. Unlike the
+ * Go plugin's, it is valid TOML with exactly one mailer active, and it passes
+ * validation once the SMTP password file exists. Every key is documented;
+ * alternatives and deprecated aliases are commented out.
+ */
+
+/** Commented example config (TOML), ending with a newline. */
+export const CONFIG_TEMPLATE = `# teleport-email configuration (TOML)
+# Save as /etc/teleport-email.toml and run: teleport-email start --config=/etc/teleport-email.toml
+# Relative paths below are relative to the current directory of the process.
+
+[teleport]
+# Teleport Proxy (443 or 3080, TLS routing) or Auth Server (3025) address.
+# Default: "localhost:3025".
+addr = "teleport.example.com:443"
+# auth_server = "teleport.example.com:443"   # deprecated alias of addr
+
+# Identity file exported with \`tctl auth sign --format=file\` or written by tbot.
+identity = "/var/lib/teleport/plugins/email/identity"
+# Reload the identity file periodically (for short-lived tbot certificates).
+refresh_identity = true
+# How often to reload it, as a Go duration ("30s", "1m", "1h30m"). Default: "1m".
+refresh_identity_interval = "1m"
+
+# Alternative to identity, from \`tctl auth sign --format=tls\` (all three together;
+# ignored when identity is set):
+# client_key = "/var/lib/teleport/plugins/email/auth.key"   # TLS private key
+# client_crt = "/var/lib/teleport/plugins/email/auth.crt"   # TLS certificate
+# root_cas = "/var/lib/teleport/plugins/email/auth.cas"     # Teleport CA certificates
+
+# Mailer: configure exactly one of [smtp] and [mailgun].
+# (If both are present, [smtp] is used and [mailgun] is ignored.)
+
+[smtp]
+host = "smtp.example.com"
+# 587 uses STARTTLS, 465 implicit TLS. Default: 587.
+port = 587
+# Leave username out for a relay that needs no authentication.
+username = "teleport@example.com"
+# The password, or a file holding it (read once at startup, trimmed).
+# password = "..."
+password_file = "/var/lib/teleport/plugins/email/smtp_password"
+# mandatory (fail when the server does not offer STARTTLS), opportunistic or
+# disabled. Empty or unset means mandatory. Ignored on port 465.
+starttls_policy = "mandatory"
+# Extra CA certificates (PEM) to trust for the SMTP server, besides the system ones.
+# ca_file = "/var/lib/teleport/plugins/email/smtp_ca.pem"
+
+# [mailgun]
+# domain = "mg.example.com"
+# # The private API key, or a file holding it (read once at startup, trimmed).
+# private_key = "..."
+# # private_key_file = "/var/lib/teleport/plugins/email/mailgun_private_key"
+# # API endpoint; use "https://api.eu.mailgun.net" for the EU region.
+# # Default: "https://api.mailgun.net".
+# api_base = "https://api.mailgun.net"
+
+[delivery]
+# From: address, optionally with a display name: "Teleport <noreply@example.com>".
+sender = "noreply@example.com"
+# recipients = ["security@example.com"]   # deprecated alias of role_to_recipients."*"
+
+[role_to_recipients]
+# Requests for a role go to its addresses (a string or an array of strings);
+# roles without an entry, or with an empty array, go to "*" (required).
+"*" = ["security@example.com", "admin@example.com"]
+"dev" = "dev-manager@example.com"
+
+[log]
+# "stderr", "stdout" or a file path. Default: "stderr".
+output = "stderr"
+# DEBUG, INFO, WARN or ERROR (case-insensitive). Default: "INFO".
+severity = "INFO"
+# "text" for people, "json" for log collectors. Default: "text".
+format = "text"
+`;

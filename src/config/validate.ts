@@ -1,0 +1,663 @@
+/**
+ * Turns the parsed TOML document into a `Config`: applies defaults, reads the
+ * secret and CA files once, and checks every rule of SPEC §2. Every problem
+ * is collected and thrown together as one `ConfigError`; things that are
+ * merely odd (unknown keys, deprecated aliases, ignored settings) become
+ * warnings for the caller to log once logging is up.
+ *
+ * Messages start with the dotted TOML key, quote the offending value and
+ * never contain a secret: values of `smtp.password` and
+ * `mailgun.private_key` and the contents of any file are never shown.
+ */
+import { isPlainAddress, parseMailbox } from "../lib/address.ts";
+import { parseDuration } from "../lib/duration.ts";
+import { Secret } from "../lib/secret.ts";
+import { ConfigError, describeReadError } from "./error.ts";
+import type {
+  Config,
+  LoadedConfig,
+  LogConfig,
+  LogSeverity,
+  MailgunConfig,
+  SmtpConfig,
+  StarttlsPolicy,
+  TeleportConfig,
+} from "./types.ts";
+
+export { ConfigError } from "./error.ts";
+
+/** What validation needs from the outside world. */
+export interface ConfigDeps {
+  /** Reads a whole text file (secret files, `smtp.ca_file`); throws `Deno.errors.*`. */
+  readTextFile(path: string): string;
+}
+
+/** `teleport.addr` when neither it nor `auth_server` is set. */
+export const DEFAULT_TELEPORT_ADDR = "localhost:3025";
+/** `teleport.refresh_identity_interval` when unset: one minute, as in the Go plugin. */
+export const DEFAULT_REFRESH_IDENTITY_INTERVAL_MS = 60_000;
+/** `smtp.port` when unset: submission with STARTTLS. */
+export const DEFAULT_SMTP_PORT = 587;
+/** `mailgun.api_base` when unset: Mailgun's US region. */
+export const DEFAULT_MAILGUN_API_BASE = "https://api.mailgun.net";
+/** `log.output` when unset. */
+export const DEFAULT_LOG_OUTPUT = "stderr";
+
+/** Every key each section accepts; `role_to_recipients` takes any role name. */
+export const CONFIG_KEYS = {
+  teleport: [
+    "addr",
+    "auth_server",
+    "identity",
+    "refresh_identity",
+    "refresh_identity_interval",
+    "client_key",
+    "client_crt",
+    "root_cas",
+  ],
+  mailgun: ["domain", "private_key", "private_key_file", "api_base"],
+  smtp: ["host", "port", "username", "password", "password_file", "starttls_policy", "ca_file"],
+  delivery: ["sender", "recipients"],
+  role_to_recipients: [],
+  log: ["output", "severity", "format"],
+} as const satisfies Record<string, readonly string[]>;
+
+type SectionName = keyof typeof CONFIG_KEYS;
+
+const STARTTLS_POLICIES: readonly StarttlsPolicy[] = ["mandatory", "opportunistic", "disabled"];
+
+/** `log.severity` spellings (lower-cased) accepted by the Go plugin. */
+const SEVERITIES: Readonly<Record<string, LogSeverity>> = {
+  debug: "debug",
+  info: "info",
+  warn: "warning",
+  warning: "warning",
+  err: "error",
+  error: "error",
+};
+
+/** `log.output` aliases accepted by the Go plugin. */
+const OUTPUT_ALIASES: Readonly<Record<string, string>> = {
+  stderr: "stderr",
+  error: "stderr",
+  "2": "stderr",
+  stdout: "stdout",
+  out: "stdout",
+  "1": "stdout",
+};
+
+const PEM_CERTIFICATE_MARKER = "-----BEGIN CERTIFICATE-----";
+
+type Table = Record<string, unknown>;
+
+/** A value that was present but wrong; the problem is already recorded. */
+const INVALID = Symbol("invalid");
+type Invalid = typeof INVALID;
+
+function isTable(value: unknown): value is Table {
+  return typeof value === "object" && value !== null && !Array.isArray(value) &&
+    !(value instanceof Date);
+}
+
+function kindOf(value: unknown): string {
+  if (typeof value === "string") return "a string";
+  if (typeof value === "boolean") return "a boolean";
+  if (typeof value === "number") return Number.isInteger(value) ? "an integer" : "a float";
+  if (typeof value === "bigint") return "an integer";
+  if (Array.isArray(value)) return "an array";
+  if (value instanceof Date) return "a date-time";
+  if (isTable(value)) return "a table";
+  return typeof value;
+}
+
+/** A scalar as it appears in a message: JSON-quoted, so control characters stay visible. */
+function quote(value: string | number | boolean | bigint): string {
+  return typeof value === "string" ? JSON.stringify(value) : `"${value}"`;
+}
+
+/** The kind of a wrong-typed value, plus the value itself unless it may be a secret. */
+function describe(value: unknown, secret = false): string {
+  const kind = kindOf(value);
+  const scalar = typeof value === "string" || typeof value === "number" ||
+    typeof value === "boolean" || typeof value === "bigint";
+  return scalar && !secret ? `${kind} ${quote(value)}` : kind;
+}
+
+/** A TOML key as written in a dotted path: bare when possible, else quoted. */
+function keyName(key: string): string {
+  return /^[A-Za-z0-9_-]+$/.test(key) ? key : JSON.stringify(key);
+}
+
+function lowerFirst(text: string): string {
+  return text.charAt(0).toLowerCase() + text.slice(1);
+}
+
+/** Collects problems (fatal) and warnings (logged) while walking the document. */
+class Review {
+  readonly problems: string[] = [];
+  readonly warnings: string[] = [];
+
+  problem(key: string, text: string): void {
+    this.problems.push(`${key}: ${text}`);
+  }
+
+  warning(key: string, text: string): void {
+    this.warnings.push(`${key}: ${text}`);
+  }
+
+  /** The `[name]` section: `undefined` when absent, `INVALID` when not a table. */
+  section(raw: Table, name: SectionName): Table | undefined | Invalid {
+    if (!Object.hasOwn(raw, name)) return undefined;
+    const value = raw[name];
+    if (!isTable(value)) {
+      this.problem(name, `must be a table ([${name}]), got ${describe(value)}`);
+      return INVALID;
+    }
+    const known: readonly string[] = CONFIG_KEYS[name];
+    if (name !== "role_to_recipients") {
+      for (const key of Object.keys(value)) {
+        if (!known.includes(key)) this.warning(`${name}.${keyName(key)}`, "unknown key, ignored");
+      }
+    }
+    return value;
+  }
+
+  /** An optional string; an empty string counts as unset, as in the Go plugin. */
+  string(table: Table, section: string, key: string, secret = false): string | undefined | Invalid {
+    if (!Object.hasOwn(table, key)) return undefined;
+    const value = table[key];
+    if (typeof value !== "string") {
+      this.problem(`${section}.${key}`, `must be a string, got ${describe(value, secret)}`);
+      return INVALID;
+    }
+    return value === "" ? undefined : value;
+  }
+
+  /** Reads a secret file once; its contents, trimmed, must not be empty. */
+  secretFile(deps: ConfigDeps, key: string, path: string): Secret | Invalid {
+    let text: string;
+    try {
+      text = deps.readTextFile(path);
+    } catch (error) {
+      this.problem(key, `cannot read ${quote(path)}: ${describeReadError(error)}`);
+      return INVALID;
+    }
+    const value = text.trim();
+    if (value === "") {
+      this.problem(key, `file ${quote(path)} is empty`);
+      return INVALID;
+    }
+    return new Secret(value);
+  }
+}
+
+function validateTeleport(raw: Table, review: Review): TeleportConfig | undefined {
+  const table = review.section(raw, "teleport");
+  if (table === INVALID) return undefined;
+  const t = table ?? {};
+  const str = (key: string) => review.string(t, "teleport", key);
+
+  const addrValue = str("addr");
+  const authServer = str("auth_server");
+  let addr = addrValue === INVALID ? undefined : addrValue;
+  if (authServer !== undefined && authServer !== INVALID) {
+    review.warning("teleport.auth_server", "deprecated, use teleport.addr instead");
+    if (addr === undefined && addrValue !== INVALID) {
+      addr = authServer;
+    } else if (addr !== undefined && addr !== authServer) {
+      const values = `${quote(authServer)} is not ${quote(addr)}`;
+      review.problem(
+        "teleport.auth_server",
+        `conflicts with teleport.addr: ${values}; keep only teleport.addr`,
+      );
+    }
+  }
+
+  const identity = str("identity");
+  const triple = {
+    client_key: str("client_key"),
+    client_crt: str("client_crt"),
+    root_cas: str("root_cas"),
+  };
+  const tripleKeys = Object.keys(triple) as Array<keyof typeof triple>;
+  const given = tripleKeys.filter((key) => triple[key] !== undefined);
+  const missing = tripleKeys.filter((key) => triple[key] === undefined);
+  const dotted = (keys: readonly string[]) => keys.map((key) => `teleport.${key}`).join(", ");
+
+  let credentials: TeleportConfig["credentials"] | undefined;
+  if (identity === INVALID) {
+    // Already reported; the triple cannot be judged without knowing the identity.
+  } else if (identity !== undefined) {
+    credentials = { kind: "identity", identityFile: identity };
+    if (given.length > 0) review.warning(dotted(given), "ignored because teleport.identity is set");
+  } else if (given.length === 0) {
+    review.problem(
+      "teleport.identity",
+      "is required (or set all of teleport.client_key, teleport.client_crt and teleport.root_cas)",
+    );
+  } else if (missing.length > 0) {
+    const present = dotted(given).replace(/, ([^,]*)$/, " and $1");
+    review.problem(dotted(missing), `required together with ${present} (or use teleport.identity)`);
+  } else {
+    const { client_key: clientKey, client_crt: clientCrt, root_cas: rootCas } = triple;
+    if (
+      typeof clientKey === "string" && typeof clientCrt === "string" && typeof rootCas === "string"
+    ) {
+      credentials = { kind: "files", clientKey, clientCrt, rootCas };
+    }
+  }
+
+  let refreshIdentity = false;
+  if (Object.hasOwn(t, "refresh_identity")) {
+    const value = t["refresh_identity"];
+    if (typeof value !== "boolean") {
+      review.problem("teleport.refresh_identity", `must be a boolean, got ${describe(value)}`);
+    } else {
+      refreshIdentity = value;
+      if (value && identity === undefined) {
+        review.problem("teleport.refresh_identity", "requires teleport.identity");
+      }
+    }
+  }
+
+  let refreshIdentityIntervalMs = DEFAULT_REFRESH_IDENTITY_INTERVAL_MS;
+  if (Object.hasOwn(t, "refresh_identity_interval")) {
+    const key = "teleport.refresh_identity_interval";
+    const value = t["refresh_identity_interval"];
+    if (typeof value !== "string") {
+      review.problem(key, `must be a duration string such as "1m", got ${describe(value)}`);
+    } else {
+      try {
+        refreshIdentityIntervalMs = parseDuration(value);
+        if (refreshIdentityIntervalMs === 0) {
+          review.problem(key, `must be longer than zero, got ${quote(value)}`);
+        }
+      } catch (error) {
+        review.problem(key, lowerFirst((error as Error).message));
+      }
+    }
+  }
+
+  if (credentials === undefined) return undefined;
+  return {
+    addr: addr ?? DEFAULT_TELEPORT_ADDR,
+    credentials,
+    refreshIdentity,
+    refreshIdentityIntervalMs,
+  };
+}
+
+/** Resolves `<key>` / `<key>_file` into a secret; `undefined` when neither is set. */
+function secretSetting(
+  table: Table,
+  section: string,
+  key: string,
+  deps: ConfigDeps,
+  review: Review,
+): Secret | undefined | Invalid {
+  const value = review.string(table, section, key, true);
+  const file = review.string(table, section, `${key}_file`);
+  if (value === INVALID || file === INVALID) return INVALID;
+  if (value !== undefined) {
+    if (file !== undefined) {
+      review.warning(`${section}.${key}_file`, `ignored because ${section}.${key} is set`);
+    }
+    return new Secret(value);
+  }
+  if (file !== undefined) return review.secretFile(deps, `${section}.${key}_file`, file);
+  return undefined;
+}
+
+function validateSmtp(table: Table, deps: ConfigDeps, review: Review): SmtpConfig | undefined {
+  let ok = true;
+  const host = review.string(table, "smtp", "host");
+  if (host === undefined) review.problem("smtp.host", "is required");
+
+  let port = DEFAULT_SMTP_PORT;
+  if (Object.hasOwn(table, "port")) {
+    const value = table["port"];
+    const expected = "must be an integer from 1 to 65535";
+    if (typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65535) {
+      port = value;
+    } else {
+      ok = false;
+      const got = typeof value === "number" ? quote(value) : describe(value);
+      review.problem("smtp.port", `${expected}, got ${got}`);
+    }
+  }
+
+  const username = review.string(table, "smtp", "username");
+  let password: Secret | undefined | Invalid;
+  if (username === undefined) {
+    const stray = ["password", "password_file"].filter((key) =>
+      typeof review.string(table, "smtp", key, key === "password") === "string"
+    );
+    if (stray.length > 0) {
+      review.warning(
+        stray.map((key) => `smtp.${key}`).join(", "),
+        "ignored because smtp.username is not set (no SMTP authentication)",
+      );
+    }
+  } else if (username !== INVALID) {
+    password = secretSetting(table, "smtp", "password", deps, review);
+    if (password === undefined) {
+      review.problem(
+        "smtp.password",
+        "is required when smtp.username is set (or set smtp.password_file)",
+      );
+    }
+  }
+
+  let starttlsPolicy: StarttlsPolicy = "mandatory";
+  const policy = review.string(table, "smtp", "starttls_policy");
+  if (typeof policy === "string") {
+    const known = STARTTLS_POLICIES.find((candidate) => candidate === policy);
+    if (known === undefined) {
+      ok = false;
+      review.problem(
+        "smtp.starttls_policy",
+        `must be one of mandatory, opportunistic or disabled, got ${quote(policy)}`,
+      );
+    } else {
+      starttlsPolicy = known;
+    }
+  }
+
+  let ca: string | undefined;
+  const caFile = review.string(table, "smtp", "ca_file");
+  if (typeof caFile === "string") {
+    try {
+      ca = deps.readTextFile(caFile);
+      if (!ca.includes(PEM_CERTIFICATE_MARKER)) {
+        ok = false;
+        review.problem("smtp.ca_file", `file ${quote(caFile)} holds no PEM certificate`);
+      }
+    } catch (error) {
+      ok = false;
+      review.problem("smtp.ca_file", `cannot read ${quote(caFile)}: ${describeReadError(error)}`);
+    }
+  }
+
+  if (
+    !ok || typeof host !== "string" || username === INVALID || password === INVALID ||
+    policy === INVALID || caFile === INVALID || (username !== undefined && password === undefined)
+  ) {
+    return undefined;
+  }
+  return {
+    kind: "smtp",
+    host,
+    port,
+    ...(username === undefined ? {} : { username }),
+    ...(password === undefined ? {} : { password }),
+    starttlsPolicy,
+    ...(ca === undefined ? {} : { ca }),
+  };
+}
+
+function validateMailgun(
+  table: Table,
+  deps: ConfigDeps,
+  review: Review,
+): MailgunConfig | undefined {
+  const domain = review.string(table, "mailgun", "domain");
+  if (domain === undefined) review.problem("mailgun.domain", "is required");
+
+  const privateKey = secretSetting(table, "mailgun", "private_key", deps, review);
+  if (privateKey === undefined) {
+    review.problem("mailgun.private_key", "is required (or set mailgun.private_key_file)");
+  }
+
+  let apiBase: string | undefined = DEFAULT_MAILGUN_API_BASE;
+  const base = review.string(table, "mailgun", "api_base");
+  if (base === INVALID) {
+    apiBase = undefined;
+  } else if (base !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(base);
+    } catch {
+      // Reported below.
+    }
+    if (url === undefined || (url.protocol !== "https:" && url.protocol !== "http:")) {
+      review.problem("mailgun.api_base", `must be an http(s) URL, got ${quote(base)}`);
+      apiBase = undefined;
+    } else {
+      apiBase = base.replace(/\/+$/, "");
+    }
+  }
+
+  if (typeof domain !== "string" || !(privateKey instanceof Secret) || apiBase === undefined) {
+    return undefined;
+  }
+  return { kind: "mailgun", domain, privateKey, apiBase };
+}
+
+function validateMailer(
+  raw: Table,
+  deps: ConfigDeps,
+  review: Review,
+): SmtpConfig | MailgunConfig | undefined {
+  const hasSmtp = Object.hasOwn(raw, "smtp");
+  const hasMailgun = Object.hasOwn(raw, "mailgun");
+  if (hasSmtp) {
+    if (hasMailgun) {
+      review.warning(
+        "mailgun",
+        "the [mailgun] section is ignored because [smtp] is also present; SMTP is used",
+      );
+    }
+    const table = review.section(raw, "smtp");
+    return isTable(table) ? validateSmtp(table, deps, review) : undefined;
+  }
+  if (hasMailgun) {
+    const table = review.section(raw, "mailgun");
+    return isTable(table) ? validateMailgun(table, deps, review) : undefined;
+  }
+  review.problem("smtp", "no mailer configured: add an [smtp] or a [mailgun] section");
+  return undefined;
+}
+
+function validateSender(delivery: Table | undefined, review: Review): string | undefined {
+  const sender = review.string(delivery ?? {}, "delivery", "sender");
+  if (sender === INVALID) return undefined;
+  if (sender === undefined) {
+    review.problem("delivery.sender", "is required");
+    return undefined;
+  }
+  try {
+    parseMailbox(sender);
+  } catch {
+    review.problem(
+      "delivery.sender",
+      `must be an email address, optionally with a display name, got ${quote(sender)}`,
+    );
+    return undefined;
+  }
+  return sender;
+}
+
+/** Checks one recipient value; `key` is its dotted path for messages. */
+function recipientAddress(value: unknown, key: string, review: Review): string | undefined {
+  if (typeof value !== "string") {
+    review.problem(key, `must be an email address, got ${describe(value)}`);
+    return undefined;
+  }
+  if (!isPlainAddress(value)) {
+    review.problem(
+      key,
+      `must be a plain email address (no display name or spaces), got ${quote(value)}`,
+    );
+    return undefined;
+  }
+  return value;
+}
+
+function recipientList(values: readonly unknown[], key: string, review: Review): string[] {
+  return values.flatMap((value, index) =>
+    recipientAddress(value, `${key}[${index}]`, review) ?? []
+  );
+}
+
+function validateRecipients(
+  raw: Table,
+  delivery: Table | undefined,
+  review: Review,
+): Record<string, readonly string[]> | undefined {
+  const mapping = review.section(raw, "role_to_recipients");
+  const roles = isTable(mapping) ? Object.entries(mapping) : [];
+
+  let legacy: unknown[] = [];
+  if (delivery !== undefined && Object.hasOwn(delivery, "recipients")) {
+    const value = delivery["recipients"];
+    review.warning("delivery.recipients", 'deprecated, use role_to_recipients."*" instead');
+    if (!Array.isArray(value)) {
+      review.problem(
+        "delivery.recipients",
+        `must be an array of email addresses, got ${describe(value)}`,
+      );
+      return undefined;
+    }
+    legacy = value;
+  }
+  if (mapping === INVALID) return undefined;
+
+  if (legacy.length > 0) {
+    if (roles.length > 0) {
+      review.problem(
+        "delivery.recipients",
+        'cannot be used together with [role_to_recipients]; move the addresses to role_to_recipients."*"',
+      );
+      return undefined;
+    }
+    const before = review.problems.length;
+    const all = recipientList(legacy, "delivery.recipients", review);
+    return review.problems.length === before ? { "*": all } : undefined;
+  }
+
+  if (roles.length === 0) {
+    review.problem(
+      "role_to_recipients",
+      'is required: map "*" to the recipients of requests for roles without their own entry',
+    );
+    return undefined;
+  }
+
+  const before = review.problems.length;
+  const entries: Array<[string, readonly string[]]> = [];
+  for (const [role, value] of roles) {
+    const key = `role_to_recipients.${JSON.stringify(role)}`;
+    if (typeof value === "string") {
+      const address = recipientAddress(value, key, review);
+      if (address !== undefined) entries.push([role, [address]]);
+    } else if (Array.isArray(value)) {
+      entries.push([role, recipientList(value, key, review)]);
+    } else {
+      review.problem(
+        key,
+        `must be an email address or an array of email addresses, got ${describe(value)}`,
+      );
+    }
+  }
+  const wildcard = roles.find(([role]) => role === "*");
+  if (wildcard === undefined) {
+    review.problem(
+      'role_to_recipients."*"',
+      "is required: the recipients of requests for roles without their own entry",
+    );
+  } else if (Array.isArray(wildcard[1]) && wildcard[1].length === 0) {
+    review.problem('role_to_recipients."*"', "must list at least one email address");
+  }
+  if (review.problems.length !== before) return undefined;
+  // A null prototype keeps role names such as "constructor" from meeting Object.prototype.
+  return Object.setPrototypeOf(Object.fromEntries(entries), null);
+}
+
+function validateLog(raw: Table, review: Review): LogConfig | undefined {
+  const table = review.section(raw, "log");
+  if (table === INVALID) return undefined;
+  const t = table ?? {};
+  let ok = true;
+
+  let output = DEFAULT_LOG_OUTPUT;
+  const outputValue = review.string(t, "log", "output");
+  if (outputValue === INVALID) ok = false;
+  else if (outputValue !== undefined) output = OUTPUT_ALIASES[outputValue] ?? outputValue;
+
+  let severity: LogSeverity = "info";
+  const severityValue = review.string(t, "log", "severity");
+  if (severityValue === INVALID) ok = false;
+  else if (severityValue !== undefined) {
+    const known = SEVERITIES[severityValue.toLowerCase()];
+    if (known === undefined) {
+      ok = false;
+      review.problem(
+        "log.severity",
+        `must be one of DEBUG, INFO, WARN or ERROR, got ${quote(severityValue)}`,
+      );
+    } else {
+      severity = known;
+    }
+  }
+
+  let format: LogConfig["format"] = "text";
+  const formatValue = review.string(t, "log", "format");
+  if (formatValue === INVALID) ok = false;
+  else if (formatValue !== undefined) {
+    const lower = formatValue.toLowerCase();
+    if (lower === "text" || lower === "json") {
+      format = lower;
+    } else {
+      ok = false;
+      review.problem("log.format", `must be text or json, got ${quote(formatValue)}`);
+    }
+  }
+
+  return ok ? { output, severity, format } : undefined;
+}
+
+/**
+ * Validates a parsed config document (the output of a TOML parser) and
+ * reads the files it names through `deps`. Returns the config and the
+ * warnings to log; throws `ConfigError` listing every problem found.
+ */
+export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
+  if (!isTable(raw)) {
+    throw new ConfigError([`The document must be a TOML table, got ${kindOf(raw)}`]);
+  }
+  const review = new Review();
+  const sections: readonly string[] = Object.keys(CONFIG_KEYS);
+  for (const [key, value] of Object.entries(raw)) {
+    if (sections.includes(key)) continue;
+    review.warning(
+      keyName(key),
+      isTable(value) ? "unknown section, ignored" : "unknown key, ignored",
+    );
+  }
+
+  const teleport = validateTeleport(raw, review);
+  const mailer = validateMailer(raw, deps, review);
+  const delivery = review.section(raw, "delivery");
+  const deliveryTable = isTable(delivery) ? delivery : undefined;
+  const sender = delivery === INVALID ? undefined : validateSender(deliveryTable, review);
+  const roleToRecipients = validateRecipients(raw, deliveryTable, review);
+  const log = validateLog(raw, review);
+
+  if (
+    review.problems.length > 0 || teleport === undefined || mailer === undefined ||
+    sender === undefined || roleToRecipients === undefined || log === undefined
+  ) {
+    // Every undefined above comes with a recorded problem; the fallback only guards that promise.
+    throw new ConfigError(
+      review.problems.length > 0 ? review.problems : ["Invalid configuration (no detail recorded)"],
+    );
+  }
+  const config: Config = {
+    teleport,
+    mailer,
+    delivery: { sender },
+    roleToRecipients,
+    log,
+  };
+  return { config, warnings: review.warnings };
+}

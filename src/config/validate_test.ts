@@ -1,0 +1,778 @@
+import assert from "node:assert/strict";
+import { parse } from "smol-toml";
+import { Secret } from "../lib/secret.ts";
+import type { Config, LoadedConfig } from "./types.ts";
+import { type ConfigDeps, ConfigError, validateConfig } from "./validate.ts";
+
+// Secret values the tests look for in every message.
+const SMTP_PASSWORD = "smtp-pa55word-7f3a";
+const MAILGUN_KEY = "key-9c1d5e0b2a";
+
+const FILES: Readonly<Record<string, string>> = {
+  "/secrets/smtp_password": `  ${SMTP_PASSWORD}\n`,
+  "/secrets/mailgun_key": `${MAILGUN_KEY}\n`,
+  "/secrets/empty": " \n\t\n",
+  "/secrets/unreadable": "",
+  "/etc/ssl/smtp_ca.pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+  "/etc/ssl/not_pem.txt": "hello",
+};
+
+interface FakeDeps extends ConfigDeps {
+  readonly reads: string[];
+}
+
+function fakeDeps(files: Readonly<Record<string, string>> = FILES): FakeDeps {
+  const reads: string[] = [];
+  return {
+    reads,
+    readTextFile(path) {
+      reads.push(path);
+      if (path === "/secrets/unreadable") {
+        throw new Deno.errors.PermissionDenied(
+          `Permission denied (os error 13): readfile '${path}'`,
+        );
+      }
+      const text = files[path];
+      if (text === undefined) {
+        throw new Deno.errors.NotFound(
+          `No such file or directory (os error 2): readfile '${path}'`,
+        );
+      }
+      return text;
+    },
+  };
+}
+
+// Sections of a valid config; each test replaces or drops the ones it is about.
+const TELEPORT = `[teleport]
+addr = "teleport.example.com:443"
+identity = "/var/lib/teleport/plugins/email/identity"
+`;
+const SMTP = `[smtp]
+host = "smtp.example.com"
+username = "teleport"
+password_file = "/secrets/smtp_password"
+`;
+const MAILGUN = `[mailgun]
+domain = "mg.example.com"
+private_key = "${MAILGUN_KEY}"
+`;
+const DELIVERY = `[delivery]
+sender = "noreply@example.com"
+`;
+const ROLES = `[role_to_recipients]
+"*" = ["security@example.com"]
+`;
+
+interface Sections {
+  teleport?: string;
+  mailer?: string;
+  delivery?: string;
+  roles?: string;
+  extra?: string;
+}
+
+/** A config document from the default sections, with `sections` replacing some of them. */
+function doc(sections: Sections = {}): string {
+  const {
+    teleport = TELEPORT,
+    mailer = SMTP,
+    delivery = DELIVERY,
+    roles = ROLES,
+    extra = "",
+  } = sections;
+  return [teleport, mailer, delivery, roles, extra].join("\n");
+}
+
+function accept(toml: string, deps: ConfigDeps = fakeDeps()): LoadedConfig {
+  return validateConfig(parse(toml), deps);
+}
+
+function problemsOf(toml: string, deps: ConfigDeps = fakeDeps()): readonly string[] {
+  try {
+    validateConfig(parse(toml), deps);
+  } catch (error) {
+    assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
+    return error.problems;
+  }
+  assert.fail("expected a ConfigError");
+}
+
+/** Plain-object copy of the role map (it has a null prototype). */
+function roles(config: Config): Record<string, readonly string[]> {
+  return { ...config.roleToRecipients };
+}
+
+Deno.test("a minimal config gets every default", () => {
+  const { config, warnings } = accept(doc());
+  assert.deepEqual(warnings, []);
+  const { mailer, ...rest } = config;
+  assert.deepEqual({ ...rest, roleToRecipients: roles(config) }, {
+    teleport: {
+      addr: "teleport.example.com:443",
+      credentials: { kind: "identity", identityFile: "/var/lib/teleport/plugins/email/identity" },
+      refreshIdentity: false,
+      refreshIdentityIntervalMs: 60_000,
+    },
+    delivery: { sender: "noreply@example.com" },
+    roleToRecipients: { "*": ["security@example.com"] },
+    log: { output: "stderr", severity: "info", format: "text" },
+  });
+  assert.equal(mailer.kind, "smtp");
+  if (mailer.kind !== "smtp") return;
+  assert.equal(mailer.host, "smtp.example.com");
+  assert.equal(mailer.port, 587);
+  assert.equal(mailer.username, "teleport");
+  assert.equal(mailer.starttlsPolicy, "mandatory");
+  assert.equal(mailer.ca, undefined);
+  assert.ok(mailer.password instanceof Secret);
+  assert.equal(mailer.password.reveal(), SMTP_PASSWORD, "the password file is trimmed");
+});
+
+Deno.test("[teleport]", async (t) => {
+  const cases: Array<{
+    name: string;
+    teleport: string;
+    expect: Partial<Config["teleport"]>;
+    warnings?: string[];
+  }> = [
+    {
+      name: "addr defaults to localhost:3025",
+      teleport: `[teleport]\nidentity = "/id"`,
+      expect: { addr: "localhost:3025" },
+    },
+    {
+      name: "an empty addr counts as unset",
+      teleport: `[teleport]\naddr = ""\nidentity = "/id"`,
+      expect: { addr: "localhost:3025" },
+    },
+    {
+      name: "auth_server is a deprecated alias of addr",
+      teleport: `[teleport]\nauth_server = "auth.example.com:3025"\nidentity = "/id"`,
+      expect: { addr: "auth.example.com:3025" },
+      warnings: ["teleport.auth_server: deprecated, use teleport.addr instead"],
+    },
+    {
+      name: "auth_server equal to addr only warns",
+      teleport: `[teleport]\naddr = "a:3025"\nauth_server = "a:3025"\nidentity = "/id"`,
+      expect: { addr: "a:3025" },
+      warnings: ["teleport.auth_server: deprecated, use teleport.addr instead"],
+    },
+    {
+      name: "identity wins over the key/cert/CA triple, with a warning",
+      teleport: `[teleport]
+identity = "/id"
+client_key = "/k"
+client_crt = "/c"
+root_cas = "/ca"`,
+      expect: { credentials: { kind: "identity", identityFile: "/id" } },
+      warnings: [
+        "teleport.client_key, teleport.client_crt, teleport.root_cas: " +
+        "ignored because teleport.identity is set",
+      ],
+    },
+    {
+      name: "the key/cert/CA triple without identity",
+      teleport: `[teleport]\nclient_key = "/k"\nclient_crt = "/c"\nroot_cas = "/ca"`,
+      expect: { credentials: { kind: "files", clientKey: "/k", clientCrt: "/c", rootCas: "/ca" } },
+    },
+    {
+      name: "refresh_identity with identity, and a Go duration",
+      teleport: `[teleport]
+identity = "/id"
+refresh_identity = true
+refresh_identity_interval = "1h30m"`,
+      expect: { refreshIdentity: true, refreshIdentityIntervalMs: 5_400_000 },
+    },
+    {
+      name: "fractional and sub-second durations",
+      teleport: `[teleport]\nidentity = "/id"\nrefresh_identity_interval = "1.5s"`,
+      expect: { refreshIdentityIntervalMs: 1_500 },
+    },
+  ];
+  for (const { name, teleport, expect, warnings = [] } of cases) {
+    await t.step(name, () => {
+      const loaded = accept(doc({ teleport }));
+      assert.deepEqual(loaded.warnings, warnings);
+      for (const [key, value] of Object.entries(expect)) {
+        assert.deepEqual(loaded.config.teleport[key as keyof Config["teleport"]], value, key);
+      }
+    });
+  }
+});
+
+Deno.test("[teleport] problems", async (t) => {
+  const cases: Array<[name: string, teleport: string, problems: string[]]> = [
+    ["no credentials at all", "", [
+      "teleport.identity: is required " +
+      "(or set all of teleport.client_key, teleport.client_crt and teleport.root_cas)",
+    ]],
+    ["a partial triple names the missing keys", `[teleport]\nclient_key = "/k"`, [
+      "teleport.client_crt, teleport.root_cas: required together with teleport.client_key " +
+      "(or use teleport.identity)",
+    ]],
+    ["a triple missing one key", `[teleport]\nclient_key = "/k"\nclient_crt = "/c"`, [
+      "teleport.root_cas: required together with teleport.client_key and teleport.client_crt " +
+      "(or use teleport.identity)",
+    ]],
+    [
+      "refresh_identity needs identity",
+      `[teleport]\nclient_key = "/k"\nclient_crt = "/c"\nroot_cas = "/ca"\nrefresh_identity = true`,
+      ["teleport.refresh_identity: requires teleport.identity"],
+    ],
+    [
+      "auth_server conflicting with addr",
+      `[teleport]\naddr = "a:443"\nauth_server = "b:3025"\nidentity = "/id"`,
+      [
+        'teleport.auth_server: conflicts with teleport.addr: "b:3025" is not "a:443"; keep only teleport.addr',
+      ],
+    ],
+    ["a bad duration", `[teleport]\nidentity = "/id"\nrefresh_identity_interval = "5x"`, [
+      'teleport.refresh_identity_interval: invalid duration "5x": unknown unit "x" ' +
+      "(use ns, us, ms, s, m or h)",
+    ]],
+    ["a duration in days", `[teleport]\nidentity = "/id"\nrefresh_identity_interval = "1d"`, [
+      'teleport.refresh_identity_interval: invalid duration "1d": unknown unit "d" ' +
+      "(use ns, us, ms, s, m or h)",
+    ]],
+    ["a negative duration", `[teleport]\nidentity = "/id"\nrefresh_identity_interval = "-1m"`, [
+      'teleport.refresh_identity_interval: invalid duration "-1m": must not be negative',
+    ]],
+    ["a zero duration", `[teleport]\nidentity = "/id"\nrefresh_identity_interval = "0s"`, [
+      'teleport.refresh_identity_interval: must be longer than zero, got "0s"',
+    ]],
+    ["a duration as a number", `[teleport]\nidentity = "/id"\nrefresh_identity_interval = 60`, [
+      'teleport.refresh_identity_interval: must be a duration string such as "1m", got an integer "60"',
+    ]],
+    ["refresh_identity as a string", `[teleport]\nidentity = "/id"\nrefresh_identity = "yes"`, [
+      'teleport.refresh_identity: must be a boolean, got a string "yes"',
+    ]],
+    ["identity as a number", `[teleport]\nidentity = 1`, [
+      'teleport.identity: must be a string, got an integer "1"',
+    ]],
+    ["teleport as a string", `teleport = "teleport.example.com:443"`, [
+      'teleport: must be a table ([teleport]), got a string "teleport.example.com:443"',
+    ]],
+  ];
+  for (const [name, teleport, problems] of cases) {
+    await t.step(name, () => {
+      // The teleport line must come first: a bare key after a table header belongs to it.
+      const text = teleport.startsWith("teleport =")
+        ? `${teleport}\n${doc({ teleport: "" })}`
+        : doc({ teleport });
+      assert.deepEqual(problemsOf(text), problems);
+    });
+  }
+});
+
+Deno.test("mailer choice", async (t) => {
+  await t.step("both [smtp] and [mailgun]: SMTP wins, [mailgun] is named and not validated", () => {
+    const { config, warnings } = accept(doc({ mailer: `${SMTP}\n[mailgun]\ndomain = ""` }));
+    assert.equal(config.mailer.kind, "smtp");
+    assert.deepEqual(warnings, [
+      "mailgun: the [mailgun] section is ignored because [smtp] is also present; SMTP is used",
+    ]);
+  });
+  await t.step("neither [smtp] nor [mailgun]", () => {
+    assert.deepEqual(problemsOf(doc({ mailer: "" })), [
+      "smtp: no mailer configured: add an [smtp] or a [mailgun] section",
+    ]);
+  });
+  await t.step("[mailgun] alone, with the default API base", () => {
+    const { config, warnings } = accept(doc({ mailer: MAILGUN }));
+    assert.deepEqual(warnings, []);
+    assert.equal(config.mailer.kind, "mailgun");
+    if (config.mailer.kind !== "mailgun") return;
+    assert.equal(config.mailer.domain, "mg.example.com");
+    assert.equal(config.mailer.privateKey.reveal(), MAILGUN_KEY);
+    assert.equal(config.mailer.apiBase, "https://api.mailgun.net");
+  });
+});
+
+Deno.test("[mailgun]", async (t) => {
+  const cases: Array<{ name: string; mailgun: string; apiBase?: string; warnings?: string[] }> = [
+    {
+      name: "private_key_file is read and trimmed",
+      mailgun: `domain = "mg.example.com"\nprivate_key_file = "/secrets/mailgun_key"`,
+    },
+    {
+      name: "private_key wins over private_key_file, which is not read",
+      mailgun: `domain = "mg.example.com"
+private_key = "${MAILGUN_KEY}"
+private_key_file = "/secrets/missing"`,
+      warnings: ["mailgun.private_key_file: ignored because mailgun.private_key is set"],
+    },
+    {
+      name: "api_base for the EU region, trailing slash stripped",
+      mailgun: `domain = "mg.example.com"
+private_key = "${MAILGUN_KEY}"
+api_base = "https://api.eu.mailgun.net/"`,
+      apiBase: "https://api.eu.mailgun.net",
+    },
+    {
+      name: "a plain http api_base (a test server)",
+      mailgun: `domain = "mg.example.com"
+private_key = "${MAILGUN_KEY}"
+api_base = "http://127.0.0.1:8080"`,
+      apiBase: "http://127.0.0.1:8080",
+    },
+  ];
+  for (const { name, mailgun, apiBase = "https://api.mailgun.net", warnings = [] } of cases) {
+    await t.step(name, () => {
+      const deps = fakeDeps();
+      const { config, warnings: got } = accept(doc({ mailer: `[mailgun]\n${mailgun}` }), deps);
+      assert.deepEqual(got, warnings);
+      assert.equal(config.mailer.kind, "mailgun");
+      if (config.mailer.kind !== "mailgun") return;
+      assert.equal(config.mailer.privateKey.reveal(), MAILGUN_KEY);
+      assert.equal(config.mailer.apiBase, apiBase);
+      assert.ok(!deps.reads.includes("/secrets/missing"));
+    });
+  }
+
+  const problems: Array<[name: string, mailgun: string, problems: string[]]> = [
+    ["nothing set", "", [
+      "mailgun.domain: is required",
+      "mailgun.private_key: is required (or set mailgun.private_key_file)",
+    ]],
+    ["an empty private_key_file", `domain = "d"\nprivate_key_file = "/secrets/empty"`, [
+      'mailgun.private_key_file: file "/secrets/empty" is empty',
+    ]],
+    ["a missing private_key_file", `domain = "d"\nprivate_key_file = "/secrets/missing"`, [
+      'mailgun.private_key_file: cannot read "/secrets/missing": not found',
+    ]],
+    ["a non-http api_base", `domain = "d"\nprivate_key = "k"\napi_base = "ftp://mg.example.com"`, [
+      'mailgun.api_base: must be an http(s) URL, got "ftp://mg.example.com"',
+    ]],
+    [
+      "an api_base that is no URL",
+      `domain = "d"\nprivate_key = "k"\napi_base = "api.mailgun.net"`,
+      [
+        'mailgun.api_base: must be an http(s) URL, got "api.mailgun.net"',
+      ],
+    ],
+  ];
+  for (const [name, mailgun, expected] of problems) {
+    await t.step(name, () => {
+      assert.deepEqual(problemsOf(doc({ mailer: `[mailgun]\n${mailgun}` })), expected);
+    });
+  }
+});
+
+Deno.test("smtp.starttls_policy", async (t) => {
+  const cases: Array<[written: string | undefined, policy: string]> = [
+    ["mandatory", "mandatory"],
+    ["opportunistic", "opportunistic"],
+    ["disabled", "disabled"],
+    ["", "mandatory"],
+    [undefined, "mandatory"],
+  ];
+  for (const [written, policy] of cases) {
+    await t.step(`${JSON.stringify(written)} → ${policy}`, () => {
+      const line = written === undefined ? "" : `starttls_policy = "${written}"`;
+      const { config } = accept(doc({ mailer: `${SMTP}${line}` }));
+      assert.equal(config.mailer.kind === "smtp" && config.mailer.starttlsPolicy, policy);
+    });
+  }
+  for (const bad of ["tls", "Mandatory", "none"]) {
+    await t.step(`${JSON.stringify(bad)} is rejected`, () => {
+      assert.deepEqual(problemsOf(doc({ mailer: `${SMTP}starttls_policy = "${bad}"` })), [
+        `smtp.starttls_policy: must be one of mandatory, opportunistic or disabled, got "${bad}"`,
+      ]);
+    });
+  }
+});
+
+Deno.test("[smtp]", async (t) => {
+  await t.step("port 465 and an inline password", () => {
+    const { config } = accept(doc({
+      mailer: `[smtp]\nhost = "h"\nport = 465\nusername = "u"\npassword = "${SMTP_PASSWORD}"`,
+    }));
+    assert.equal(config.mailer.kind, "smtp");
+    if (config.mailer.kind !== "smtp") return;
+    assert.equal(config.mailer.port, 465);
+    assert.equal(config.mailer.password?.reveal(), SMTP_PASSWORD);
+  });
+  await t.step("no username: no authentication, password settings ignored with a warning", () => {
+    const deps = fakeDeps();
+    const { config, warnings } = accept(
+      doc({ mailer: `[smtp]\nhost = "relay.internal"\npassword_file = "/secrets/missing"` }),
+      deps,
+    );
+    assert.deepEqual(warnings, [
+      "smtp.password_file: ignored because smtp.username is not set (no SMTP authentication)",
+    ]);
+    assert.equal(config.mailer.kind, "smtp");
+    if (config.mailer.kind !== "smtp") return;
+    assert.equal("username" in config.mailer, false);
+    assert.equal("password" in config.mailer, false);
+    assert.deepEqual(deps.reads, []);
+  });
+  await t.step("password wins over password_file, which is not read", () => {
+    const deps = fakeDeps();
+    const { warnings } = accept(
+      doc({ mailer: `${SMTP}password = "${SMTP_PASSWORD}"` }),
+      deps,
+    );
+    assert.deepEqual(warnings, ["smtp.password_file: ignored because smtp.password is set"]);
+    assert.deepEqual(deps.reads, []);
+  });
+  await t.step("the Go template's empty password with a password_file uses the file", () => {
+    const deps = fakeDeps();
+    const { config, warnings } = accept(doc({ mailer: `${SMTP}password = ""` }), deps);
+    assert.deepEqual(warnings, []);
+    assert.equal(config.mailer.kind === "smtp" && config.mailer.password?.reveal(), SMTP_PASSWORD);
+    assert.deepEqual(deps.reads, ["/secrets/smtp_password"], "secret files are read once");
+  });
+  await t.step("ca_file is read as PEM text", () => {
+    const { config } = accept(doc({ mailer: `${SMTP}ca_file = "/etc/ssl/smtp_ca.pem"` }));
+    assert.equal(
+      config.mailer.kind === "smtp" && config.mailer.ca,
+      FILES["/etc/ssl/smtp_ca.pem"],
+    );
+  });
+
+  const base = `[smtp]\nhost = "h"\nusername = "u"\n`;
+  const cases: Array<[name: string, smtp: string, problems: string[]]> = [
+    ["no host", `[smtp]\nusername = "u"\npassword = "p"`, ["smtp.host: is required"]],
+    ["a username without a password", `[smtp]\nhost = "h"\nusername = "u"`, [
+      "smtp.password: is required when smtp.username is set (or set smtp.password_file)",
+    ]],
+    ["an empty password_file", `${base}password_file = "/secrets/empty"`, [
+      'smtp.password_file: file "/secrets/empty" is empty',
+    ]],
+    ["a missing password_file", `${base}password_file = "/secrets/missing"`, [
+      'smtp.password_file: cannot read "/secrets/missing": not found',
+    ]],
+    ["an unreadable password_file", `${base}password_file = "/secrets/unreadable"`, [
+      'smtp.password_file: cannot read "/secrets/unreadable": permission denied',
+    ]],
+    ["port 0", `${base}password = "p"\nport = 0`, [
+      'smtp.port: must be an integer from 1 to 65535, got "0"',
+    ]],
+    ["port 70000", `${base}password = "p"\nport = 70000`, [
+      'smtp.port: must be an integer from 1 to 65535, got "70000"',
+    ]],
+    ["a fractional port", `${base}password = "p"\nport = 587.5`, [
+      'smtp.port: must be an integer from 1 to 65535, got "587.5"',
+    ]],
+    ["port as a string", `${base}password = "p"\nport = "587"`, [
+      'smtp.port: must be an integer from 1 to 65535, got a string "587"',
+    ]],
+    ["a missing ca_file", `${base}password = "p"\nca_file = "/etc/ssl/missing.pem"`, [
+      'smtp.ca_file: cannot read "/etc/ssl/missing.pem": not found',
+    ]],
+    ["a ca_file without a certificate", `${base}password = "p"\nca_file = "/etc/ssl/not_pem.txt"`, [
+      'smtp.ca_file: file "/etc/ssl/not_pem.txt" holds no PEM certificate',
+    ]],
+    ["a password of the wrong type without a username", `[smtp]\nhost = "h"\npassword = 1234`, [
+      "smtp.password: must be a string, got an integer",
+    ]],
+    ["host as a number", `[smtp]\nhost = 25`, ['smtp.host: must be a string, got an integer "25"']],
+    ["smtp as an array", `smtp = ["smtp.example.com"]`, [
+      "smtp: must be a table ([smtp]), got an array",
+    ]],
+  ];
+  for (const [name, smtp, problems] of cases) {
+    await t.step(name, () => {
+      const text = smtp.startsWith("smtp =")
+        ? `${smtp}\n${doc({ mailer: "" })}`
+        : doc({ mailer: smtp });
+      assert.deepEqual(problemsOf(text), problems);
+    });
+  }
+});
+
+Deno.test("delivery.sender", async (t) => {
+  for (
+    const sender of [
+      "noreply@example.com",
+      "Teleport <noreply@example.com>",
+      '"Access, Teleport" <a@b.c>',
+    ]
+  ) {
+    await t.step(`${JSON.stringify(sender)} is kept as written`, () => {
+      const { config } = accept(
+        doc({ delivery: `[delivery]\nsender = ${JSON.stringify(sender)}` }),
+      );
+      assert.equal(config.delivery.sender, sender);
+    });
+  }
+  const cases: Array<[name: string, delivery: string, problems: string[]]> = [
+    ["no [delivery] section", "", ["delivery.sender: is required"]],
+    ["an empty sender", `[delivery]\nsender = ""`, ["delivery.sender: is required"]],
+    ["not an address", `[delivery]\nsender = "noreply"`, [
+      'delivery.sender: must be an email address, optionally with a display name, got "noreply"',
+    ]],
+    ["a header injection", `[delivery]\nsender = "a@b.c\\r\\nBcc: x@y.z"`, [
+      "delivery.sender: must be an email address, optionally with a display name, " +
+      'got "a@b.c\\r\\nBcc: x@y.z"',
+    ]],
+  ];
+  for (const [name, delivery, problems] of cases) {
+    await t.step(name, () => {
+      assert.deepEqual(problemsOf(doc({ delivery })), problems);
+    });
+  }
+});
+
+Deno.test("recipients", async (t) => {
+  await t.step('delivery.recipients moves to "*", with a deprecation warning', () => {
+    const { config, warnings } = accept(doc({
+      delivery: `${DELIVERY}recipients = ["a@example.com", "b@example.com"]`,
+      roles: "",
+    }));
+    assert.deepEqual(roles(config), { "*": ["a@example.com", "b@example.com"] });
+    assert.deepEqual(warnings, [
+      'delivery.recipients: deprecated, use role_to_recipients."*" instead',
+    ]);
+  });
+  await t.step("a role mapped to a string and one to an array", () => {
+    const { config, warnings } = accept(doc({
+      roles: `[role_to_recipients]
+"*" = ["security@example.com", "admin@example.com"]
+"dev" = "dev-manager@example.com"
+"prod" = ["sre@example.com", "cto@example.com"]
+"empty" = []`,
+    }));
+    assert.deepEqual(warnings, []);
+    assert.deepEqual(roles(config), {
+      "*": ["security@example.com", "admin@example.com"],
+      dev: ["dev-manager@example.com"],
+      prod: ["sre@example.com", "cto@example.com"],
+      empty: [],
+    });
+  });
+  await t.step('"*" as a string', () => {
+    const { config } = accept(doc({ roles: `[role_to_recipients]\n"*" = "all@example.com"` }));
+    assert.deepEqual(roles(config), { "*": ["all@example.com"] });
+  });
+  await t.step("role names that are Object.prototype members stay plain data", () => {
+    const { config } = accept(doc({
+      roles: `${ROLES}"constructor" = "c@example.com"\n"__proto__" = "p@example.com"`,
+    }));
+    assert.deepEqual(roles(config), {
+      "*": ["security@example.com"],
+      constructor: ["c@example.com"],
+      ["__proto__"]: ["p@example.com"],
+    });
+    assert.equal(Object.getPrototypeOf(config.roleToRecipients), null);
+  });
+
+  const cases: Array<[name: string, sections: Sections, problems: string[]]> = [
+    ['no "*"', { roles: `[role_to_recipients]\n"dev" = "dev@example.com"` }, [
+      'role_to_recipients."*": is required: the recipients of requests for roles without their own entry',
+    ]],
+    ['an empty "*"', { roles: `[role_to_recipients]\n"*" = []` }, [
+      'role_to_recipients."*": must list at least one email address',
+    ]],
+    ['an empty string for "*"', { roles: `[role_to_recipients]\n"*" = ""` }, [
+      'role_to_recipients."*": must be a plain email address (no display name or spaces), got ""',
+    ]],
+    ["neither recipients nor a mapping", { roles: "" }, [
+      'role_to_recipients: is required: map "*" to the recipients of requests for roles without their own entry',
+    ]],
+    ["an empty mapping", { roles: "[role_to_recipients]" }, [
+      'role_to_recipients: is required: map "*" to the recipients of requests for roles without their own entry',
+    ]],
+    ["both recipients and a mapping", { delivery: `${DELIVERY}recipients = ["a@example.com"]` }, [
+      "delivery.recipients: cannot be used together with [role_to_recipients]; " +
+      'move the addresses to role_to_recipients."*"',
+    ]],
+    ["a display name in a role's array", {
+      roles: `${ROLES}"dev" = ["dev@example.com", "Dev Team <team@example.com>"]`,
+    }, [
+      'role_to_recipients."dev"[1]: must be a plain email address (no display name or spaces), ' +
+      'got "Dev Team <team@example.com>"',
+    ]],
+    ["surrounding spaces in a role's string", { roles: `${ROLES}"dev" = " dev@example.com"` }, [
+      'role_to_recipients."dev": must be a plain email address (no display name or spaces), ' +
+      'got " dev@example.com"',
+    ]],
+    ["a number in a role's array", { roles: `[role_to_recipients]\n"*" = ["a@example.com", 42]` }, [
+      'role_to_recipients."*"[1]: must be an email address, got an integer "42"',
+    ]],
+    ["a table as a role's value", { roles: `${ROLES}dev.team = "t@example.com"` }, [
+      'role_to_recipients."dev": must be an email address or an array of email addresses, got a table',
+    ]],
+    ["a bad address in delivery.recipients", {
+      delivery: `${DELIVERY}recipients = ["ok@example.com", "not-an-address"]`,
+      roles: "",
+    }, [
+      'delivery.recipients[1]: must be a plain email address (no display name or spaces), got "not-an-address"',
+    ]],
+    ["delivery.recipients as a string", {
+      delivery: `${DELIVERY}recipients = "a@example.com"`,
+      roles: "",
+    }, ['delivery.recipients: must be an array of email addresses, got a string "a@example.com"']],
+  ];
+  for (const [name, sections, problems] of cases) {
+    await t.step(name, () => {
+      assert.deepEqual(problemsOf(doc(sections)), problems);
+    });
+  }
+});
+
+Deno.test("[log]", async (t) => {
+  const cases: Array<[log: string, expected: Config["log"]]> = [
+    ["", { output: "stderr", severity: "info", format: "text" }],
+    [`severity = "INFO"`, { output: "stderr", severity: "info", format: "text" }],
+    [`severity = "Debug"`, { output: "stderr", severity: "debug", format: "text" }],
+    [`severity = "WARN"`, { output: "stderr", severity: "warning", format: "text" }],
+    [`severity = "warning"`, { output: "stderr", severity: "warning", format: "text" }],
+    [`severity = "ERROR"`, { output: "stderr", severity: "error", format: "text" }],
+    [`severity = "err"`, { output: "stderr", severity: "error", format: "text" }],
+    [`output = "stdout"`, { output: "stdout", severity: "info", format: "text" }],
+    [`output = "1"`, { output: "stdout", severity: "info", format: "text" }],
+    [`output = "2"`, { output: "stderr", severity: "info", format: "text" }],
+    [`output = "/var/log/teleport-email.log"`, {
+      output: "/var/log/teleport-email.log",
+      severity: "info",
+      format: "text",
+    }],
+    [`format = "json"`, { output: "stderr", severity: "info", format: "json" }],
+    [`format = "JSON"`, { output: "stderr", severity: "info", format: "json" }],
+  ];
+  for (const [log, expected] of cases) {
+    await t.step(log || "(empty section)", () => {
+      assert.deepEqual(accept(doc({ extra: `[log]\n${log}` })).config.log, expected);
+    });
+  }
+  await t.step("bad severity and format", () => {
+    assert.deepEqual(problemsOf(doc({ extra: `[log]\nseverity = "verbose"\nformat = "xml"` })), [
+      'log.severity: must be one of DEBUG, INFO, WARN or ERROR, got "verbose"',
+      'log.format: must be text or json, got "xml"',
+    ]);
+  });
+});
+
+Deno.test("unknown keys and sections are warned about, not fatal", () => {
+  const { config, warnings } = accept(
+    `debug = true\n${doc({ mailer: `${SMTP}hots = "typo"`, extra: `[slack]\ntoken = "x"` })}`,
+  );
+  assert.equal(config.mailer.kind, "smtp");
+  assert.deepEqual(warnings, [
+    "debug: unknown key, ignored",
+    "slack: unknown section, ignored",
+    "smtp.hots: unknown key, ignored",
+  ]);
+});
+
+Deno.test("several problems are reported together, in file order", () => {
+  let error: unknown;
+  try {
+    validateConfig(
+      parse(`[teleport]
+refresh_identity_interval = "soon"
+[smtp]
+port = 70000
+starttls_policy = "always"
+[delivery]
+sender = "nobody"
+[role_to_recipients]
+"dev" = "Dev <dev@example.com>"
+[log]
+severity = "loud"`),
+      fakeDeps(),
+    );
+  } catch (caught) {
+    error = caught;
+  }
+  assert.ok(error instanceof ConfigError);
+  const problems = [
+    "teleport.identity: is required " +
+    "(or set all of teleport.client_key, teleport.client_crt and teleport.root_cas)",
+    'teleport.refresh_identity_interval: invalid duration "soon": ' +
+    "expected a number followed by a unit such as 1m or 30s",
+    "smtp.host: is required",
+    'smtp.port: must be an integer from 1 to 65535, got "70000"',
+    'smtp.starttls_policy: must be one of mandatory, opportunistic or disabled, got "always"',
+    'delivery.sender: must be an email address, optionally with a display name, got "nobody"',
+    'role_to_recipients."dev": must be a plain email address (no display name or spaces), ' +
+    'got "Dev <dev@example.com>"',
+    'role_to_recipients."*": is required: the recipients of requests for roles without their own entry',
+    'log.severity: must be one of DEBUG, INFO, WARN or ERROR, got "loud"',
+  ];
+  assert.deepEqual(error.problems, problems);
+  assert.equal(
+    error.message,
+    `Invalid configuration (9 problems):\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+  );
+  assert.equal(error.name, "ConfigError");
+});
+
+Deno.test("a single problem makes a one-line message", () => {
+  assert.throws(
+    () => accept(doc({ delivery: "" })),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.message, "Invalid configuration: delivery.sender: is required");
+      return true;
+    },
+  );
+});
+
+Deno.test("secrets never appear in problems, warnings or the config's text forms", async (t) => {
+  const secrets = [SMTP_PASSWORD, MAILGUN_KEY];
+  const failing: Array<[name: string, toml: string]> = [
+    [
+      "password of the wrong type elsewhere",
+      doc({
+        mailer: `[smtp]\nhost = "h"\nusername = "u"\npassword = ["${SMTP_PASSWORD}"]`,
+      }),
+    ],
+    [
+      "password set but other problems",
+      doc({
+        mailer: `[smtp]\nusername = "u"\npassword = "${SMTP_PASSWORD}"\nport = -1`,
+        delivery: "",
+      }),
+    ],
+    [
+      "mailgun key with a bad domain",
+      doc({
+        mailer: `[mailgun]\nprivate_key = "${MAILGUN_KEY}"\napi_base = "nope"`,
+      }),
+    ],
+    [
+      "mailgun key of the wrong type",
+      doc({ mailer: `[mailgun]\ndomain = "d"\nprivate_key = 123456` }),
+    ],
+    ["secret in an ignored [mailgun]", doc({ mailer: `${SMTP}port = 0\n${MAILGUN}` })],
+  ];
+  for (const [name, toml] of failing) {
+    await t.step(name, () => {
+      assert.throws(() => accept(toml), (error: unknown) => {
+        assert.ok(error instanceof ConfigError);
+        for (const secret of [...secrets, "123456"]) {
+          assert.ok(!error.message.includes(secret), `${secret} leaked: ${error.message}`);
+        }
+        return true;
+      });
+    });
+  }
+  await t.step("warnings and text forms of a valid config", () => {
+    const loaded = accept(doc({
+      mailer: `${SMTP}password = "${SMTP_PASSWORD}"\n${MAILGUN}private_key_file = "/x"`,
+    }));
+    assert.ok(loaded.warnings.length > 0);
+    const texts = [
+      loaded.warnings.join("\n"),
+      JSON.stringify(loaded.config),
+      Deno.inspect(loaded.config, { depth: 10 }),
+      String(loaded.config.mailer.kind === "smtp" && loaded.config.mailer.password),
+    ];
+    for (const text of texts) {
+      for (const secret of secrets) assert.ok(!text.includes(secret), `${secret} leaked: ${text}`);
+    }
+  });
+});
+
+Deno.test("validateConfig rejects a document that is not a table", () => {
+  assert.throws(
+    () => validateConfig(["not", "a", "table"], fakeDeps()),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.problems[0] === "The document must be a TOML table, got an array",
+  );
+});

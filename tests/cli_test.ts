@@ -1,0 +1,120 @@
+/**
+ * Black-box tests of the command line: spawn `main.ts` the way an operator
+ * runs the binary and check exit codes, stdout and stderr.
+ */
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { parse as parseToml } from "smol-toml";
+
+const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `deno run -A main.ts …args` in `cwd` (default: a temp dir, to prove cwd does not matter). */
+export async function runMain(args: string[], options: { cwd?: string } = {}): Promise<RunResult> {
+  const cwd = options.cwd ?? await Deno.makeTempDir();
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, ...args],
+    cwd,
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    stdin: "null",
+  }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+Deno.test("version prints one line: teleport-email v<version> git:<ref> deno<version>", async () => {
+  const { code, stdout, stderr } = await runMain(["version"]);
+  assert.equal(code, 0, stderr);
+  assert.match(stdout, /^teleport-email v\d+\.\d+\.\d+\S* git:\S+ deno\d+\.\d+\.\d+\n$/);
+  assert.equal(stdout, stdout.trim() + "\n");
+});
+
+Deno.test("help, --help and -h print usage on stdout and exit 0", async () => {
+  for (const args of [["help"], ["--help"], ["-h"], ["help", "start"], ["start", "--help"]]) {
+    const { code, stdout } = await runMain(args);
+    assert.equal(code, 0, args.join(" "));
+    assert.match(stdout, /Usage: teleport-email/, args.join(" "));
+  }
+});
+
+Deno.test("unknown command and unknown flag: one line plus a hint on stderr, exit 2", async () => {
+  for (
+    const [args, message] of [
+      [["frobnicate"], 'Unknown command "frobnicate"'],
+      [["start", "--frob"], 'Unknown flag "--frob"'],
+    ] as const
+  ) {
+    const { code, stdout, stderr } = await runMain([...args]);
+    assert.equal(code, 2);
+    assert.equal(stdout, "");
+    assert.equal(stderr, `teleport-email: ${message}\nTry 'teleport-email --help' for usage.\n`);
+  }
+});
+
+Deno.test("configure prints valid TOML that start accepts once its placeholders are filled", async () => {
+  const { code, stdout } = await runMain(["configure"]);
+  assert.equal(code, 0);
+  const parsed = parseToml(stdout) as Record<string, Record<string, unknown>>;
+  assert.ok(parsed.teleport && parsed.delivery && parsed.role_to_recipients, "sections present");
+
+  // Fill in the placeholders: the secret file the template points at.
+  const dir = await Deno.makeTempDir();
+  const passwordFile = `${dir}/smtp_password`;
+  await Deno.writeTextFile(passwordFile, "s3cret-value\n");
+  const config = stdout.replaceAll("/var/lib/teleport/plugins/email/smtp_password", passwordFile);
+  await Deno.writeTextFile(`${dir}/teleport-email.toml`, config);
+
+  const run = await runMain(["start", "-c", "teleport-email.toml"], { cwd: dir });
+  assert.match(run.stderr, /Starting Teleport Access Email Plugin/);
+  assert.doesNotMatch(run.stderr, /s3cret-value/);
+  assert.doesNotMatch(run.stderr, /WARN/, "the template draws no warning");
+});
+
+Deno.test("start with a missing config file: exit 1 naming the path", async () => {
+  const { code, stderr } = await runMain(["start", "--config", "/nonexistent/teleport-email.toml"]);
+  assert.equal(code, 1);
+  assert.match(stderr, /\/nonexistent\/teleport-email\.toml/);
+});
+
+Deno.test("start with a bad config: exit 1, every problem named by its key, no secret", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/bad.toml`,
+    [
+      "[smtp]",
+      'host = "smtp.example.com"',
+      "port = 70000",
+      'username = "u"',
+      'password = "hunter2-secret"',
+      'starttls_policy = "sometimes"',
+      "[delivery]",
+      'sender = "noreply@example.com"',
+      "[role_to_recipients]",
+      '"dev" = ["eng@example.com"]',
+    ].join("\n"),
+  );
+  const { code, stderr } = await runMain(["start", "-c", `${dir}/bad.toml`]);
+  assert.equal(code, 1);
+  assert.match(stderr, /smtp\.port/);
+  assert.match(stderr, /smtp\.starttls_policy/);
+  assert.match(stderr, /role_to_recipients/);
+  assert.doesNotMatch(stderr, /hunter2-secret/);
+});
+
+Deno.test("start with a TOML syntax error: exit 1 with line and column", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(`${dir}/broken.toml`, '[smtp]\nhost = "a"\nport = = 3\n');
+  const { code, stderr } = await runMain(["start", "-c", `${dir}/broken.toml`]);
+  assert.equal(code, 1);
+  assert.match(stderr, /line 3/i);
+  assert.match(stderr, /column \d+/i);
+});
