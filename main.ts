@@ -1,26 +1,70 @@
 /**
  * Composition root of `teleport-email`: parses argv, builds the real
  * dependencies (config loading, the identity-file gRPC client with its
- * refresh, the mailer backend), runs the command and maps errors to exit codes.
+ * refresh, the mailer backend, signals), runs the command and maps errors to
+ * exit codes. The only module that calls `Deno.exit`.
  */
 import { parseCommand, USAGE_HINT, UsageError } from "./src/cli/args.ts";
 import { runCommand } from "./src/cli/run.ts";
 import type { Config } from "./src/config/types.ts";
 import { logger } from "./src/lib/log.ts";
+import { createMailgunMailer } from "./src/mail/mailgun.ts";
+import type { Mailer } from "./src/mail/mailer.ts";
+import { createSmtpMailer } from "./src/mail/smtp.ts";
+import { runPlugin } from "./src/notify/plugin.ts";
+import { defaultIdentityFs } from "./src/teleport/identity_store.ts";
+import { isOwnerGone, processOwner, realOwnerDeps } from "./src/lib/owner.ts";
 
 /** Exit code for a wrong command line. */
 const EXIT_USAGE = 2;
+/** Exit code after a second SIGINT (128 + 2, as shells report it). */
+const EXIT_INTERRUPTED = 130;
 
 const encoder = new TextEncoder();
-const print = (text: string) => Deno.stdout.writeSync(encoder.encode(text));
-const printError = (text: string) => Deno.stderr.writeSync(encoder.encode(text));
+const print = (text: string) => void Deno.stdout.writeSync(encoder.encode(text));
+const printError = (text: string) => void Deno.stderr.writeSync(encoder.encode(text));
 
-// deno-lint-ignore require-await
-async function runPlugin(_config: Config): Promise<number> {
-  logger().error(
-    "Nothing else is wired yet: the Teleport client and the mailers are not part of this build",
-  );
-  return 1;
+function createMailer(config: Config): Mailer {
+  const { mailer, delivery } = config;
+  return mailer.kind === "smtp"
+    ? createSmtpMailer(mailer, delivery.sender)
+    : createMailgunMailer(mailer, delivery.sender);
+}
+
+/** SIGTERM / SIGINT stop gracefully; a second SIGINT exits at once; SIGHUP reloads. */
+function installSignals(stop: AbortController, reloadListeners: (() => void)[]) {
+  const log = logger("signals");
+  let interrupts = 0;
+  Deno.addSignalListener("SIGTERM", () => {
+    log.info("SIGTERM received: finishing in-flight emails, then exiting");
+    stop.abort(new Error("SIGTERM"));
+  });
+  Deno.addSignalListener("SIGINT", () => {
+    if (++interrupts > 1) Deno.exit(EXIT_INTERRUPTED);
+    log.info("SIGINT received: finishing in-flight emails (again to exit at once)");
+    stop.abort(new Error("SIGINT"));
+  });
+  Deno.addSignalListener("SIGHUP", () => {
+    log.info("SIGHUP received: reloading the identity");
+    for (const listener of reloadListeners) listener();
+  });
+}
+
+async function runPluginWithRealDeps(config: Config): Promise<number> {
+  const stop = new AbortController();
+  const reloadListeners: (() => void)[] = [];
+  installSignals(stop, reloadListeners);
+  const ownerDeps = realOwnerDeps();
+  const owner = processOwner(ownerDeps);
+  return await runPlugin(config, {
+    env: Deno.env.toObject(),
+    identityFs: defaultIdentityFs(),
+    createMailer,
+    onReload: (listener) => reloadListeners.push(listener),
+    log: logger(),
+    owner,
+    isOwnerGone: (other) => isOwnerGone(other, owner, ownerDeps),
+  }, stop.signal);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -32,7 +76,7 @@ async function main(argv: string[]): Promise<number> {
     printError(`teleport-email: ${error.message}\n${USAGE_HINT}\n`);
     return EXIT_USAGE;
   }
-  return await runCommand(command, { print, printError, runPlugin });
+  return await runCommand(command, { print, printError, runPlugin: runPluginWithRealDeps });
 }
 
 Deno.exit(await main(Deno.args));

@@ -61,6 +61,11 @@ export interface AppDeps {
   readonly random?: () => number;
   readonly claimTtlMs?: number;
   readonly retryBackoff?: BackoffOptions;
+  /**
+   * Whether a claim's owner is known to be gone (e.g. an earlier run of this
+   * plugin on this host), so its claim need not be waited out.
+   */
+  isOwnerGone?(owner: string): boolean;
 }
 
 /** Raised when our claim on a request was taken over (we were too slow): stop sending. */
@@ -191,7 +196,7 @@ export class NotifyApp {
     // Take (or keep) the claim: only its holder sends for this request.
     const claimed = await modifyPluginData(client, id, (current) => {
       if (current === undefined) return undefined;
-      if (!claimFree(current, this.#deps.owner, this.#now())) return undefined;
+      if (!this.#claimFree(current)) return undefined;
       return setClaim(current, this.#newClaim());
     }, { signal });
     const holder = claimed.data && readClaim(claimed.data);
@@ -353,6 +358,12 @@ export class NotifyApp {
     const { cluster } = this.#deps;
     if (!cluster.advancedAccessWorkflows) return undefined;
     return requestWebLink(cluster.proxyPublicAddr, requestId);
+  }
+
+  #claimFree(data: EmailPluginData): boolean {
+    if (claimFree(data, this.#deps.owner, this.#now())) return true;
+    const holder = readClaim(data);
+    return holder !== undefined && (this.#deps.isOwnerGone?.(holder.owner) ?? false);
   }
 
   #newClaim(): Claim {

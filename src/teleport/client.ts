@@ -1,0 +1,347 @@
+/**
+ * The Teleport API client over gRPC: the only code that builds requests and
+ * reads responses as proto messages. Callers get domain types (`types.ts`).
+ * One channel per client; the channel's credentials read the newest
+ * identity on every new connection.
+ */
+import * as grpc from "@grpc/grpc-js";
+import type { Logger } from "@logtape/logtape";
+import {
+  type PbEvent,
+  type PbListAccessMonitoringRulesResponse,
+  type PbListAccessRequestsResponse,
+  type PbPingResponse,
+  type PbPluginDataSeq,
+  teleportProto,
+} from "./proto.ts";
+import {
+  KIND_ACCESS_REQUEST,
+  toAccessMonitoringRule,
+  toAccessRequest,
+  toPingInfo,
+  toPluginData,
+  toWatchEvent,
+} from "./convert.ts";
+import {
+  type AuthChannel,
+  connectAuth,
+  type Connected,
+  type CredentialsSource,
+  type Env,
+} from "./dial.ts";
+import {
+  type AccessMonitoringRule,
+  type AccessRequest,
+  CompareFailedError,
+  type PingInfo,
+  type PluginData,
+  type TeleportClient,
+  type WatchEvent,
+} from "./types.ts";
+
+/** The plugin name our data is stored under (the Go plugin's). */
+export const PLUGIN_NAME = "email";
+/** Deadline of one unary call. */
+export const CALL_TIMEOUT_MS = 10_000;
+/** Page size when listing access requests and rules. */
+export const PAGE_SIZE = 500;
+/** Oldest Teleport this plugin talks to. */
+export const MIN_SERVER_VERSION = "6.1.0";
+
+type Unary<Req, Res> = (
+  request: Req,
+  metadata: grpc.Metadata,
+  options: grpc.CallOptions,
+  callback: (error: grpc.ServiceError | null, response?: Res) => void,
+) => grpc.ClientUnaryCall;
+
+type ServerStream<Req> = (request: Req, options?: grpc.CallOptions) => grpc.ClientReadableStream<
+  unknown
+>;
+
+/** A gRPC status error (a failed call), with its code. */
+export function isGrpcError(error: unknown, code?: grpc.status): error is grpc.ServiceError {
+  const c = (error as { code?: unknown })?.code;
+  return typeof c === "number" && (code === undefined || c === code);
+}
+
+/** Major.minor.patch comparison; anything unreadable counts as new enough. */
+export function versionAtLeast(version: string, minimum: string): boolean {
+  const parse = (v: string) => /^v?(\d+)\.(\d+)\.(\d+)/.exec(v)?.slice(1).map(Number);
+  const a = parse(version);
+  const b = parse(minimum)!;
+  if (!a) return true;
+  for (let i = 0; i < 3; i++) {
+    if (a[i]! !== b[i]!) return a[i]! > b[i]!;
+  }
+  return true;
+}
+
+/** After a reconnect, calls still running on the old connection get this long to finish. */
+export const OLD_CONNECTION_GRACE_MS = 30_000;
+
+export class GrpcTeleportClient implements TeleportClient {
+  readonly channel: AuthChannel;
+  #auth!: grpc.Client;
+  #amr!: grpc.Client;
+  readonly #watches = new Set<grpc.ClientReadableStream<unknown>>();
+  /** Connections replaced by `reconnect()`, closed after a grace period. */
+  readonly #retired = new Map<ReturnType<typeof setTimeout>, grpc.Client[]>();
+
+  constructor(channel: AuthChannel) {
+    this.channel = channel;
+    this.#open();
+  }
+
+  /** Opens a fresh connection (its TLS handshake uses the newest credentials). */
+  #open() {
+    const proto = teleportProto();
+    const { target, credentials, options } = this.channel;
+    this.#auth = new proto.AuthService(target, credentials, options);
+    this.#amr = new proto.AccessMonitoringRulesService(target, credentials, {
+      ...options,
+      channelOverride: this.#auth.getChannel(),
+    });
+  }
+
+  /**
+   * Moves to a new connection: new calls use it at once, open watch streams
+   * are cancelled (the watcher reopens them on the new connection), other
+   * calls on the old one get a grace period.
+   */
+  reconnect(): void {
+    const oldAuth = this.#auth;
+    const oldAmr = this.#amr;
+    this.#open();
+    for (const call of this.#watches) call.cancel();
+    const timer = setTimeout(() => {
+      this.#retired.delete(timer);
+      oldAmr.close();
+      oldAuth.close();
+    }, OLD_CONNECTION_GRACE_MS);
+    this.#retired.set(timer, [oldAmr, oldAuth]);
+  }
+
+  #unary<Req, Res>(client: grpc.Client, method: string, request: Req, signal?: AbortSignal) {
+    const fn = (client as unknown as Record<string, Unary<Req, Res>>)[method]!.bind(client);
+    return new Promise<Res>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const call = fn(
+        request,
+        new grpc.Metadata(),
+        { deadline: Date.now() + CALL_TIMEOUT_MS },
+        (error, response) => {
+          signal?.removeEventListener("abort", onAbort);
+          if (error) reject(error);
+          else resolve(response as Res);
+        },
+      );
+      const onAbort = () => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  async ping(signal?: AbortSignal): Promise<PingInfo> {
+    return toPingInfo(await this.#unary<object, PbPingResponse>(this.#auth, "Ping", {}, signal));
+  }
+
+  async *watch(kinds: readonly string[], signal?: AbortSignal): AsyncIterable<WatchEvent> {
+    const fn = (this.#auth as unknown as Record<string, ServerStream<object>>)["WatchEvents"]!;
+    const call = fn.call(this.#auth, {
+      Kinds: kinds.map((Kind) => ({ Kind })),
+      AllowPartialSuccess: true,
+    });
+    const onAbort = () => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    this.#watches.add(call);
+    try {
+      for await (const message of call) {
+        const event = toWatchEvent(message as PbEvent);
+        if (event) yield event;
+      }
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      throw error;
+    } finally {
+      this.#watches.delete(call);
+      signal?.removeEventListener("abort", onAbort);
+      call.cancel();
+    }
+  }
+
+  async listAccessRequests(
+    filter: { id?: string } = {},
+    signal?: AbortSignal,
+  ): Promise<AccessRequest[]> {
+    const Filter = filter.id ? { ID: filter.id } : {};
+    const out: AccessRequest[] = [];
+    let StartKey = "";
+    try {
+      do {
+        const page = await this.#unary<object, PbListAccessRequestsResponse>(
+          this.#auth,
+          "ListAccessRequests",
+          { Filter, Limit: PAGE_SIZE, StartKey },
+          signal,
+        );
+        for (const pb of page.AccessRequests ?? []) out.push(toAccessRequest(pb));
+        StartKey = page.NextKey ?? "";
+      } while (StartKey !== "");
+      return out;
+    } catch (error) {
+      if (!isGrpcError(error, grpc.status.UNIMPLEMENTED)) throw error;
+    }
+    // Servers before ListAccessRequests: the older streaming call.
+    const fn = (this.#auth as unknown as Record<string, ServerStream<object>>)[
+      "GetAccessRequestsV2"
+    ]!;
+    const call = fn.call(this.#auth, Filter, { deadline: Date.now() + CALL_TIMEOUT_MS });
+    const onAbort = () => call.cancel();
+    signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const all: AccessRequest[] = [];
+      for await (const pb of call) all.push(toAccessRequest(pb as never));
+      return all;
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  async getPluginData(requestId: string, signal?: AbortSignal): Promise<PluginData | undefined> {
+    const seq = await this.#unary<object, PbPluginDataSeq>(this.#auth, "GetPluginData", {
+      Kind: KIND_ACCESS_REQUEST,
+      Resource: requestId,
+      Plugin: PLUGIN_NAME,
+    }, signal);
+    return toPluginData(seq, PLUGIN_NAME, requestId);
+  }
+
+  async listPluginData(signal?: AbortSignal): Promise<{ requestId: string; data: PluginData }[]> {
+    const seq = await this.#unary<object, PbPluginDataSeq>(this.#auth, "GetPluginData", {
+      Kind: KIND_ACCESS_REQUEST,
+      Plugin: PLUGIN_NAME,
+    }, signal);
+    const out: { requestId: string; data: PluginData }[] = [];
+    for (const item of seq.PluginData ?? []) {
+      const requestId = item.Metadata?.Name ?? "";
+      const data = toPluginData({ PluginData: [item] }, PLUGIN_NAME);
+      if (requestId !== "" && data !== undefined) out.push({ requestId, data });
+    }
+    return out;
+  }
+
+  async updatePluginData(
+    requestId: string,
+    set: PluginData,
+    expect: PluginData,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    try {
+      await this.#unary(this.#auth, "UpdatePluginData", {
+        Kind: KIND_ACCESS_REQUEST,
+        Resource: requestId,
+        Plugin: PLUGIN_NAME,
+        Set: set,
+        Expect: expect,
+      }, signal);
+    } catch (error) {
+      if (isGrpcError(error, grpc.status.FAILED_PRECONDITION)) {
+        throw new CompareFailedError(
+          `Plugin data of request "${requestId}" changed: ${error.details}`,
+          { cause: error },
+        );
+      }
+      throw error;
+    }
+  }
+
+  async listAccessMonitoringRules(signal?: AbortSignal): Promise<AccessMonitoringRule[]> {
+    const out: AccessMonitoringRule[] = [];
+    let page_token = "";
+    do {
+      const page = await this.#unary<object, PbListAccessMonitoringRulesResponse>(
+        this.#amr,
+        "ListAccessMonitoringRulesWithFilter",
+        {
+          page_size: PAGE_SIZE,
+          page_token,
+          subjects: [KIND_ACCESS_REQUEST],
+          notification_name: PLUGIN_NAME,
+        },
+        signal,
+      );
+      for (const pb of page.rules ?? []) out.push(toAccessMonitoringRule(pb));
+      page_token = page.next_page_token ?? "";
+    } while (page_token !== "");
+    return out;
+  }
+
+  close(): void {
+    for (const [timer, clients] of this.#retired) {
+      clearTimeout(timer);
+      for (const client of clients) client.close();
+    }
+    this.#retired.clear();
+    for (const call of this.#watches) call.cancel();
+    this.#amr.close();
+    this.#auth.close();
+  }
+}
+
+export interface ConnectTeleportOptions {
+  readonly addr: string;
+  readonly credentials: CredentialsSource;
+  /** From the identity's `@cert-authority` line; enables TLS routing through a Proxy. */
+  readonly clusterName?: string | undefined;
+  readonly env: Env;
+  readonly log: Logger;
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Reaches the Auth Service (trying the dial plans for `addr` in order), pings
+ * it and refuses servers older than {@linkcode MIN_SERVER_VERSION}.
+ */
+export async function connectTeleport(
+  opts: ConnectTeleportOptions,
+): Promise<{ client: GrpcTeleportClient; ping: PingInfo }> {
+  const connected: Connected<{ client: GrpcTeleportClient; ping: PingInfo }> = await connectAuth(
+    opts.addr,
+    opts.credentials,
+    {
+      clusterName: opts.clusterName,
+      env: opts.env,
+      ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
+      ...(opts.signal ? { signal: opts.signal } : {}),
+      probe: async (channel, signal) => {
+        const client = new GrpcTeleportClient(channel);
+        try {
+          return { client, ping: await client.ping(signal) };
+        } catch (error) {
+          client.close();
+          throw error;
+        }
+      },
+    },
+  );
+  const { client, ping } = connected.result;
+  for (const failed of connected.failedAttempts) {
+    opts.log.debug("Dial attempt failed: {plan}: {reason}", {
+      plan: failed.description,
+      reason: failed.reason,
+    });
+  }
+  if (!versionAtLeast(ping.serverVersion, MIN_SERVER_VERSION)) {
+    client.close();
+    throw new Error(
+      `Teleport ${ping.serverVersion} is too old: this plugin needs ${MIN_SERVER_VERSION} or newer`,
+    );
+  }
+  opts.log.info("Connected to Teleport cluster {cluster} ({version}) via {route}", {
+    cluster: ping.clusterName,
+    version: ping.serverVersion,
+    route: connected.channel.description,
+  });
+  return { client, ping };
+}

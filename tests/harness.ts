@@ -1,0 +1,266 @@
+/**
+ * End-to-end harness: a Teleport test cluster (gRPC + mutual TLS), a real
+ * SMTP server with STARTTLS and AUTH, a config file pointing at both, and
+ * the plugin run either in this process (`runPlugin`, fast) or as a child
+ * process (`deno run main.ts start`, for signals and kills).
+ */
+import { fileURLToPath } from "node:url";
+import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/logtape";
+import { TeleportTestServer, type TeleportTestServerOptions } from "./teleport_server.ts";
+import { type FakeSmtpOptions, type FakeSmtpServer, startSmtpServer } from "./smtp_server.ts";
+import { issueCert, makeCa, type Pem } from "./pki.ts";
+import { loadConfig } from "../src/config/load.ts";
+import { runPlugin } from "../src/notify/plugin.ts";
+import { createSmtpMailer } from "../src/mail/smtp.ts";
+import { createMailgunMailer } from "../src/mail/mailgun.ts";
+import { defaultIdentityFs } from "../src/teleport/identity_store.ts";
+import { formatTextLine, ROOT_CATEGORY } from "../src/lib/log.ts";
+
+export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
+export const SMTP_USER = "teleport";
+export const SMTP_PASSWORD = "smtp-secret-Pa55";
+export const SENDER = "Teleport <noreply@example.com>";
+
+export interface Cluster {
+  readonly teleport: TeleportTestServer;
+  readonly smtp: FakeSmtpServer;
+  readonly dir: string;
+  readonly identityPath: string;
+  readonly smtpCa: Pem;
+  /** Writes a config file (SMTP mailer unless `mailer` says otherwise) and returns its path. */
+  writeConfig(o?: ConfigOptions): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface ConfigOptions {
+  name?: string;
+  /** Extra TOML appended as is (e.g. a [mailgun] section). */
+  extra?: string;
+  /** Replace the [smtp] section (e.g. by "" for a Mailgun config). */
+  smtpSection?: string;
+  roleToRecipients?: Record<string, string[]>;
+  refreshInterval?: string;
+  addr?: string;
+}
+
+export async function startCluster(
+  opts: { teleport?: TeleportTestServerOptions; smtp?: Partial<FakeSmtpOptions> } = {},
+): Promise<Cluster> {
+  const dir = await Deno.makeTempDir({ prefix: "teleport-email-e2e-" });
+  const teleport = await TeleportTestServer.start({ keyType: "ec", ...opts.teleport });
+  const smtpCa = await makeCa("SMTP test CA", { keyType: "ec" });
+  const smtpCert = await issueCert(smtpCa, {
+    commonName: "localhost",
+    dnsNames: ["localhost"],
+    ipAddresses: ["127.0.0.1"],
+    usage: "server",
+    keyType: "ec",
+  });
+  const smtp = await startSmtpServer({
+    tls: smtpCert,
+    auth: { username: SMTP_USER, password: SMTP_PASSWORD },
+    ...opts.smtp,
+  });
+  const identityPath = `${dir}/identity`;
+  await teleport.writeIdentity(identityPath);
+  await Deno.writeTextFile(`${dir}/smtp_password`, SMTP_PASSWORD + "\n");
+  await Deno.writeTextFile(`${dir}/smtp_ca.pem`, smtpCa.cert);
+
+  return {
+    teleport,
+    smtp,
+    dir,
+    identityPath,
+    smtpCa,
+    async writeConfig(o: ConfigOptions = {}) {
+      const roles = o.roleToRecipients ?? { "*": ["ops@example.com"] };
+      const smtpSection = o.smtpSection ?? [
+        "[smtp]",
+        `host = "localhost"`,
+        `port = ${smtp.port}`,
+        `username = "${SMTP_USER}"`,
+        `password_file = "${dir}/smtp_password"`,
+        `starttls_policy = "mandatory"`,
+        `ca_file = "${dir}/smtp_ca.pem"`,
+      ].join("\n");
+      const text = [
+        "[teleport]",
+        `addr = "${o.addr ?? teleport.addr}"`,
+        `identity = "${identityPath}"`,
+        `refresh_identity = true`,
+        `refresh_identity_interval = "${o.refreshInterval ?? "1m"}"`,
+        "",
+        smtpSection,
+        "",
+        "[delivery]",
+        `sender = "${SENDER}"`,
+        "",
+        "[role_to_recipients]",
+        ...Object.entries(roles).map(([role, list]) => `"${role}" = ${JSON.stringify(list)}`),
+        "",
+        "[log]",
+        `severity = "DEBUG"`,
+        o.extra ?? "",
+      ].join("\n");
+      const path = `${dir}/${o.name ?? "teleport-email"}.toml`;
+      await Deno.writeTextFile(path, text);
+      return path;
+    },
+    async close() {
+      teleport.close();
+      await smtp.close();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+/** Log lines written by in-process plugins (all of them share LogTape). */
+export const capturedLogs: string[] = [];
+let logsConfigured = false;
+
+function captureLogs() {
+  if (logsConfigured) return;
+  logsConfigured = true;
+  resetSync();
+  configureSync({
+    reset: true,
+    sinks: {
+      memory: (record: LogRecord) => {
+        capturedLogs.push(formatTextLine(record));
+        if (Deno.env.get("E2E_LOGS")) console.error(formatTextLine(record).trimEnd());
+      },
+    },
+    loggers: [
+      { category: [ROOT_CATEGORY], sinks: ["memory"], lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+    ],
+  });
+}
+
+export interface InProcessPlugin {
+  readonly owner: string;
+  /** Resolves when "Plugin is ready" was logged. */
+  readonly ready: Promise<void>;
+  /** Stops gracefully and resolves with the exit code. */
+  stop(): Promise<number>;
+  /** Resolves with the exit code (or rejects with the startup error). */
+  readonly done: Promise<number>;
+}
+
+/** Runs the plugin in this process with fast retries; stop it before the test ends. */
+export function runInProcess(
+  configPath: string,
+  o: { owner?: string; claimTtlMs?: number; readyTimeoutMs?: number } = {},
+): InProcessPlugin {
+  captureLogs();
+  const { config } = loadConfig(configPath);
+  const stop = new AbortController();
+  const owner = o.owner ?? `test/${crypto.randomUUID().slice(0, 8)}`;
+  let markReady!: () => void;
+  const readyPromise = new Promise<void>((resolve) => (markReady = resolve));
+  const done = runPlugin(config, {
+    env: {},
+    identityFs: defaultIdentityFs(),
+    createMailer: (c) =>
+      c.mailer.kind === "smtp"
+        ? createSmtpMailer(c.mailer, c.delivery.sender)
+        : createMailgunMailer(c.mailer, c.delivery.sender),
+    onReload: () => {},
+    log: getLogger([ROOT_CATEGORY]).with({ owner }),
+    owner,
+    onReady: markReady,
+    sendRetry: { baseDelayMs: 50, maxDelayMs: 200 },
+    ...(o.claimTtlMs ? { claimTtlMs: o.claimTtlMs } : {}),
+  }, stop.signal);
+  const timeout = o.readyTimeoutMs ?? 15_000;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ready = Promise.race([
+    readyPromise,
+    done.then((code) => {
+      throw new Error(`Plugin exited with ${code} before it was ready`);
+    }),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Plugin not ready within ${timeout} ms`)), timeout);
+    }),
+  ]).finally(() => clearTimeout(timer));
+  return {
+    owner,
+    ready,
+    done,
+    stop: () => {
+      stop.abort(new Error("test stop"));
+      return done;
+    },
+  };
+}
+
+export interface ChildPlugin {
+  readonly child: Deno.ChildProcess;
+  /** Everything written to stderr so far. */
+  output(): string;
+  /** Resolves once a stderr line matches. */
+  waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  readonly status: Promise<Deno.CommandStatus>;
+}
+
+/** Spawns `deno run -A main.ts start -c <config>` as an operator would run it. */
+export function spawnPlugin(configPath: string, env: Record<string, string> = {}): ChildPlugin {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "start", "-c", configPath],
+    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "null",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const waiters: { pattern: RegExp; resolve: () => void }[] = [];
+  const pump = (async () => {
+    const decoder = new TextDecoder();
+    for await (const chunk of child.stderr) {
+      text += decoder.decode(chunk, { stream: true });
+      for (const w of [...waiters]) {
+        if (w.pattern.test(text)) {
+          waiters.splice(waiters.indexOf(w), 1);
+          w.resolve();
+        }
+      }
+    }
+  })();
+  const status = Promise.all([child.status, pump]).then(([s]) => s);
+  return {
+    child,
+    output: () => text,
+    status,
+    waitFor(pattern, timeoutMs = 20_000) {
+      if (pattern.test(text)) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          reject(new Error(`No line matching ${pattern} within ${timeoutMs} ms:\n${text}`));
+        }, timeoutMs);
+        const w = {
+          pattern,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        };
+        waiters.push(w);
+        status.then(() => {
+          if (waiters.includes(w)) {
+            clearTimeout(timer);
+            reject(new Error(`Plugin exited before a line matched ${pattern}:\n${text}`));
+          }
+        });
+      });
+    },
+  };
+}
+
+/** Polls until `condition` holds. */
+export async function eventually(condition: () => boolean, timeoutMs = 10_000, what = "condition") {
+  const end = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
