@@ -74,4 +74,9 @@ output = "stderr"
 severity = "INFO"
 # "text" for people, "json" for log collectors. Default: "text".
 format = "text"
+
+# [status]
+# # Optional HTTP listener for /healthz, /readyz and /metrics (Prometheus).
+# # Off unless set; keep it on loopback or a private network.
+# listen_addr = "127.0.0.1:9465"
 `;

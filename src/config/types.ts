@@ -69,6 +69,11 @@ export interface Config {
   /** Role name → plain addresses; always has a non-empty `"*"` entry. */
   readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
   readonly log: LogConfig;
+  /** `[status]`: the optional health and metrics listener. */
+  readonly status: {
+    /** `status.listen_addr`, e.g. `127.0.0.1:9465`; absent = no listener. */
+    readonly listenAddr?: string;
+  };
 }
 
 /** What validation has to say besides the config: warnings to log once logging is up. */

@@ -60,6 +60,7 @@ export const CONFIG_KEYS = {
   delivery: ["sender", "recipients"],
   role_to_recipients: [],
   log: ["output", "severity", "format"],
+  status: ["listen_addr"],
 } as const satisfies Record<string, readonly string[]>;
 
 type SectionName = keyof typeof CONFIG_KEYS;
@@ -616,6 +617,25 @@ function validateLog(raw: Table, review: Review): LogConfig | undefined {
   return ok ? { output, severity, format } : undefined;
 }
 
+/** `[status] listen_addr`: `host:port` (IPv6 in brackets); absent = no status listener. */
+function validateStatus(raw: Table, review: Review): { listenAddr?: string } | undefined {
+  const table = review.section(raw, "status");
+  if (table === INVALID) return undefined;
+  const value = review.string(table ?? {}, "status", "listen_addr");
+  if (value === INVALID) return undefined;
+  if (value === undefined) return {};
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) {
+    review.problem(
+      "status.listen_addr",
+      `must be host:port (e.g. "127.0.0.1:9465"), got ${quote(value)}`,
+    );
+    return undefined;
+  }
+  return { listenAddr: value };
+}
+
 /**
  * Validates a parsed config document (the output of a TOML parser) and
  * reads the files it names through `deps`. Returns the config and the
@@ -642,10 +662,12 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
   const sender = delivery === INVALID ? undefined : validateSender(deliveryTable, review);
   const roleToRecipients = validateRecipients(raw, deliveryTable, review);
   const log = validateLog(raw, review);
+  const status = validateStatus(raw, review);
 
   if (
     review.problems.length > 0 || teleport === undefined || mailer === undefined ||
-    sender === undefined || roleToRecipients === undefined || log === undefined
+    sender === undefined || roleToRecipients === undefined || log === undefined ||
+    status === undefined
   ) {
     // Every undefined above comes with a recorded problem; the fallback only guards that promise.
     throw new ConfigError(
@@ -658,6 +680,7 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
     delivery: { sender },
     roleToRecipients,
     log,
+    status,
   };
   return { config, warnings: review.warnings };
 }

@@ -117,6 +117,7 @@ Deno.test("a minimal config gets every default", () => {
     delivery: { sender: "noreply@example.com" },
     roleToRecipients: { "*": ["security@example.com"] },
     log: { output: "stderr", severity: "info", format: "text" },
+    status: {},
   });
   assert.equal(mailer.kind, "smtp");
   if (mailer.kind !== "smtp") return;
@@ -775,4 +776,31 @@ Deno.test("validateConfig rejects a document that is not a table", () => {
       error instanceof ConfigError &&
       error.problems[0] === "The document must be a TOML table, got an array",
   );
+});
+
+Deno.test("status.listen_addr: optional host:port", async (t) => {
+  const base = {
+    teleport: { identity: "/id" },
+    smtp: { host: "smtp.example.com" },
+    delivery: { sender: "noreply@example.com" },
+    role_to_recipients: { "*": "ops@example.com" },
+  };
+  const deps = { readTextFile: () => "x" };
+  await t.step("absent: no listener", () => {
+    assert.deepEqual(validateConfig(base, deps).config.status, {});
+  });
+  for (const addr of ["127.0.0.1:9465", "[::1]:9465", "localhost:0"]) {
+    await t.step(`accepts ${addr}`, () => {
+      const { config } = validateConfig({ ...base, status: { listen_addr: addr } }, deps);
+      assert.equal(config.status.listenAddr, addr);
+    });
+  }
+  for (const addr of ["9465", "127.0.0.1", "host:99999", "a b:1"]) {
+    await t.step(`refuses ${addr}`, () => {
+      assert.throws(
+        () => validateConfig({ ...base, status: { listen_addr: addr } }, deps),
+        /status\.listen_addr: must be host:port/,
+      );
+    });
+  }
 });
