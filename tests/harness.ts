@@ -170,6 +170,7 @@ export function runInProcess(
     owner,
     onReady: markReady,
     sendRetry: { baseDelayMs: 50, maxDelayMs: 200 },
+    requestRetry: { baseMs: 200, capMs: 1_000 },
     ...(o.claimTtlMs ? { claimTtlMs: o.claimTtlMs } : {}),
   }, stop.signal);
   const timeout = o.readyTimeoutMs ?? 15_000;
@@ -262,5 +263,20 @@ export async function eventually(condition: () => boolean, timeoutMs = 10_000, w
   while (!condition()) {
     if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Settles like `promise`, or rejects once `ms` passed: bounds a test in time. */
+export async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`"${what}" took more than ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }

@@ -38,6 +38,12 @@ export interface FakeSmtpOptions {
   failData?: { count: number; reply: SmtpReply };
   /** Reply to RCPT TO of these addresses (lower case) with the given reply. */
   rejectRecipients?: Record<string, SmtpReply>;
+  /**
+   * Hold the reply to DATA of messages to these addresses (lower case) until
+   * `release()`: the client waits, as on a stalled server. A held message
+   * whose connection closes is dropped (never accepted).
+   */
+  stallRecipients?: string[];
 }
 
 /** One MIME part after transfer decoding. */
@@ -83,6 +89,12 @@ export interface FakeSmtpServer {
   readonly connectionCount: number;
   /** Failed AUTH attempts, with the username tried. */
   readonly authFailures: string[];
+  /** Messages held by `stallRecipients` right now (on open connections). */
+  readonly stalledCount: number;
+  /** Stops stalling and accepts the held messages. */
+  release(): void;
+  /** Starts stalling messages to these addresses (as the `stallRecipients` option). */
+  stall(recipients: string[]): void;
   /** Resolves with the messages once at least `n` arrived; rejects after `timeoutMs`. */
   waitFor(n: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
   /** Stops listening and destroys every open connection. */
@@ -102,6 +114,8 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
   let mailFromCount = 0;
   let dataCount = 0;
   let connectionCount = 0;
+  let stall = new Set((opts.stallRecipients ?? []).map((r) => r.toLowerCase()));
+  const held: Array<{ sessionId: string; accept: () => void }> = [];
 
   const starttls = opts.starttls ?? (opts.tls !== undefined && !opts.secure);
   const disabledCommands: string[] = [];
@@ -118,6 +132,11 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
     onConnect(_session, callback) {
       connectionCount++;
       callback();
+    },
+    onClose(session) {
+      for (let i = held.length - 1; i >= 0; i--) {
+        if (held[i]!.sessionId === session.id) held.splice(i, 1);
+      }
     },
     onAuth(auth, _session, callback) {
       const want = opts.auth;
@@ -145,9 +164,14 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
         dataCount++;
         const fail = opts.failData;
         if (fail && dataCount <= fail.count) return callback(smtpError(fail.reply));
-        messages.push(receivedMessage(concat(chunks), session));
-        for (const wake of waiters.splice(0)) wake();
-        callback();
+        const accept = () => {
+          messages.push(receivedMessage(concat(chunks), session));
+          for (const wake of waiters.splice(0)) wake();
+          callback();
+        };
+        const stalled = session.envelope.rcptTo.some((r) => stall.has(r.address.toLowerCase()));
+        if (stalled) held.push({ sessionId: session.id, accept });
+        else accept();
       });
     },
   };
@@ -179,6 +203,16 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
       return connectionCount;
     },
     authFailures,
+    get stalledCount() {
+      return held.length;
+    },
+    release() {
+      stall = new Set();
+      for (const { accept } of held.splice(0)) accept();
+    },
+    stall(recipients) {
+      stall = new Set(recipients.map((r) => r.toLowerCase()));
+    },
     async waitFor(n, timeoutMs = DEFAULT_WAIT_MS) {
       const deadline = Date.now() + timeoutMs;
       while (messages.length < n) {

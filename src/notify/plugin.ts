@@ -15,6 +15,7 @@ import type { IdentityFs } from "../teleport/identity.ts";
 import { IdentityStore } from "../teleport/identity_store.ts";
 import { runWatcher } from "../teleport/watcher.ts";
 import { NotifyApp } from "./app.ts";
+import type { BackoffOptions } from "../lib/backoff.ts";
 
 /** Budget for the mailer's startup health check. */
 export const MAILER_HEALTH_TIMEOUT_MS = 20_000;
@@ -38,6 +39,8 @@ export interface PluginDeps {
   readonly sendRetry?: { readonly baseDelayMs: number; readonly maxDelayMs: number };
   /** Claim lifetime (tests shorten it). */
   readonly claimTtlMs?: number;
+  /** Backoff of a request whose processing failed; default `REQUEST_RETRY_BACKOFF` (tests shorten it). */
+  readonly requestRetry?: BackoffOptions;
 }
 
 /** Runs until `stop` aborts, then drains and returns 0. Throws on a startup failure. */
@@ -105,6 +108,7 @@ export async function runPlugin(
       log: notifyLog,
       ...(deps.isOwnerGone ? { isOwnerGone: deps.isOwnerGone } : {}),
       ...(deps.claimTtlMs ? { claimTtlMs: deps.claimTtlMs } : {}),
+      ...(deps.requestRetry ? { retryBackoff: deps.requestRetry } : {}),
     });
     await runWatcher({
       client,

@@ -78,13 +78,14 @@ export class PromMetrics implements Metrics {
       help: "Plugin-data compare-and-swap conflicts (another writer got there first)",
       registers,
     });
-    const self = this;
+    const expiry = () => this.#notAfter;
     new Gauge({
       name: "teleport_email_identity_expiry_seconds",
       help: "Seconds until the identity's TLS certificate expires",
       registers,
       collect() {
-        if (self.#notAfter) this.set((self.#notAfter.getTime() - now()) / 1000);
+        const notAfter = expiry();
+        if (notAfter) this.set((notAfter.getTime() - now()) / 1000);
       },
     });
     this.#retryDepth = new Gauge({
