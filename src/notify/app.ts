@@ -10,7 +10,14 @@
 import type { Logger } from "@logtape/logtape";
 import type { MailError, OutgoingEmail, SentEmail } from "../mail/mailer.ts";
 import type { KeyedTask } from "../teleport/watcher.ts";
-import type { AccessRequest, PingInfo, TeleportClient, WatchEvent } from "../teleport/types.ts";
+import type {
+  AccessRequest,
+  PingInfo,
+  PluginData,
+  TeleportClient,
+  WatchEvent,
+} from "../teleport/types.ts";
+import type { Metrics } from "../status/metrics.ts";
 import { modifyPluginData } from "./cas.ts";
 import {
   decodePluginData,
@@ -66,6 +73,8 @@ export interface AppDeps {
    * plugin on this host), so its claim need not be waited out.
    */
   isOwnerGone?(owner: string): boolean;
+  /** Where counters go (the status listener's registry); none by default. */
+  readonly metrics?: Metrics;
 }
 
 /** Raised when our claim on a request was taken over (we were too slow): stop sending. */
@@ -109,6 +118,7 @@ export class NotifyApp {
 
   /** Watcher hook: one PUT or DELETE event. */
   async handleEvent(event: Exclude<WatchEvent, { type: "init" }>, signal: AbortSignal) {
+    this.#deps.metrics?.eventProcessed(event.type);
     if (event.type === "put" && event.kind === "access_request") {
       await this.process({ kind: "request", request: event.request }, signal);
     } else if (event.type === "delete" && event.kind === "access_request") {
@@ -178,41 +188,49 @@ export class NotifyApp {
     const { client } = this.#deps;
     const id = targetId(target);
     const log = this.#deps.log.with({ requestId: id });
-    const stored = await client.getPluginData(id, signal);
-    let data = stored === undefined ? undefined : decodePluginData(stored);
+    let raw = await client.getPluginData(id, signal);
+    let data = raw === undefined ? undefined : decodePluginData(raw);
+    let claimedAlready = false;
 
     if (data === undefined) {
       if (target.kind !== "request" || target.request.state !== "PENDING") {
         log.debug("No email was sent for this request; nothing to follow up");
         return undefined;
       }
-      data = await this.#create(target.request, signal);
-      if (data === undefined) return undefined;
+      const created = await this.#create(target.request, signal);
+      if (created.data === undefined) return undefined;
+      data = created.data;
+      raw = created.raw;
+      // Whoever created the record holds its claim.
+      claimedAlready = created.changed;
     }
 
     let plan = planWork(target, data);
     if (isEmptyPlan(plan) && readClaim(data)?.owner !== this.#deps.owner) return undefined;
 
     // Take (or keep) the claim: only its holder sends for this request.
-    const claimed = await modifyPluginData(client, id, (current) => {
-      if (current === undefined) return undefined;
-      if (!this.#claimFree(current)) return undefined;
-      return setClaim(current, this.#newClaim());
-    }, { signal });
-    const holder = claimed.data && readClaim(claimed.data);
-    if (!claimed.data || holder?.owner !== this.#deps.owner) {
-      if (holder) {
-        log.debug("Another instance ({owner}) is sending for this request", {
-          owner: holder.owner,
-        });
-        return holder.expiresAt + 1;
+    if (!claimedAlready) {
+      const claimed = await modifyPluginData(client, id, (current) => {
+        if (current === undefined) return undefined;
+        if (!this.#claimFree(current)) return undefined;
+        return setClaim(current, this.#newClaim());
+      }, this.#casOptions(signal, raw));
+      const holder = claimed.data && readClaim(claimed.data);
+      if (!claimed.data || holder?.owner !== this.#deps.owner) {
+        if (holder) {
+          log.debug("Another instance ({owner}) is sending for this request", {
+            owner: holder.owner,
+          });
+          return holder.expiresAt + 1;
+        }
+        return undefined;
       }
-      return undefined;
+      data = claimed.data;
+      raw = claimed.raw;
+      plan = planWork(target, data);
     }
-    data = claimed.data;
-    plan = planWork(target, data);
 
-    const recorder = new Recorder(this, id, signal);
+    const recorder = new Recorder(this, id, signal, raw);
     const renew = setInterval(() => recorder.renew(), Math.max(1, this.#claimTtl / 3));
     const errors: unknown[] = [];
     try {
@@ -262,8 +280,11 @@ export class NotifyApp {
     return undefined;
   }
 
-  /** Creates the record for a new pending request, claimed by us; undefined when nobody is to be told. */
-  async #create(request: AccessRequest, signal: AbortSignal): Promise<EmailPluginData | undefined> {
+  /**
+   * Creates the record for a new pending request, claimed by us. `changed`
+   * is false when another instance created it first.
+   */
+  async #create(request: AccessRequest, signal: AbortSignal) {
     const log = this.#deps.log.with({ requestId: request.id });
     const { recipients, dropped } = recipientsFor(request, this.#deps.roleToRecipients);
     for (const entry of dropped) {
@@ -281,8 +302,17 @@ export class NotifyApp {
         requestReason: request.requestReason,
       };
       return setClaim(setPlannedRecipients(fresh, recipients), this.#newClaim());
-    }, { signal });
-    return result.data;
+    }, this.#casOptions(signal, {}));
+    return result;
+  }
+
+  /** Options for a compare-and-swap: `known` saves the read when it is still current. */
+  #casOptions(signal: AbortSignal, known: PluginData | undefined) {
+    return {
+      signal,
+      ...(known ? { known } : {}),
+      onConflict: () => this.#deps.metrics?.casConflict(),
+    };
   }
 
   async #replyInThread(
@@ -334,13 +364,18 @@ export class NotifyApp {
       html: content.html,
       ...(inReplyTo ? { inReplyTo } : {}),
     };
+    const metric = kind === "new request" ? "new" : kind;
+    const started = performance.now();
     try {
       const sent = await this.#deps.send(email, signal);
+      this.#deps.metrics?.emailSent(metric, (performance.now() - started) / 1000);
       log.info("Sent {kind} email to {to}", { kind, to, messageId: sent.messageId });
       return sent;
     } catch (error) {
       const mailError = error as Partial<MailError>;
-      if (mailError?.name === "MailError" && mailError.transient === false) {
+      const permanent = mailError?.name === "MailError" && mailError.transient === false;
+      this.#deps.metrics?.emailFailed(metric, permanent ? "permanent" : "transient");
+      if (permanent) {
         log.error("Email to {to} refused for good ({kind}): {error}", {
           to,
           kind,
@@ -375,32 +410,35 @@ export class NotifyApp {
     requestId: string,
     update: (d: EmailPluginData) => EmailPluginData,
     signal: AbortSignal,
+    known: PluginData | undefined,
   ) {
     return modifyPluginData(this.#deps.client, requestId, (current) => {
       if (current === undefined || readClaim(current)?.owner !== this.#deps.owner) {
         throw new LostClaimError(requestId);
       }
       return setClaim(update(current), this.#newClaim());
-    }, { signal });
+    }, this.#casOptions(signal, known));
   }
 
   /** @internal Used by Recorder. */
-  releaseClaim(requestId: string, signal: AbortSignal) {
+  releaseClaim(requestId: string, signal: AbortSignal, known: PluginData | undefined) {
     return modifyPluginData(this.#deps.client, requestId, (current) => {
       if (current === undefined || readClaim(current)?.owner !== this.#deps.owner) return undefined;
       return setClaim(current, undefined);
-    }, { signal });
+    }, this.#casOptions(signal, known));
   }
 
   #scheduleRetry(requestId: string, delayMs: number) {
     if (this.#stopped || this.#retries.has(requestId)) return;
     const timer = setTimeout(() => {
       this.#retries.delete(requestId);
+      this.#deps.metrics?.setRetryQueueDepth(this.#retries.size);
       this.#retry(requestId).catch((error) => {
         this.#deps.log.with({ requestId }).error("Retry failed: {error}", { error });
       });
     }, delayMs);
     this.#retries.set(requestId, { timer });
+    this.#deps.metrics?.setRetryQueueDepth(this.#retries.size);
   }
 
   async #retry(requestId: string) {
@@ -450,12 +488,15 @@ class Recorder {
     private readonly app: NotifyApp,
     private readonly requestId: string,
     private readonly signal: AbortSignal,
+    /** The stored map as we last wrote it: saves a read per write while we hold the claim. */
+    private raw: PluginData | undefined,
   ) {}
 
   record(update: (d: EmailPluginData) => EmailPluginData): Promise<void> {
     const run = this.#chain.then(async () => {
-      const result = await this.app.writeUnderClaim(this.requestId, update, this.signal);
+      const result = await this.app.writeUnderClaim(this.requestId, update, this.signal, this.raw);
       this.latest = result.data;
+      this.raw = result.raw;
     });
     this.#chain = run.catch(() => {});
     return run;
@@ -468,7 +509,7 @@ class Recorder {
   async release(): Promise<void> {
     await this.#chain;
     try {
-      await this.app.releaseClaim(this.requestId, this.signal);
+      await this.app.releaseClaim(this.requestId, this.signal, this.raw);
     } catch {
       // The claim expires by itself.
     }

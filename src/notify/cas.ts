@@ -28,6 +28,14 @@ export interface ModifyPluginDataOptions {
   readonly attempts?: number;
   /** Passed to every RPC; an abort stops between rounds too. */
   readonly signal?: AbortSignal;
+  /**
+   * The stored map as this caller last wrote or read it. The first round
+   * uses it instead of reading (one RPC saved); if it is stale the write
+   * fails its compare and the next round reads as usual.
+   */
+  readonly known?: PluginData;
+  /** Called on every compare failure (for metrics). */
+  readonly onConflict?: () => void;
 }
 
 export interface ModifyPluginDataResult {
@@ -35,6 +43,8 @@ export interface ModifyPluginDataResult {
   readonly data: EmailPluginData | undefined;
   /** Whether this call wrote it. */
   readonly changed: boolean;
+  /** The stored map behind `data`, to pass as `known` next time. */
+  readonly raw?: PluginData;
 }
 
 /**
@@ -73,23 +83,34 @@ export async function modifyPluginData(
   let lastError: CompareFailedError | undefined;
   for (let attempt = 1; attempt <= attempts; attempt++) {
     signal?.throwIfAborted();
-    const stored = normalise(await client.getPluginData(requestId, signal));
+    const guessed = attempt === 1 && opts.known !== undefined;
+    const stored = normalise(guessed ? opts.known : await client.getPluginData(requestId, signal));
     const current = stored === undefined ? undefined : decodePluginData(stored);
     const next = update(current);
-    if (next === undefined) return { data: current, changed: false };
+    // A guess is only good for writing: "no change" must be decided on what is stored.
+    if (next === undefined && guessed) continue;
+    if (next === undefined) return { data: current, changed: false, ...raw(stored) };
 
     const { set, expect } = planWrite(stored ?? {}, encodePluginData(next), WATCHED_KEYS);
-    if (Object.keys(set).length === 0) return { data: current, changed: false };
+    if (Object.keys(set).length === 0) {
+      if (guessed) continue;
+      return { data: current, changed: false, ...raw(stored) };
+    }
 
     try {
       await client.updatePluginData(requestId, set, expect, signal);
     } catch (error) {
       if (!(error instanceof CompareFailedError)) throw error;
       lastError = error;
+      if (!guessed) opts.onConflict?.();
       continue;
     }
     const written = normalise(applySet(stored ?? {}, set));
-    return { data: written === undefined ? undefined : decodePluginData(written), changed: true };
+    return {
+      data: written === undefined ? undefined : decodePluginData(written),
+      changed: true,
+      ...raw(written),
+    };
   }
   throw new CompareFailedError(
     `Cannot update plugin data of request "${requestId}": it changed under us ${attempts} times`,
@@ -122,6 +143,10 @@ export function planWrite(
     if (value !== old) set[key] = value;
   }
   return { set, expect };
+}
+
+function raw(stored: PluginData | undefined): { raw?: PluginData } {
+  return stored === undefined ? {} : { raw: stored };
 }
 
 /** A record with no non-empty key is no record. */

@@ -220,6 +220,7 @@ Deno.test("no write when the update returns undefined or changes nothing", async
   assert.deepEqual(unchanged, {
     data: decodePluginData({ user: "u", reviews_count: "3" }),
     changed: false,
+    raw: { user: "u", reviews_count: "3" },
   });
 
   const same = await modifyPluginData(store, REQ, (current) => current && { ...current });
@@ -229,6 +230,32 @@ Deno.test("no write when the update returns undefined or changes nothing", async
   assert.deepEqual(absent, { data: undefined, changed: false });
 
   assert.equal(store.updates.length, 0);
+});
+
+Deno.test("a known map saves the read; a stale one costs a compare failure and a read", async () => {
+  const store = new FakePluginStore();
+  store.records.set(REQ, { user: "u", reviews_count: "1" });
+  const fresh = await modifyPluginData(store, REQ, bumpReviews(2), {
+    known: { user: "u", reviews_count: "1" },
+  });
+  assert.equal(fresh.changed, true);
+  assert.equal(store.reads, 0, "the known map stood in for the read");
+  assert.deepEqual(fresh.raw, { user: "u", reviews_count: "2" });
+
+  let conflicts = 0;
+  const stale = await modifyPluginData(store, REQ, bumpReviews(3), {
+    known: { user: "u", reviews_count: "1" },
+    onConflict: () => conflicts++,
+  });
+  assert.equal(stale.changed, true);
+  assert.equal(store.reads, 1);
+  assert.equal(conflicts, 0, "a stale guess is not another writer's conflict");
+  assert.equal(store.records.get(REQ)!.reviews_count, "3");
+
+  const noop = await modifyPluginData(store, REQ, bumpReviews(3), {
+    known: { user: "u", reviews_count: "1" },
+  });
+  assert.equal(noop.changed, false, "no change is decided on what is stored, not on the guess");
 });
 
 Deno.test("a record without values counts as absent", async () => {

@@ -7,7 +7,9 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { Config } from "../config/types.ts";
-import type { Mailer } from "../mail/mailer.ts";
+import { type Mailer, MailError, type OutgoingEmail } from "../mail/mailer.ts";
+import { type Metrics, NO_METRICS, PromMetrics } from "../status/metrics.ts";
+import { Readiness, startStatusServer, type StatusServer } from "../status/server.ts";
 import { sendWithRetry } from "../mail/retry.ts";
 import { connectTeleport } from "../teleport/client.ts";
 import type { Env } from "../teleport/dial.ts";
@@ -39,6 +41,8 @@ export interface PluginDeps {
   readonly sendRetry?: { readonly baseDelayMs: number; readonly maxDelayMs: number };
   /** Claim lifetime (tests shorten it). */
   readonly claimTtlMs?: number;
+  /** Called with the bound address once the status listener is up. */
+  onStatusListening?(addr: string): void;
   /** Backoff of a request whose processing failed; default `REQUEST_RETRY_BACKOFF` (tests shorten it). */
   readonly requestRetry?: BackoffOptions;
 }
@@ -50,12 +54,40 @@ export async function runPlugin(
   stop: AbortSignal,
 ): Promise<number> {
   const { log } = deps;
+  const readiness = new Readiness();
+  let metrics: Metrics = NO_METRICS;
+  let status: StatusServer | undefined;
+  if (config.status.listenAddr !== undefined) {
+    const prom = new PromMetrics();
+    metrics = prom;
+    status = startStatusServer(config.status.listenAddr, readiness, prom);
+    log.info("Status listener on http://{addr} (/healthz, /readyz, /metrics)", {
+      addr: status.addr,
+    });
+    deps.onStatusListening?.(status.addr);
+  }
+  try {
+    return await runConnected(config, deps, stop, readiness, metrics);
+  } finally {
+    await status?.close();
+  }
+}
+
+async function runConnected(
+  config: Config,
+  deps: PluginDeps,
+  stop: AbortSignal,
+  readiness: Readiness,
+  metrics: Metrics,
+): Promise<number> {
+  const { log } = deps;
   const identities = new IdentityStore({
     config: config.teleport,
     fs: deps.identityFs,
     log: log.getChild("identity"),
   });
   const identity = await identities.load();
+  metrics.identityExpiry(() => identities.identity.notAfter);
 
   const { client, ping } = await connectTeleport({
     addr: config.teleport.addr,
@@ -82,30 +114,44 @@ export async function runPlugin(
     } catch (error) {
       throw new Error(`Mailer health check failed: ${(error as Error).message}`, { cause: error });
     }
+    readiness.mailerHealthy = true;
+    readiness.mailerError = undefined;
     log.info("Mailer {kind} answered the health check", { kind: config.mailer.kind });
 
     const notifyLog = log.getChild("notify");
-    const app = new NotifyApp({
-      client,
-      send: (email, signal) =>
-        sendWithRetry(mailer, email, {
+    const send = async (email: OutgoingEmail, signal: AbortSignal) => {
+      try {
+        const sent = await sendWithRetry(mailer, email, {
           signal,
           ...deps.sendRetry,
-          onRetry: ({ attempt, error, delayMs }) =>
+          onRetry: ({ attempt, error, delayMs }) => {
+            readiness.mailerHealthy = false;
+            readiness.mailerError = error.message;
             notifyLog.warn(
               "Sending to {to} failed (try {attempt}): {error}; retrying in {delayMs} ms",
-              {
-                to: email.to,
-                attempt,
-                error,
-                delayMs,
-              },
-            ),
-        }),
+              { to: email.to, attempt, error, delayMs },
+            );
+          },
+        });
+        readiness.mailerHealthy = true;
+        readiness.mailerError = undefined;
+        return sent;
+      } catch (error) {
+        if (error instanceof MailError && error.transient) {
+          readiness.mailerHealthy = false;
+          readiness.mailerError = error.message;
+        }
+        throw error;
+      }
+    };
+    const app = new NotifyApp({
+      client,
+      send,
       cluster: ping,
       roleToRecipients: config.roleToRecipients,
       owner: deps.owner,
       log: notifyLog,
+      metrics,
       ...(deps.isOwnerGone ? { isOwnerGone: deps.isOwnerGone } : {}),
       ...(deps.claimTtlMs ? { claimTtlMs: deps.claimTtlMs } : {}),
       ...(deps.requestRetry ? { retryBackoff: deps.requestRetry } : {}),
@@ -116,10 +162,17 @@ export async function runPlugin(
       handleEvent: (event, signal) => app.handleEvent(event, signal),
       reconcile: (_init, signal) => app.reconcile(signal),
       onInit: (_init, first) => {
+        readiness.watchConnected = true;
+        readiness.watchError = undefined;
         if (first) {
           log.info("Plugin is ready");
           deps.onReady?.();
         } else log.info("Watch stream reconnected");
+      },
+      onDisconnect: (error) => {
+        readiness.watchConnected = false;
+        readiness.watchError = `watch stream lost: ${(error as Error)?.message ?? error}`;
+        metrics.watchReconnected();
       },
       log: log.getChild("watcher"),
     }, stop);

@@ -12,7 +12,8 @@ export interface Metrics {
   eventProcessed(type: string): void;
   watchReconnected(): void;
   casConflict(): void;
-  setIdentityExpiry(notAfter: Date): void;
+  /** Where to read the identity certificate's expiry at each scrape. */
+  identityExpiry(source: () => Date | undefined): void;
   setRetryQueueDepth(depth: number): void;
 }
 
@@ -23,7 +24,7 @@ export const NO_METRICS: Metrics = {
   eventProcessed() {},
   watchReconnected() {},
   casConflict() {},
-  setIdentityExpiry() {},
+  identityExpiry() {},
   setRetryQueueDepth() {},
 };
 
@@ -39,7 +40,7 @@ export class PromMetrics implements Metrics {
   readonly #reconnects: Counter;
   readonly #conflicts: Counter;
   readonly #retryDepth: Gauge;
-  #notAfter: Date | undefined;
+  #expiry: () => Date | undefined = () => undefined;
 
   constructor(now: () => number = Date.now) {
     const registers = [this.registry];
@@ -78,7 +79,7 @@ export class PromMetrics implements Metrics {
       help: "Plugin-data compare-and-swap conflicts (another writer got there first)",
       registers,
     });
-    const expiry = () => this.#notAfter;
+    const expiry = () => this.#expiry();
     new Gauge({
       name: "teleport_email_identity_expiry_seconds",
       help: "Seconds until the identity's TLS certificate expires",
@@ -111,8 +112,8 @@ export class PromMetrics implements Metrics {
   casConflict() {
     this.#conflicts.inc();
   }
-  setIdentityExpiry(notAfter: Date) {
-    this.#notAfter = notAfter;
+  identityExpiry(source: () => Date | undefined) {
+    this.#expiry = source;
   }
   setRetryQueueDepth(depth: number) {
     this.#retryDepth.set(depth);

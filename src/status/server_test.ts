@@ -40,7 +40,7 @@ Deno.test("status endpoints: healthz, readyz flips with readiness, metrics in Pr
     metrics.watchReconnected();
     metrics.casConflict();
     metrics.setRetryQueueDepth(3);
-    metrics.setIdentityExpiry(new Date(1_000_000 + 3600_000));
+    metrics.identityExpiry(() => new Date(1_000_000 + 3600_000));
     const m = await get("/metrics");
     assert.equal(m.status, 200);
     assert.match(m.type ?? "", /^text\/plain/);
