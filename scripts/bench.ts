@@ -42,7 +42,7 @@ function rss(pid: number): { current: number; peak: number } {
 const round = (n: number, digits = 1) => Number(n.toFixed(digits));
 
 const cluster = await startCluster({ teleport: { listPageSize: 500 } });
-const configPath = await cluster.writeConfig();
+const configPath = await cluster.writeConfig({ severity: "INFO" });
 const started = performance.now();
 const plugin = spawnPlugin(configPath, { NO_COLOR: "1" });
 try {

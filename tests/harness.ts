@@ -40,6 +40,8 @@ export interface ConfigOptions {
   smtpSection?: string;
   roleToRecipients?: Record<string, string[]>;
   refreshInterval?: string;
+  /** `log.severity`; default DEBUG. */
+  severity?: string;
   addr?: string;
 }
 
@@ -99,7 +101,7 @@ export async function startCluster(
         ...Object.entries(roles).map(([role, list]) => `"${role}" = ${JSON.stringify(list)}`),
         "",
         "[log]",
-        `severity = "DEBUG"`,
+        `severity = "${o.severity ?? "DEBUG"}"`,
         o.extra ?? "",
       ].join("\n");
       const path = `${dir}/${o.name ?? "teleport-email"}.toml`;
