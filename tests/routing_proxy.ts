@@ -129,7 +129,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
 export interface RoutingProxyOptions {
   /** The ALPN protocol that must come first, e.g. `authAlpnProtocol("teleport.example.com")`. */
   expectedAlpn: string;
-  /** Where accepted streams go (the auth server's TLS listener). */
+  /** Where accepted streams go (the auth server's TLS listener); see `setBackend`. */
   backend: { host: string; port: number };
 }
 
@@ -143,6 +143,8 @@ export interface RoutingProxy {
   readonly counts: { forwarded: number; refused: number };
   /** Cuts every open connection (forces clients to reconnect). */
   dropConnections(): void;
+  /** Sends new connections to another backend from now on. */
+  setBackend(backend: { host: string; port: number }): void;
   /** Stops listening and destroys every connection. */
   close(): Promise<void>;
 }
@@ -152,6 +154,7 @@ export async function startRoutingProxy(opts: RoutingProxyOptions): Promise<Rout
   const sockets = new Set<net.Socket>();
   const hellos: ClientHelloInfo[] = [];
   const counts = { forwarded: 0, refused: 0 };
+  let backend = opts.backend;
   const track = (s: net.Socket) => {
     sockets.add(s);
     s.on("close", () => sockets.delete(s));
@@ -182,7 +185,7 @@ export async function startRoutingProxy(opts: RoutingProxyOptions): Promise<Rout
         return;
       }
       counts.forwarded++;
-      const upstream = net.connect(opts.backend.port, opts.backend.host, () => {
+      const upstream = net.connect(backend.port, backend.host, () => {
         upstream.write(buffered);
         client.pipe(upstream);
         upstream.pipe(client);
@@ -212,6 +215,9 @@ export async function startRoutingProxy(opts: RoutingProxyOptions): Promise<Rout
     hellos,
     counts,
     dropConnections,
+    setBackend: (b) => {
+      backend = b;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         dropConnections();

@@ -13,11 +13,18 @@
  * new connections without rebuilding the client. These are grpc-js internals:
  * the version is pinned in deno.json and `dial_test.ts` fails loudly when the
  * hook stops being called.
+ *
+ * Also owns a workaround for a Deno 2.9 bug (denoland/deno#36788): the
+ * process dies inside nghttp2 when a server's GOAWAY reaches a `node:http2`
+ * client session. The connector hands grpc-js a stream that never lets a
+ * GOAWAY frame through: the connection just ends there instead, which
+ * grpc-js handles like any lost connection (see {@linkcode GoawayGuard}).
  */
 
 import * as grpc from "@grpc/grpc-js";
 import { Buffer } from "node:buffer";
 import { isIP, type Socket } from "node:net";
+import { Duplex } from "node:stream";
 import * as tls from "node:tls";
 
 /** Teleport's API server name: SNI and the name verified in the server's certificate. */
@@ -52,6 +59,11 @@ const STATUS_NOT_AN_ANSWER: ReadonlySet<number> = new Set([
  *   `https_proxy`/`grpc_proxy` from the process and CONNECT a second time.
  * - `grpc.use_local_subchannel_pool: 1`: closing a client tears its
  *   connections down now, instead of when the global pool next sweeps.
+ * - `grpc.max_reconnect_backoff_ms: 1000`: grpc-js's own wait between
+ *   connection attempts grows to 120 s by default, and while it waits every
+ *   call fails at once: after a long outage the watcher's reconnects (at
+ *   least 2.5 s apart at their 5 s cap, SPEC §4) would fail against a server
+ *   that is back. Kept under that, the watcher's backoff is the one that counts.
  * No metadata is added: a `version` header must never be sent unless it is a
  * real Teleport semver.
  */
@@ -60,6 +72,7 @@ export const CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = Object.freeze({
   "grpc.keepalive_timeout_ms": 20_000,
   "grpc.enable_http_proxy": 0,
   "grpc.use_local_subchannel_pool": 1,
+  "grpc.max_reconnect_backoff_ms": 1_000,
 });
 
 /** The identity's TLS material, PEM text. */
@@ -187,6 +200,7 @@ export function authChannel(
   plan: DialPlan,
   source: CredentialsSource,
   env: Env,
+  hooks: { onGoaway?: (goaway: Goaway) => void } = {},
 ): AuthChannel {
   splitHostPort(addr);
   const proxy = httpsProxyFor(addr, env);
@@ -194,6 +208,7 @@ export function authChannel(
     source,
     alpn: plan.alpn,
     ...(proxy ? { connectThrough: { proxy, target: addr } } : {}),
+    ...(hooks.onGoaway ? { onGoaway: hooks.onGoaway } : {}),
   });
   const options: grpc.ChannelOptions = proxy
     // Requests name Teleport, not the proxy grpc-js happens to be connected to.
@@ -228,6 +243,8 @@ export interface ConnectAuthOptions<T> {
   timeoutMs?: number;
   probe: Probe<T>;
   signal?: AbortSignal;
+  /** Told when a server sends GOAWAY on one of the channels made here. */
+  onGoaway?: (goaway: Goaway) => void;
 }
 
 export interface Connected<T> {
@@ -283,13 +300,22 @@ export async function connectAuth<T>(
 ): Promise<Connected<T>> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS;
   const plans = dialPlans(addr, opts.clusterName);
-  const notes = plans.some((p) => p.kind === "tls-routing")
-    ? []
-    : ["TLS routing through the proxy: not tried, the cluster name is unknown"];
+  // Say so when TLS routing would have been tried had the cluster name been known.
+  const routingSkipped = !plans.some((p) => p.kind === "tls-routing") &&
+    dialPlans(addr, "cluster").some((p) => p.kind === "tls-routing");
+  const notes = routingSkipped
+    ? ["TLS routing through the proxy: not tried, the cluster name is unknown"]
+    : [];
   const failed: DialAttempt[] = [];
   for (const plan of plans) {
     opts.signal?.throwIfAborted();
-    const channel = authChannel(addr, plan, source, opts.env);
+    const channel = authChannel(
+      addr,
+      plan,
+      source,
+      opts.env,
+      opts.onGoaway ? { onGoaway: opts.onGoaway } : {},
+    );
     const outcome = await attempt(channel, opts.probe, timeoutMs, opts.signal);
     if (outcome.ok) return { channel, result: outcome.result, failedAttempts: failed };
     opts.signal?.throwIfAborted();
@@ -404,6 +430,8 @@ export interface ConnectStats {
   readonly lastError: Error | undefined;
   /** What the newest unfinished connection is doing, e.g. "in the TLS handshake". */
   readonly phase: string | undefined;
+  /** The last GOAWAY a server sent (the connection was ended there). */
+  readonly lastGoaway: Goaway | undefined;
 }
 
 export interface TeleportCredentialsOptions {
@@ -414,6 +442,8 @@ export interface TeleportCredentialsOptions {
   connectThrough?: { proxy: HttpProxy; target: string };
   /** Budget per new connection, ms. Default 10 s. */
   connectTimeoutMs?: number;
+  /** Told when a server sends GOAWAY (e.g. `too_many_pings`, or a restart). */
+  onGoaway?: (goaway: Goaway) => void;
 }
 
 /**
@@ -424,18 +454,13 @@ export interface TeleportCredentialsOptions {
  */
 export class TeleportChannelCredentials extends grpc.ChannelCredentials {
   readonly #opts: TeleportCredentialsOptions;
-  #stats: {
-    connectors: number;
-    handshakes: number;
-    alpnProtocol: string | undefined;
-    lastError: Error | undefined;
-    phase: string | undefined;
-  } = {
+  #stats: { -readonly [K in keyof ConnectStats]: ConnectStats[K] } = {
     connectors: 0,
     handshakes: 0,
     alpnProtocol: undefined,
     lastError: undefined,
     phase: undefined,
+    lastGoaway: undefined,
   };
 
   constructor(opts: TeleportCredentialsOptions) {
@@ -540,7 +565,12 @@ export class TeleportChannelCredentials extends grpc.ChannelCredentials {
       stats.alpnProtocol = s.alpnProtocol;
       stats.lastError = undefined;
       stats.phase = undefined;
-      return { socket: s, secure: true };
+      const guard = new GoawayGuard(s, (goaway) => {
+        stats.lastGoaway = goaway;
+        this.#opts.onGoaway?.(goaway);
+      });
+      // grpc-js types this as net.Socket but uses it as a stream (see GoawayGuard).
+      return { socket: guard as unknown as Socket, secure: true };
     } catch (e) {
       // Cut by destroy(): the channel was closed, the server is not to blame.
       const error = life.destroyed
@@ -717,6 +747,176 @@ function routingHint(alpn: readonly string[]): string {
 
 function toError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
+}
+
+// ---------------------------------------------------------------------------
+// GOAWAY guard (denoland/deno#36788).
+
+/** HTTP/2 frame type GOAWAY. */
+const FRAME_GOAWAY = 7;
+/** HTTP/2 frame header length. */
+const FRAME_HEADER_BYTES = 9;
+
+/** A server's GOAWAY: its error code (0 = NO_ERROR) and debug text (e.g. `too_many_pings`). */
+export interface Goaway {
+  readonly errorCode: number;
+  readonly lastStreamId: number;
+  readonly debugData: string;
+}
+
+/**
+ * Walks the frames of a server-to-client HTTP/2 byte stream (which starts at
+ * a frame boundary: servers send no preface magic) and says how many bytes
+ * to pass on. At a GOAWAY it stops: everything before the frame passes,
+ * nothing from it on. Pure, for testing.
+ */
+export class Http2FrameScanner {
+  /** Payload bytes of the current frame still to pass. */
+  #skip = 0;
+  /** A frame header split across chunks. */
+  #partial: Uint8Array = new Uint8Array(0);
+  /** GOAWAY frame being collected (header + payload so far), once seen. */
+  #goaway: { frame: Uint8Array; need: number } | undefined;
+  #done = false;
+
+  /**
+   * Feeds the next chunk. `pass` is what may go on to the HTTP/2 client;
+   * `goaway` is set once the GOAWAY frame is complete, after which the stream
+   * must be ended and nothing more is passed.
+   */
+  feed(chunk: Uint8Array): { pass: Uint8Array; goaway?: Goaway } {
+    if (this.#done) return { pass: new Uint8Array(0) };
+    if (this.#goaway) return this.#collectGoaway(chunk, new Uint8Array(0));
+    const buf = this.#partial.length > 0 ? Buffer.concat([this.#partial, chunk]) : chunk;
+    this.#partial = new Uint8Array(0);
+    let at = 0;
+    for (;;) {
+      if (this.#skip > 0) {
+        const n = Math.min(this.#skip, buf.length - at);
+        this.#skip -= n;
+        at += n;
+        if (this.#skip > 0) break;
+      }
+      if (buf.length - at < FRAME_HEADER_BYTES) {
+        this.#partial = buf.slice(at);
+        break;
+      }
+      const length = (buf[at]! << 16) | (buf[at + 1]! << 8) | buf[at + 2]!;
+      if (buf[at + 3] === FRAME_GOAWAY) {
+        this.#goaway = { frame: new Uint8Array(0), need: FRAME_HEADER_BYTES + length };
+        return this.#collectGoaway(buf.subarray(at), buf.subarray(0, at));
+      }
+      at += FRAME_HEADER_BYTES;
+      this.#skip = length;
+    }
+    return { pass: buf.subarray(0, at) };
+  }
+
+  #collectGoaway(more: Uint8Array, pass: Uint8Array): { pass: Uint8Array; goaway?: Goaway } {
+    const g = this.#goaway!;
+    g.frame = Buffer.concat([g.frame, more.subarray(0, g.need - g.frame.length)]);
+    if (g.frame.length < g.need) return { pass };
+    this.#done = true;
+    const p = g.frame.subarray(FRAME_HEADER_BYTES);
+    const word = (i: number) =>
+      p.length >= i + 4
+        ? ((p[i]! << 24) | (p[i + 1]! << 16) | (p[i + 2]! << 8) | p[i + 3]!) >>> 0
+        : 0;
+    return {
+      pass,
+      goaway: {
+        lastStreamId: word(0) & 0x7fffffff,
+        errorCode: word(4),
+        debugData: new TextDecoder().decode(p.subarray(8)),
+      },
+    };
+  }
+}
+
+/**
+ * Sits between the TLS socket and grpc-js's HTTP/2 session and ends the
+ * connection where the server sent GOAWAY, without passing that frame on:
+ * Deno 2.9's nghttp2 binding crashes the process on an incoming GOAWAY
+ * (assertion in `find_stream_on_goaway_func`, or a segfault) before any
+ * JavaScript runs, so it must never see one. grpc-js then sees a closed
+ * connection and reconnects; calls still open on it fail with UNAVAILABLE
+ * instead of finishing, and grpc-js's own `too_many_pings` back-off does not
+ * happen (our keepalive already respects the server's minimum). Exposes the
+ * few socket methods Deno's `node:http2` and grpc-js call on their socket.
+ */
+class GoawayGuard extends Duplex {
+  readonly #inner: tls.TLSSocket;
+  readonly #scanner = new Http2FrameScanner();
+
+  constructor(inner: tls.TLSSocket, onGoaway: (goaway: Goaway) => void) {
+    super({ allowHalfOpen: false });
+    this.#inner = inner;
+    inner.on("data", (chunk: Buffer) => {
+      const { pass, goaway } = this.#scanner.feed(chunk);
+      if (pass.length > 0 && !this.push(pass)) inner.pause();
+      if (goaway) {
+        onGoaway(goaway);
+        this.push(null);
+        inner.destroy();
+      }
+    });
+    inner.on("end", () => this.push(null));
+    inner.on("error", (e: Error) => this.destroy(e));
+    inner.on("close", () => this.destroy());
+  }
+
+  override _read(): void {
+    this.#inner.resume();
+  }
+  override _write(chunk: Buffer, _encoding: string, done: (e?: Error | null) => void): void {
+    this.#inner.write(chunk, done);
+  }
+  override _final(done: (e?: Error | null) => void): void {
+    this.#inner.end(() => done());
+  }
+  override _destroy(error: Error | null, done: (e?: Error | null) => void): void {
+    this.#inner.destroy();
+    done(error);
+  }
+
+  ref(): this {
+    this.#inner.ref();
+    return this;
+  }
+  unref(): this {
+    this.#inner.unref();
+    return this;
+  }
+  setNoDelay(noDelay?: boolean): this {
+    this.#inner.setNoDelay(noDelay);
+    return this;
+  }
+  setKeepAlive(enable?: boolean, initialDelay?: number): this {
+    this.#inner.setKeepAlive(enable, initialDelay);
+    return this;
+  }
+  setTimeout(ms: number, callback?: () => void): this {
+    this.#inner.setTimeout(ms, callback);
+    return this;
+  }
+  get encrypted(): boolean {
+    return true;
+  }
+  get alpnProtocol(): string | false | null {
+    return this.#inner.alpnProtocol;
+  }
+  get remoteAddress(): string | undefined {
+    return this.#inner.remoteAddress;
+  }
+  get remotePort(): number | undefined {
+    return this.#inner.remotePort;
+  }
+  get localAddress(): string | undefined {
+    return this.#inner.localAddress;
+  }
+  get localPort(): number | undefined {
+    return this.#inner.localPort;
+  }
 }
 
 // ---------------------------------------------------------------------------
