@@ -20,6 +20,8 @@ import {
 
 /** Reconnect this long before the live certificate expires (at least). */
 export const RECONNECT_BEFORE_EXPIRY_MS = 60_000;
+/** Longest delay `setTimeout` honours (2^31 - 1 ms, ~24.8 days); longer ones fire at once. */
+const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
 export function defaultIdentityFs(): IdentityFs {
   return {
@@ -43,6 +45,8 @@ export class IdentityStore {
   #liveSerial: string | undefined;
   #liveNotAfter: Date | undefined;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set when the `runRefresh` signal aborted: no more timers. */
+  #stopped = false;
   #listeners: (() => void)[] = [];
 
   constructor(opts: IdentityStoreOptions) {
@@ -127,17 +131,21 @@ export class IdentityStore {
     return true;
   }
 
-  /** Reloads every refresh interval until `signal` aborts (when `refresh_identity` is on). */
+  /**
+   * Reloads every refresh interval until `signal` aborts (when
+   * `refresh_identity` is on). The abort also ends a pending reconnect, which
+   * an on-demand reload (SIGHUP) may arm even with `refresh_identity` off.
+   */
   runRefresh(signal: AbortSignal): void {
     const { refreshIdentity, refreshIdentityIntervalMs } = this.#opts.config;
-    if (!refreshIdentity) return;
-    const timer = setInterval(
-      () => void this.reload("periodic refresh"),
-      refreshIdentityIntervalMs,
-    );
+    const timer = refreshIdentity
+      ? setInterval(() => void this.reload("periodic refresh"), refreshIdentityIntervalMs)
+      : undefined;
     signal.addEventListener("abort", () => {
+      this.#stopped = true;
       clearInterval(timer);
       clearTimeout(this.#reconnectTimer);
+      this.#reconnectTimer = undefined;
     }, { once: true });
   }
 
@@ -148,6 +156,7 @@ export class IdentityStore {
   #scheduleReconnect() {
     clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
+    if (this.#stopped) return;
     const id = this.#identity;
     if (!id || !this.#liveNotAfter || this.#liveSerial === id.serial) return;
     if (id.notAfter.getTime() <= this.#liveNotAfter.getTime()) return;
@@ -156,6 +165,11 @@ export class IdentityStore {
       2 * this.#opts.config.refreshIdentityIntervalMs,
     );
     const delay = Math.max(0, this.#liveNotAfter.getTime() - margin - this.#now().getTime());
+    if (delay > MAX_TIMER_DELAY_MS) {
+      // A long-lived certificate: look again later rather than overflow the timer.
+      this.#reconnectTimer = setTimeout(() => this.#scheduleReconnect(), MAX_TIMER_DELAY_MS);
+      return;
+    }
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
       this.#opts.log.info(

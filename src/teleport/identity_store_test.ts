@@ -1,0 +1,435 @@
+/**
+ * IdentityStore against real identity files and the fake Auth Service over
+ * loopback: startup checks, reloads (periodic and on demand), broken files,
+ * and the reconnect before the live certificate expires.
+ */
+
+import assert from "node:assert/strict";
+import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/logtape";
+import type { TeleportConfig } from "../config/types.ts";
+import { formatTextLine } from "../lib/log.ts";
+import { connectTeleport, type GrpcTeleportClient } from "./client.ts";
+import { defaultIdentityFs, IdentityStore, RECONNECT_BEFORE_EXPIRY_MS } from "./identity_store.ts";
+import { runWatcher } from "./watcher.ts";
+import { type ClientIdentity, TeleportTestServer } from "../../tests/teleport_server.ts";
+
+/** Upper bound of one test; each should take well under 5 s. */
+const TEST_TIMEOUT_MS = 15_000;
+/** How long to wait for something asynchronous to show. */
+const WAIT_MS = 5_000;
+/** The default refresh interval (`refresh_identity_interval = "1m"`). */
+const MINUTE_MS = 60_000;
+const HOUR_MS = 3600_000;
+const DAY_MS = 24 * HOUR_MS;
+
+// --- logs ------------------------------------------------------------------
+
+const logLines: string[] = [];
+resetSync();
+configureSync({
+  reset: true,
+  sinks: { memory: (record: LogRecord) => void logLines.push(formatTextLine(record)) },
+  loggers: [
+    { category: ["test"], sinks: ["memory"], lowestLevel: "debug" },
+    { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
+  ],
+});
+
+function testLogger() {
+  const tag = crypto.randomUUID().slice(0, 8);
+  return {
+    log: getLogger(["test", tag]).with({ t: tag }),
+    lines: () => logLines.filter((l) => l.includes(`t=${tag}`)),
+  };
+}
+
+// --- helpers ---------------------------------------------------------------
+
+type Defer = (f: () => unknown) => void;
+
+/** A test with a deadline, a temporary directory and a teardown stack run however it ends. */
+function bounded(name: string, fn: (defer: Defer, dir: string) => Promise<void>): void {
+  Deno.test(name, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "identity-store-test-" });
+    const teardown: (() => unknown)[] = [() => Deno.remove(dir, { recursive: true })];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        fn((f) => teardown.push(f), dir),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () => reject(new Error(`Test exceeded ${TEST_TIMEOUT_MS} ms`)),
+            TEST_TIMEOUT_MS,
+          );
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      for (const f of teardown.reverse()) await f();
+    }
+  });
+}
+
+async function startServer(defer: Defer): Promise<TeleportTestServer> {
+  const server = await TeleportTestServer.start({ keyType: "ec" });
+  defer(() => server.close());
+  return server;
+}
+
+function config(identityFile: string, o: Partial<TeleportConfig> = {}): TeleportConfig {
+  return {
+    addr: "127.0.0.1:3025",
+    credentials: { kind: "identity", identityFile },
+    refreshIdentity: true,
+    refreshIdentityIntervalMs: MINUTE_MS,
+    ...o,
+  };
+}
+
+/** A store reading `path`, with its log lines; its timers end with the test. */
+function newStore(defer: Defer, path: string, o: Partial<TeleportConfig> = {}) {
+  const { log, lines } = testLogger();
+  const store = new IdentityStore({ config: config(path, o), fs: defaultIdentityFs(), log });
+  const stop = new AbortController();
+  store.runRefresh(stop.signal);
+  defer(() => stop.abort());
+  return { store, lines, stop };
+}
+
+async function connect(
+  defer: Defer,
+  server: TeleportTestServer,
+  store: IdentityStore,
+): Promise<GrpcTeleportClient> {
+  const { client } = await connectTeleport({
+    addr: server.addr,
+    credentials: store.credentials,
+    clusterName: store.identity.clusterName,
+    env: {},
+    log: testLogger().log,
+    timeoutMs: WAIT_MS,
+  });
+  defer(() => client.close());
+  return client;
+}
+
+/** The serial grpc-js's peer certificate gives vs. X509Certificate's: compare normalized. */
+function sameSerial(a: string, b: string): boolean {
+  const n = (s: string) => s.toLowerCase().replace(/^0+/, "");
+  return n(a) === n(b);
+}
+
+/** The certificate serial the server saw on the latest call of `method`. */
+function lastSerial(server: TeleportTestServer, method = "Ping"): string | undefined {
+  return server.peers.findLast((p) => p.method === method)?.serial;
+}
+
+async function eventually(condition: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
+  const end = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > end) throw new Error(`Timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Pings until a call gets through (the server may have just restarted). */
+async function pingThrough(client: GrpcTeleportClient): Promise<void> {
+  const end = Date.now() + WAIT_MS;
+  for (;;) {
+    try {
+      await client.ping();
+      return;
+    } catch (error) {
+      if (Date.now() > end) throw error;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+/** Writes an identity file with a new certificate (optionally with given validity). */
+function renew(
+  server: TeleportTestServer,
+  path: string,
+  o: { notBefore?: Date; notAfter?: Date; user?: string } = {},
+): Promise<ClientIdentity> {
+  return server.writeIdentity(path, o);
+}
+
+// --- 6. startup checks -----------------------------------------------------
+
+bounded(
+  "load() refuses an expired identity: which certificate, when, how to renew",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const path = `${dir}/identity`;
+    const expired = await renew(server, path, {
+      user: "bot-email",
+      notBefore: new Date(Date.now() - 2 * HOUR_MS),
+      notAfter: new Date(Date.now() - HOUR_MS),
+    });
+    const { store } = newStore(defer, path);
+    const error = await store.load().then(
+      () => assert.fail("an expired identity was accepted"),
+      (e: Error) => e,
+    );
+    const m = error.message;
+    assert.match(m, /^TLS certificate "CN=bot-email, O=access-plugin" \(serial 0*([0-9A-F]+)\)/i);
+    assert.ok(sameSerial(/serial ([0-9A-F]+)/i.exec(m)?.[1] ?? "", expired.serial), m);
+    assert.ok(m.includes(`from "${path}"`), m);
+    assert.ok(m.includes(`expired at ${expired.notAfter.toISOString()}`), m);
+    assert.ok(
+      m.includes(`renew it with "tctl auth sign --user=bot-email --format=file --out=${path}"`),
+      m,
+    );
+    assert.match(m, /Machine ID \(tbot\)/);
+    assert.throws(() => store.identity, /Identity not loaded yet/);
+  },
+);
+
+bounded(
+  "load() warns when the certificate expires within the refresh interval",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const path = `${dir}/identity`;
+    const soon = await renew(server, path, { notAfter: new Date(Date.now() + 30_000) });
+    const { store, lines } = newStore(defer, path);
+    const identity = await store.load();
+    assert.ok(sameSerial(identity.serial, soon.serial));
+    const warnings = lines().filter((l) => / WARN /.test(l));
+    assert.equal(warnings.length, 1, lines().join(""));
+    // (The log quotes values that contain quotes: match the parts without any.)
+    const w = warnings[0]!;
+    assert.ok(w.includes(`CN=access-plugin`), w);
+    assert.ok(w.includes(`expires at ${soon.notAfter.toISOString()} (in `), w);
+    assert.ok(w.includes(`within the refresh interval of 1m; renew it with`), w);
+    assert.ok(w.includes(`tctl auth sign --user=access-plugin --format=file --out=`), w);
+
+    // A day of validity left: no warning.
+    const later = `${dir}/identity-later`;
+    await renew(server, later);
+    const quiet = newStore(defer, later);
+    await quiet.store.load();
+    assert.deepEqual(quiet.lines().filter((l) => / WARN /.test(l)), []);
+  },
+);
+
+// --- 7. reloads --------------------------------------------------------------
+
+bounded(
+  "reload(): the live connection keeps its certificate, the next new one presents the new one",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const path = `${dir}/identity`;
+    const first = await renew(server, path);
+    const { store, lines } = newStore(defer, path);
+    await store.load();
+    const client = await connect(defer, server, store);
+    assert.equal(lastSerial(server), first.serial);
+
+    assert.equal(await store.reload("test"), false, "an unchanged file is not a change");
+    const second = await renew(server, path);
+    assert.equal(await store.reload("test"), true);
+    assert.ok(sameSerial(store.identity.serial, second.serial));
+    assert.ok(
+      lines().some((l) =>
+        new RegExp(`INFO  Identity reloaded \\(test\\): certificate serial 0*${second.serial}`, "i")
+          .test(l)
+      ),
+      lines().join(""),
+    );
+
+    // The open connection is not disturbed...
+    await client.ping();
+    assert.equal(lastSerial(server), first.serial);
+    // ...and the next connection (the server restarted) uses the new certificate.
+    await server.restart();
+    await pingThrough(client);
+    assert.equal(lastSerial(server), second.serial);
+    assert.deepEqual(server.serialsSeen, [first.serial, second.serial]);
+  },
+);
+
+bounded(
+  "reload(): a half-written, garbage or expired file keeps the old credentials and logs an error",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const path = `${dir}/identity`;
+    const good = await renew(server, path);
+    const { store, lines } = newStore(defer, path);
+    await store.load();
+    const client = await connect(defer, server, store);
+    const goodText = await Deno.readTextFile(path);
+
+    const broken: [what: string, text: string, message: RegExp][] = [
+      [
+        "cut in a PEM block",
+        goodText.slice(0, Math.floor(goodText.length * 0.8)),
+        /Cannot reload the identity \(test\), keeping the current one: .*unterminated PEM block \(truncated file\?\)/,
+      ],
+      ["empty", "", /Cannot reload the identity \(test\), keeping the current one: .* is empty/],
+      [
+        "garbage",
+        "\x00\x01 not an identity file\n",
+        /Cannot reload the identity \(test\), keeping the current one: .*has no PEM blocks/,
+      ],
+    ];
+    for (const [what, text, message] of broken) {
+      await Deno.writeTextFile(path, text);
+      const before = lines().length;
+      assert.equal(await store.reload("test"), false, what);
+      const logged = lines().slice(before);
+      assert.ok(logged.some((l) => / ERROR /.test(l) && message.test(l)), `${what}: ${logged}`);
+      assert.ok(sameSerial(store.identity.serial, good.serial), what);
+    }
+
+    const before = lines().length;
+    await renew(server, path, {
+      notBefore: new Date(Date.now() - 2 * HOUR_MS),
+      notAfter: new Date(Date.now() - HOUR_MS),
+    });
+    assert.equal(await store.reload("test"), false);
+    assert.ok(
+      lines().slice(before).some((l) =>
+        /ERROR Not using the reloaded identity \(test\): .* expired at /.test(l)
+      ),
+      lines().join(""),
+    );
+
+    // New connections still work, with the old certificate.
+    await server.restart();
+    await pingThrough(client);
+    assert.equal(lastSerial(server), good.serial);
+    assert.deepEqual(server.serialsSeen, [good.serial]);
+  },
+);
+
+bounded("refresh_identity: the file is re-read every interval", async (defer, dir) => {
+  const server = await startServer(defer);
+  const path = `${dir}/identity`;
+  await renew(server, path);
+  const { store } = newStore(defer, path, { refreshIdentityIntervalMs: 50 });
+  await store.load();
+  const next = await renew(server, path);
+  await eventually(() => sameSerial(store.identity.serial, next.serial), "the periodic reload");
+});
+
+bounded(
+  "reconnect before expiry: the watch stream moves to a new connection with the new certificate",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const path = `${dir}/identity`;
+    // Closer to expiry than the reconnect margin: a new certificate means reconnect now.
+    const old = await renew(server, path, {
+      notAfter: new Date(Date.now() + RECONNECT_BEFORE_EXPIRY_MS / 2),
+    });
+    const { store, lines } = newStore(defer, path);
+    await store.load();
+    const client = await connect(defer, server, store);
+    store.markConnected();
+    let reconnects = 0;
+    store.onReconnectNeeded(() => {
+      reconnects++;
+      client.reconnect();
+      store.markConnected();
+    });
+
+    const stop = new AbortController();
+    let inits = 0;
+    const seen: string[] = [];
+    const done = runWatcher({
+      client,
+      kinds: ["access_request"],
+      handleEvent: (event) => {
+        if (event.type === "put" && event.kind === "access_request") seen.push(event.request.id);
+        return Promise.resolve();
+      },
+      reconcile: () => Promise.resolve([]),
+      onInit: () => void inits++,
+      log: testLogger().log,
+      shutdownGraceMs: 100,
+    }, stop.signal);
+    defer(async () => {
+      stop.abort();
+      await done;
+    });
+    await eventually(() => inits === 1, "the first INIT");
+    const oldWatch = server.peers.findLast((p) => p.method === "WatchEvents")!;
+    assert.equal(oldWatch.serial, old.serial);
+
+    const fresh = await renew(server, path);
+    assert.equal(await store.reload("test"), true);
+    await eventually(() => reconnects === 1, "onReconnectNeeded");
+    assert.ok(
+      lines().some((l) => /certificate expires soon: reconnecting with the new one/.test(l)),
+      lines().join(""),
+    );
+    await eventually(() => inits === 2, "the watch stream back");
+    const newWatch = server.peers.findLast((p) => p.method === "WatchEvents")!;
+    assert.equal(newWatch.serial, fresh.serial);
+    assert.notEqual(newWatch.peer, oldWatch.peer, "a new connection");
+    await server.waitForWatchers(1);
+    server.createRequest({ id: "after-rotation", user: "u@example.com", roles: ["r"] });
+    await eventually(() => seen.includes("after-rotation"), "the event on the new stream");
+    // Calls go over the new connection too.
+    await client.ping();
+    assert.equal(lastSerial(server), fresh.serial);
+    // Once per rotation.
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(reconnects, 1);
+  },
+);
+
+bounded(
+  "a live certificate valid for weeks is not reopened at once (no timer overflow)",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const path = `${dir}/identity`;
+    // `tctl auth sign --ttl=...` for a plugin is often long: beyond setTimeout's 24.8 days.
+    await renew(server, path, { notAfter: new Date(Date.now() + 30 * DAY_MS) });
+    const { store } = newStore(defer, path);
+    await store.load();
+    store.markConnected();
+    let reconnects = 0;
+    store.onReconnectNeeded(() => reconnects++);
+    await renew(server, path, { notAfter: new Date(Date.now() + 60 * DAY_MS) });
+    assert.equal(await store.reload("test"), true);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(reconnects, 0);
+  },
+);
+
+bounded(
+  "without refresh_identity, a reconnect armed by a reload still ends with the signal",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const path = `${dir}/identity`;
+    const live = await renew(server, path);
+    // A clock that puts the reconnect 100 ms from now.
+    const shift = live.notAfter.getTime() - RECONNECT_BEFORE_EXPIRY_MS - Date.now() - 100;
+    const { log } = testLogger();
+    const store = new IdentityStore({
+      config: config(path, { refreshIdentity: false }),
+      fs: defaultIdentityFs(),
+      log,
+      now: () => new Date(Date.now() + shift),
+    });
+    const stop = new AbortController();
+    store.runRefresh(stop.signal);
+    defer(() => stop.abort());
+    await store.load();
+    store.markConnected();
+    let reconnects = 0;
+    store.onReconnectNeeded(() => reconnects++);
+    // SIGHUP reloads even without refresh_identity; the new certificate arms the reconnect.
+    await renew(server, path, { notAfter: new Date(Date.now() + 2 * DAY_MS) });
+    assert.equal(await store.reload("SIGHUP"), true);
+    stop.abort();
+    await new Promise((r) => setTimeout(r, 250));
+    assert.equal(reconnects, 0, "the reconnect timer outlived the signal");
+    // A reload after the stop arms nothing either.
+    await renew(server, path, { notAfter: new Date(Date.now() + 3 * DAY_MS) });
+    assert.equal(await store.reload("SIGHUP"), true);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(reconnects, 0);
+  },
+);
