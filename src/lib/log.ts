@@ -70,7 +70,7 @@ function renderValue(value: unknown): string {
 
 function quoteIfNeeded(text: string): string {
   // deno-lint-ignore no-control-regex
-  return /[\x00-\x1f\x7f"]/.test(text) ? JSON.stringify(text) : text;
+  return /[\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : text;
 }
 
 function renderProperty(value: unknown): string {
