@@ -58,6 +58,8 @@ export interface ReviewContext {
 
 const NEW_REQUEST_HEADLINE = "You have a new Role Request";
 const RESOLVED_HEADLINE = "Role Request has been resolved";
+const REQUESTER_HEADLINE = "Your Role Request has been received";
+const REMINDER_HEADLINE = "Reminder: this Role Request is still waiting for a review";
 
 const STATUS_EMOJI: Readonly<Record<string, string>> = {
   PENDING: "⏳",
@@ -94,6 +96,17 @@ export function newRequestMessage(ctx: NewRequestContext): MessageContent {
   return requestMessage(ctx, NEW_REQUEST_HEADLINE, "PENDING", "");
 }
 
+/** Ours: the email that opens the requester's own thread (`delivery.notify_requester`). */
+export function requesterReceivedMessage(ctx: NewRequestContext): MessageContent {
+  // The requester cannot review their own request: no tsh review lines.
+  return requestMessage(ctx, REQUESTER_HEADLINE, "PENDING", "", false);
+}
+
+/** Ours: a reply reminding reviewers that the request still waits for a review. */
+export function reminderMessage(ctx: NewRequestContext): MessageContent {
+  return requestMessage(ctx, REMINDER_HEADLINE, "PENDING", "");
+}
+
 /** The last reply of a thread: how the request ended. */
 export function resolutionMessage(ctx: ResolutionContext): MessageContent {
   return requestMessage(ctx, RESOLVED_HEADLINE, ctx.resolution.tag, ctx.resolution.reason);
@@ -128,10 +141,12 @@ function requestMessage(
   headline: string,
   status: string,
   reason: string,
+  /** Whether a pending request shows how to review it (`tsh` lines or the button). */
+  reviewable = true,
 ): MessageContent {
   const { request } = ctx;
   const subject = subjectFor(ctx.clusterName, request.id);
-  const pending = status === "PENDING";
+  const pending = status === "PENDING" && reviewable;
   const statusText = withEmoji(status) + (reason === "" ? "" : ` (${reason})`);
 
   const fields: [string, string][] = [["ID", request.id], ["Cluster", ctx.clusterName]];

@@ -2,6 +2,8 @@ import assert from "node:assert/strict";
 import type { AccessRequest, AccessReview } from "../teleport/types.ts";
 import {
   newRequestMessage,
+  reminderMessage,
+  requesterReceivedMessage,
   type RequestFacts,
   requestWebLink,
   resolutionMessage,
@@ -292,4 +294,21 @@ Deno.test("requestWebLink: https://<proxy public address without :443>/web/reque
   ];
   for (const [addr, link] of cases) assert.equal(requestWebLink(addr, ID), link, addr);
   assert.equal(requestWebLink("p:443", "a/b c"), "https://p/web/requests/a%2Fb%20c");
+});
+
+Deno.test("requester and reminder emails: own headlines, the same facts", () => {
+  const request = {
+    id: "r-9",
+    user: "alice@example.com",
+    roles: ["editor"],
+    requestReason: "hotfix",
+  };
+  const received = requesterReceivedMessage({ clusterName: "c1", request });
+  assert.match(received.text, /^Your Role Request has been received:\n\nID: r-9\n/);
+  assert.doesNotMatch(received.text, /tsh request review/, "the requester cannot review");
+  assert.match(received.text, /Status: ⏳ PENDING$/);
+  const reminder = reminderMessage({ clusterName: "c1", request });
+  assert.match(reminder.text, /^Reminder: this Role Request is still waiting for a review:/);
+  assert.match(reminder.text, /Approve: tsh request review --approve r-9/);
+  assert.equal(reminder.subject, "c1 Role Request r-9");
 });
