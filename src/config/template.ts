@@ -60,6 +60,9 @@ starttls_policy = "mandatory"
 # From: address, optionally with a display name: "Teleport <noreply@example.com>".
 sender = "noreply@example.com"
 # recipients = ["security@example.com"]   # deprecated alias of role_to_recipients."*"
+# Also email the requester (when the Teleport user name is an email address):
+# request received, each review, and the resolution, in a thread of their own.
+# notify_requester = false
 
 [role_to_recipients]
 # Requests for a role go to its addresses (a string or an array of strings);
@@ -74,6 +77,14 @@ output = "stderr"
 severity = "INFO"
 # "text" for people, "json" for log collectors. Default: "text".
 format = "text"
+
+# [reminders]
+# # Remind reviewers of a request still pending with no review: first after
+# # "after", then every "every" (default: same as after), at most "max" times
+# # (default 3). Off unless "after" is set.
+# after = "1h"
+# every = "4h"
+# max = 3
 
 # [status]
 # # Optional HTTP listener for /healthz, /readyz and /metrics (Prometheus).

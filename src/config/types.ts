@@ -65,10 +65,18 @@ export interface Config {
   readonly delivery: {
     /** `delivery.sender` as written (may carry a display name). */
     readonly sender: string;
+    /** `delivery.notify_requester`: a requester whose user name is an address gets a thread. */
+    readonly notifyRequester: boolean;
   };
   /** Role name → plain addresses; always has a non-empty `"*"` entry. */
   readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
   readonly log: LogConfig;
+  /** `[reminders]`: absent = no reminders. */
+  readonly reminders?: {
+    readonly afterMs: number;
+    readonly everyMs: number;
+    readonly max: number;
+  };
   /** `[status]`: the optional health and metrics listener. */
   readonly status: {
     /** `status.listen_addr`, e.g. `127.0.0.1:9465`; absent = no listener. */

@@ -40,6 +40,8 @@ export const DEFAULT_REFRESH_IDENTITY_INTERVAL_MS = 60_000;
 export const DEFAULT_SMTP_PORT = 587;
 /** `mailgun.api_base` when unset: Mailgun's US region. */
 export const DEFAULT_MAILGUN_API_BASE = "https://api.mailgun.net";
+/** `reminders.max` when unset. */
+export const DEFAULT_REMINDERS_MAX = 3;
 /** `log.output` when unset. */
 export const DEFAULT_LOG_OUTPUT = "stderr";
 
@@ -57,10 +59,11 @@ export const CONFIG_KEYS = {
   ],
   mailgun: ["domain", "private_key", "private_key_file", "api_base"],
   smtp: ["host", "port", "username", "password", "password_file", "starttls_policy", "ca_file"],
-  delivery: ["sender", "recipients"],
+  delivery: ["sender", "recipients", "notify_requester"],
   role_to_recipients: [],
   log: ["output", "severity", "format"],
   status: ["listen_addr"],
+  reminders: ["after", "every", "max"],
 } as const satisfies Record<string, readonly string[]>;
 
 type SectionName = keyof typeof CONFIG_KEYS;
@@ -617,6 +620,65 @@ function validateLog(raw: Table, review: Review): LogConfig | undefined {
   return ok ? { output, severity, format } : undefined;
 }
 
+/** A positive Go duration at `section.key`; `undefined` when unset, `INVALID` when bad. */
+function durationSetting(
+  table: Table,
+  section: string,
+  key: string,
+  review: Review,
+): number | undefined | Invalid {
+  if (!Object.hasOwn(table, key)) return undefined;
+  const dotted = `${section}.${key}`;
+  const value = table[key];
+  if (typeof value !== "string") {
+    review.problem(dotted, `must be a duration string such as "1h", got ${describe(value)}`);
+    return INVALID;
+  }
+  try {
+    const ms = parseDuration(value);
+    if (ms > 0) return ms;
+    review.problem(dotted, `must be longer than zero, got ${quote(value)}`);
+  } catch (error) {
+    review.problem(dotted, lowerFirst((error as Error).message));
+  }
+  return INVALID;
+}
+
+/** `[reminders]`: off unless `after` is set; `every` defaults to `after`, `max` to 3. */
+function validateReminders(raw: Table, review: Review): Config["reminders"] | Invalid {
+  const table = review.section(raw, "reminders");
+  if (table === INVALID) return INVALID;
+  if (table === undefined) return undefined;
+  const after = durationSetting(table, "reminders", "after", review);
+  const every = durationSetting(table, "reminders", "every", review);
+  let max = DEFAULT_REMINDERS_MAX;
+  let ok = after !== INVALID && every !== INVALID;
+  if (Object.hasOwn(table, "max")) {
+    const value = table["max"];
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 1 || value > 100) {
+      review.problem("reminders.max", `must be an integer from 1 to 100, got ${describe(value)}`);
+      ok = false;
+    } else max = value;
+  }
+  if (after === undefined) {
+    review.problem("reminders.after", 'is required in [reminders] (e.g. "1h")');
+    return INVALID;
+  }
+  if (!ok || after === INVALID || every === INVALID) return INVALID;
+  return { afterMs: after, everyMs: every ?? after, max };
+}
+
+/** `delivery.notify_requester`: a boolean, default false. */
+function validateNotifyRequester(delivery: Table | undefined, review: Review): boolean | Invalid {
+  if (delivery === undefined || !Object.hasOwn(delivery, "notify_requester")) return false;
+  const value = delivery["notify_requester"];
+  if (typeof value !== "boolean") {
+    review.problem("delivery.notify_requester", `must be a boolean, got ${describe(value)}`);
+    return INVALID;
+  }
+  return value;
+}
+
 /** `[status] listen_addr`: `host:port` (IPv6 in brackets); absent = no status listener. */
 function validateStatus(raw: Table, review: Review): { listenAddr?: string } | undefined {
   const table = review.section(raw, "status");
@@ -663,11 +725,15 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
   const roleToRecipients = validateRecipients(raw, deliveryTable, review);
   const log = validateLog(raw, review);
   const status = validateStatus(raw, review);
+  const reminders = validateReminders(raw, review);
+  const notifyRequester = delivery === INVALID
+    ? INVALID
+    : validateNotifyRequester(deliveryTable, review);
 
   if (
     review.problems.length > 0 || teleport === undefined || mailer === undefined ||
     sender === undefined || roleToRecipients === undefined || log === undefined ||
-    status === undefined
+    status === undefined || reminders === INVALID || notifyRequester === INVALID
   ) {
     // Every undefined above comes with a recorded problem; the fallback only guards that promise.
     throw new ConfigError(
@@ -677,10 +743,11 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
   const config: Config = {
     teleport,
     mailer,
-    delivery: { sender },
+    delivery: { sender, notifyRequester },
     roleToRecipients,
     log,
     status,
+    ...(reminders ? { reminders } : {}),
   };
   return { config, warnings: review.warnings };
 }

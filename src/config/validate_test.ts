@@ -114,7 +114,7 @@ Deno.test("a minimal config gets every default", () => {
       refreshIdentity: false,
       refreshIdentityIntervalMs: 60_000,
     },
-    delivery: { sender: "noreply@example.com" },
+    delivery: { sender: "noreply@example.com", notifyRequester: false },
     roleToRecipients: { "*": ["security@example.com"] },
     log: { output: "stderr", severity: "info", format: "text" },
     status: {},
@@ -801,6 +801,59 @@ Deno.test("status.listen_addr: optional host:port", async (t) => {
         () => validateConfig({ ...base, status: { listen_addr: addr } }, deps),
         /status\.listen_addr: must be host:port/,
       );
+    });
+  }
+});
+
+Deno.test("delivery.notify_requester and [reminders]", async (t) => {
+  const base = {
+    teleport: { identity: "/id" },
+    smtp: { host: "smtp.example.com" },
+    delivery: { sender: "noreply@example.com" },
+    role_to_recipients: { "*": "ops@example.com" },
+  };
+  const deps = { readTextFile: () => "x" };
+  await t.step("off by default", () => {
+    const { config } = validateConfig(base, deps);
+    assert.equal(config.delivery.notifyRequester, false);
+    assert.equal(config.reminders, undefined);
+  });
+  await t.step("notify_requester = true", () => {
+    const { config } = validateConfig({
+      ...base,
+      delivery: { ...base.delivery, notify_requester: true },
+    }, deps);
+    assert.equal(config.delivery.notifyRequester, true);
+  });
+  await t.step("notify_requester must be a boolean", () => {
+    assert.throws(
+      () =>
+        validateConfig({ ...base, delivery: { ...base.delivery, notify_requester: "yes" } }, deps),
+      /delivery\.notify_requester: must be a boolean/,
+    );
+  });
+  await t.step("reminders: every defaults to after, max to 3", () => {
+    const { config } = validateConfig({ ...base, reminders: { after: "1h" } }, deps);
+    assert.deepEqual(config.reminders, { afterMs: 3_600_000, everyMs: 3_600_000, max: 3 });
+  });
+  await t.step("reminders: all set", () => {
+    const { config } = validateConfig(
+      { ...base, reminders: { after: "30m", every: "4h", max: 5 } },
+      deps,
+    );
+    assert.deepEqual(config.reminders, { afterMs: 1_800_000, everyMs: 14_400_000, max: 5 });
+  });
+  for (
+    const [reminders, message] of [
+      [{ every: "1h" }, /reminders\.after: is required/],
+      [{ after: "soon" }, /reminders\.after: .*"soon"/],
+      [{ after: "0s" }, /reminders\.after: must be longer than zero/],
+      [{ after: "1h", max: 0 }, /reminders\.max: must be an integer from 1 to 100/],
+      [{ after: "1h", every: 5 }, /reminders\.every: must be a duration string/],
+    ] as const
+  ) {
+    await t.step(`reminders ${JSON.stringify(reminders)} is refused`, () => {
+      assert.throws(() => validateConfig({ ...base, reminders }, deps), message);
     });
   }
 });
