@@ -33,16 +33,33 @@ import {
   claimFree,
   markResolved,
   readClaim,
+  recordReminder,
   recordReplies,
+  recordRequesterReplies,
+  requesterProgress,
   setClaim,
   setPlannedRecipients,
+  setPlannedRequester,
+  setRequesterThread,
   threadProgress,
 } from "./progress.ts";
-import { isEmptyPlan, planWork, type Reply, resolutionOf, type Target, targetId } from "./plan.ts";
+import {
+  isEmptyPlan,
+  planWork,
+  type ReminderPolicy,
+  type Reply,
+  resolutionOf,
+  type Target,
+  targetId,
+} from "./plan.ts";
 import { recipientsFor } from "./recipients.ts";
+import type { RuleSet } from "./rules.ts";
+import { isPlainAddress } from "../lib/address.ts";
 import {
   type MessageContent,
   newRequestMessage,
+  reminderMessage,
+  requesterReceivedMessage,
   type RequestFacts,
   requestWebLink,
   resolutionMessage,
@@ -75,6 +92,14 @@ export interface AppDeps {
   isOwnerGone?(owner: string): boolean;
   /** Where counters go (the status listener's registry); none by default. */
   readonly metrics?: Metrics;
+  /** Access monitoring rules; matching ones replace `roleToRecipients`. */
+  readonly rules?: RuleSet;
+  /** Re-lists the rules (after every INIT); may disable them when not allowed. */
+  reloadRules?(signal: AbortSignal): Promise<void>;
+  /** `delivery.notify_requester`: the requester gets a thread of their own. */
+  readonly notifyRequester?: boolean;
+  /** `[reminders]`: remind reviewers of pending requests nobody reviewed. */
+  readonly reminders?: ReminderPolicy;
 }
 
 /** Raised when our claim on a request was taken over (we were too slow): stop sending. */
@@ -123,6 +148,10 @@ export class NotifyApp {
       await this.process({ kind: "request", request: event.request }, signal);
     } else if (event.type === "delete" && event.kind === "access_request") {
       await this.process({ kind: "deleted", requestId: event.name }, signal);
+    } else if (event.type === "put" && event.kind === "access_monitoring_rule") {
+      this.#deps.rules?.put(event.rule);
+    } else if (event.type === "delete" && event.kind === "access_monitoring_rule") {
+      this.#deps.rules?.delete(event.name);
     }
   }
 
@@ -131,6 +160,7 @@ export class NotifyApp {
    * unresolved record whose request disappeared while we were away.
    */
   async reconcile(signal: AbortSignal): Promise<KeyedTask[]> {
+    await this.#deps.reloadRules?.(signal);
     const [requests, stored] = await Promise.all([
       this.#deps.client.listAccessRequests({}, signal),
       this.#deps.client.listPluginData(signal),
@@ -143,19 +173,36 @@ export class NotifyApp {
       const target: Target = { kind: "request", request };
       const data = dataById.get(request.id);
       const pendingNew = data === undefined && request.state === "PENDING";
-      if (!pendingNew && isEmptyPlan(planWork(target, data)) && !hasClaim(data)) continue;
+      if (!pendingNew && isEmptyPlan(this.#plan(target, data)) && !hasClaim(data)) continue;
       tasks.push({ key: `access_request/${request.id}`, run: (s) => this.process(target, s) });
     }
     for (const [requestId, data] of dataById) {
       if (seen.has(requestId)) continue;
       const target: Target = { kind: "deleted", requestId };
-      if (isEmptyPlan(planWork(target, data))) continue;
+      if (isEmptyPlan(this.#plan(target, data))) continue;
       tasks.push({ key: `access_request/${requestId}`, run: (s) => this.process(target, s) });
     }
     this.#deps.log.info("Reconciling {count} access request(s) after (re)connecting", {
       count: tasks.length,
     });
     return tasks;
+  }
+
+  /**
+   * Sends the reminders that are due: every pending request nobody reviewed
+   * whose reminder time has come (checked against the plugin data, so
+   * restarts and replicas never remind twice).
+   */
+  async checkReminders(signal: AbortSignal): Promise<void> {
+    const policy = this.#deps.reminders;
+    if (policy === undefined || this.#stopped) return;
+    const now = this.#now();
+    const requests = await this.#deps.client.listAccessRequests({}, signal);
+    for (const request of requests) {
+      if (request.state !== "PENDING" || request.reviews.length > 0 || !request.created) continue;
+      if (now < request.created.getTime() + policy.afterMs) continue;
+      await this.process({ kind: "request", request }, signal);
+    }
   }
 
   /** Brings one request up to date; failures are logged and the request retried later. */
@@ -205,7 +252,7 @@ export class NotifyApp {
       claimedAlready = created.changed;
     }
 
-    let plan = planWork(target, data);
+    let plan = this.#plan(target, data);
     if (isEmptyPlan(plan) && readClaim(data)?.owner !== this.#deps.owner) return undefined;
 
     // Take (or keep) the claim: only its holder sends for this request.
@@ -227,7 +274,7 @@ export class NotifyApp {
       }
       data = claimed.data;
       raw = claimed.raw;
-      plan = planWork(target, data);
+      plan = this.#plan(target, data);
     }
 
     const recorder = new Recorder(this, id, signal, raw);
@@ -235,40 +282,65 @@ export class NotifyApp {
     const errors: unknown[] = [];
     try {
       const facts = factsOf(target, data);
+      const clusterName = this.#deps.cluster.clusterName;
+      const link = this.#link(id);
+      const opening: Promise<void>[] = [];
       if (plan.newThreads.length > 0 && target.kind === "request") {
-        const content = newRequestMessage({
-          clusterName: this.#deps.cluster.clusterName,
-          request: target.request,
-          link: this.#link(id),
-        });
-        await Promise.all(plan.newThreads.map(async (to) => {
-          try {
-            const sent = await this.#sendOne(log, "new request", to, content, undefined, signal);
-            const thread: EmailThread = sent === undefined
-              ? { email: to, timestamp: "", messageId: "" }
-              : {
-                email: to,
-                timestamp: formatThreadTimestamp(new Date(this.#now())),
-                messageId: sent.messageId,
-              };
-            await recorder.record((d) =>
-              sent === undefined ? addFailed(d, to) : addThread(d, thread)
-            );
-          } catch (error) {
-            errors.push(error);
-          }
-        }));
-        // Threads created now may owe replies (reviews that already exist).
-        plan = planWork(target, recorder.latest ?? data);
+        const content = newRequestMessage({ clusterName, request: target.request, link });
+        opening.push(
+          ...plan.newThreads.map((to) =>
+            this.#openThread(log, recorder, "new request", to, content, addThread, signal)
+          ),
+        );
+      }
+      if (plan.requesterNew !== undefined && target.kind === "request") {
+        const content = requesterReceivedMessage({ clusterName, request: target.request, link });
+        opening.push(
+          this.#openThread(
+            log,
+            recorder,
+            "requester",
+            plan.requesterNew,
+            content,
+            setRequesterThread,
+            signal,
+          ),
+        );
+      }
+      if (opening.length > 0) {
+        for (const result of await Promise.allSettled(opening)) {
+          if (result.status === "rejected") errors.push(result.reason);
+        }
+        // Threads opened now may owe replies (reviews that already exist).
+        plan = this.#plan(target, recorder.latest ?? data);
       }
       const resolution = resolutionOf(target);
-      await Promise.all(plan.replies.map(async ({ thread, items }) => {
-        try {
-          await this.#replyInThread(log, recorder, facts, thread, items, resolution, signal);
-        } catch (error) {
-          errors.push(error);
-        }
-      }));
+      const replying: Promise<void>[] = plan.replies.map(({ thread, items }) =>
+        this.#replyInThread(log, recorder, facts, thread, items, resolution, signal, false)
+      );
+      if (plan.requesterReplies) {
+        const { thread, items } = plan.requesterReplies;
+        replying.push(
+          this.#replyInThread(log, recorder, facts, thread, items, resolution, signal, true),
+        );
+      }
+      if (plan.reminders && target.kind === "request") {
+        const content = reminderMessage({ clusterName, request: target.request, link });
+        replying.push(...plan.reminders.map(async ({ thread, count }) => {
+          await this.#sendOne(
+            log,
+            "reminder",
+            thread.email,
+            content,
+            thread.messageId || undefined,
+            signal,
+          );
+          await recorder.record((d) => recordReminder(d, thread.email, count));
+        }));
+      }
+      for (const result of await Promise.allSettled(replying)) {
+        if (result.status === "rejected") errors.push(result.reason);
+      }
       if (plan.markResolved && resolution) {
         await recorder.record((d) => markResolved(d, resolution));
       }
@@ -280,13 +352,44 @@ export class NotifyApp {
     return undefined;
   }
 
+  /** Sends the email that opens a thread and records the thread (or the refusal). */
+  async #openThread(
+    log: Logger,
+    recorder: Recorder,
+    kind: string,
+    to: string,
+    content: MessageContent,
+    record: (d: EmailPluginData, thread: EmailThread) => EmailPluginData,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const sent = await this.#sendOne(log, kind, to, content, undefined, signal);
+    if (sent === undefined) {
+      await recorder.record((d) => addFailed(d, to));
+      return;
+    }
+    const thread: EmailThread = {
+      email: to,
+      timestamp: formatThreadTimestamp(new Date(this.#now())),
+      messageId: sent.messageId,
+    };
+    await recorder.record((d) => record(d, thread));
+  }
+
+  #plan(target: Target, data: EmailPluginData | undefined) {
+    return planWork(target, data, { now: this.#now(), reminders: this.#deps.reminders });
+  }
+
   /**
    * Creates the record for a new pending request, claimed by us. `changed`
    * is false when another instance created it first.
    */
   async #create(request: AccessRequest, signal: AbortSignal) {
     const log = this.#deps.log.with({ requestId: request.id });
-    const { recipients, dropped } = recipientsFor(request, this.#deps.roleToRecipients);
+    const routed = this.#deps.rules?.recipientsFor(request);
+    if (routed) {
+      log.info("Recipients from access monitoring rule(s) {rules}", { rules: routed.rules });
+    }
+    const { recipients, dropped } = routed ?? recipientsFor(request, this.#deps.roleToRecipients);
     for (const entry of dropped) {
       log.warn("Not emailing {recipient}: not a plain email address", { recipient: entry });
     }
@@ -301,7 +404,11 @@ export class NotifyApp {
         roles: request.roles,
         requestReason: request.requestReason,
       };
-      return setClaim(setPlannedRecipients(fresh, recipients), this.#newClaim());
+      let next = setPlannedRecipients(fresh, recipients);
+      if (this.#deps.notifyRequester && isPlainAddress(request.user)) {
+        next = setPlannedRequester(next, request.user);
+      }
+      return setClaim(next, this.#newClaim());
     }, this.#casOptions(signal, {}));
     return result;
   }
@@ -323,11 +430,14 @@ export class NotifyApp {
     items: readonly Reply[],
     resolution: Resolution | undefined,
     signal: AbortSignal,
+    requester: boolean,
   ) {
     const clusterName = this.#deps.cluster.clusterName;
     const link = this.#link(facts.id);
-    let progress = threadProgress(recorder.latest ?? EMPTY_PLUGIN_DATA).get(thread.email) ??
-      { reviews: 0, resolved: false };
+    const latest = recorder.latest ?? EMPTY_PLUGIN_DATA;
+    let progress =
+      (requester ? requesterProgress(latest) : threadProgress(latest).get(thread.email)) ??
+        { reviews: 0, resolved: false };
     for (const item of items) {
       const content = item.kind === "review"
         ? reviewMessage({ clusterName, requestId: facts.id, review: item.review, link })
@@ -339,7 +449,9 @@ export class NotifyApp {
         : { reviews: progress.reviews, resolved: true };
       const p = progress;
       await recorder.record((d) =>
-        recordReplies(d, thread.email, p, resolution ?? { tag: "EXPIRED", reason: "" })
+        requester
+          ? recordRequesterReplies(d, p)
+          : recordReplies(d, thread.email, p, resolution ?? { tag: "EXPIRED", reason: "" })
       );
     }
   }

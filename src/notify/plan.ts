@@ -4,7 +4,15 @@
  */
 import type { AccessRequest, AccessReview } from "../teleport/types.ts";
 import type { EmailPluginData, EmailThread, ResolutionTag } from "./plugin_data.ts";
-import { failedRecipients, plannedRecipients, threadProgress } from "./progress.ts";
+import {
+  failedRecipients,
+  plannedRecipients,
+  plannedRequester,
+  remindersSent,
+  requesterProgress,
+  requesterThread,
+  threadProgress,
+} from "./progress.ts";
 
 /** The request as last seen, or only its id when it was deleted (expired). */
 export type Target =
@@ -36,20 +44,53 @@ export interface Plan {
   readonly replies: readonly { readonly thread: EmailThread; readonly items: readonly Reply[] }[];
   /** The request is resolved but has no thread to tell: just record the resolution. */
   readonly markResolved: boolean;
+  /** The requester is owed the email that opens their own thread. */
+  readonly requesterNew?: string;
+  /** Replies the requester's thread still needs, in order. */
+  readonly requesterReplies?: { readonly thread: EmailThread; readonly items: readonly Reply[] };
+  /** Reviewer threads owed a reminder now, with the count each will have sent. */
+  readonly reminders?: readonly { readonly thread: EmailThread; readonly count: number }[];
+}
+
+/** `[reminders]`: remind reviewers of a pending request nobody reviewed. */
+export interface ReminderPolicy {
+  readonly afterMs: number;
+  readonly everyMs: number;
+  readonly max: number;
+}
+
+export interface PlanOptions {
+  /** Milliseconds since the epoch (reminders). */
+  readonly now?: number;
+  readonly reminders?: ReminderPolicy | undefined;
 }
 
 export function isEmptyPlan(plan: Plan): boolean {
-  return plan.newThreads.length === 0 && plan.replies.length === 0 && !plan.markResolved;
+  return plan.newThreads.length === 0 && plan.replies.length === 0 && !plan.markResolved &&
+    plan.requesterNew === undefined && plan.requesterReplies === undefined &&
+    (plan.reminders?.length ?? 0) === 0;
+}
+
+/** When reminder number `count + 1` is due for a request created at `created`. */
+export function reminderDueAt(created: Date, count: number, policy: ReminderPolicy): number {
+  return created.getTime() + policy.afterMs + count * policy.everyMs;
 }
 
 /**
  * The work for `target` given its stored record (`undefined` = none yet;
  * the caller creates it for a pending request first).
  */
-export function planWork(target: Target, data: EmailPluginData | undefined): Plan {
+export function planWork(
+  target: Target,
+  data: EmailPluginData | undefined,
+  options: PlanOptions = {},
+): Plan {
   const empty: Plan = { newThreads: [], replies: [], markResolved: false };
-  if (data === undefined || data.resolution !== "") return empty;
+  if (data === undefined) return empty;
   const resolution = resolutionOf(target);
+  const reviews = target.kind === "request" ? target.request.reviews : [];
+  const requester = planRequester(target, data, reviews, resolution);
+  if (data.resolution !== "") return { ...empty, ...requester };
 
   // New threads only while the request is pending: once it is resolved a
   // reviewer has nothing left to do.
@@ -59,7 +100,6 @@ export function planWork(target: Target, data: EmailPluginData | undefined): Pla
     newThreads = plannedRecipients(data).filter((r) => !done.has(r));
   }
 
-  const reviews = target.kind === "request" ? target.request.reviews : [];
   const progress = threadProgress(data);
   const replies: { thread: EmailThread; items: Reply[] }[] = [];
   for (const thread of data.emailThreads) {
@@ -73,5 +113,58 @@ export function planWork(target: Target, data: EmailPluginData | undefined): Pla
     if (items.length > 0) replies.push({ thread, items });
   }
   const markResolved = resolution !== undefined && data.emailThreads.length === 0;
-  return { newThreads, replies, markResolved };
+  const reminders = planReminders(target, data, options);
+  return {
+    newThreads,
+    replies,
+    markResolved,
+    ...requester,
+    ...(reminders.length > 0 ? { reminders } : {}),
+  };
+}
+
+/** The requester's own thread: opened while pending, then the same replies as reviewers get. */
+function planRequester(
+  target: Target,
+  data: EmailPluginData,
+  reviews: readonly AccessReview[],
+  resolution: ReturnType<typeof resolutionOf>,
+): Pick<Plan, "requesterNew" | "requesterReplies"> {
+  const address = plannedRequester(data);
+  if (address === undefined) return {};
+  const thread = requesterThread(data);
+  if (thread === undefined) {
+    const pending = target.kind === "request" && target.request.state === "PENDING";
+    return pending && !failedRecipients(data).includes(address) ? { requesterNew: address } : {};
+  }
+  const p = requesterProgress(data);
+  if (p.resolved) return {};
+  const items: Reply[] = [];
+  for (let index = p.reviews; index < reviews.length; index++) {
+    items.push({ kind: "review", index, review: reviews[index]! });
+  }
+  if (resolution) items.push({ kind: "resolution" });
+  return items.length > 0 ? { requesterReplies: { thread, items } } : {};
+}
+
+/** Reviewer threads due a reminder: pending, nobody reviewed, fewer than `max` sent, time come. */
+function planReminders(
+  target: Target,
+  data: EmailPluginData,
+  options: PlanOptions,
+): { thread: EmailThread; count: number }[] {
+  const policy = options.reminders;
+  if (policy === undefined || options.now === undefined || target.kind !== "request") return [];
+  const { request } = target;
+  if (request.state !== "PENDING" || request.reviews.length > 0 || !request.created) return [];
+  const sent = remindersSent(data);
+  const due: { thread: EmailThread; count: number }[] = [];
+  for (const thread of data.emailThreads) {
+    const count = sent.get(thread.email) ?? 0;
+    if (count >= policy.max) continue;
+    if (options.now >= reminderDueAt(request.created, count, policy)) {
+      due.push({ thread, count: count + 1 });
+    }
+  }
+  return due;
 }

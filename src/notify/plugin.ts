@@ -11,7 +11,9 @@ import { type Mailer, MailError, type OutgoingEmail } from "../mail/mailer.ts";
 import { type Metrics, NO_METRICS, PromMetrics } from "../status/metrics.ts";
 import { Readiness, startStatusServer, type StatusServer } from "../status/server.ts";
 import { sendWithRetry } from "../mail/retry.ts";
-import { connectTeleport } from "../teleport/client.ts";
+import * as grpc from "@grpc/grpc-js";
+import { connectTeleport, isGrpcError } from "../teleport/client.ts";
+import { RuleSet } from "./rules.ts";
 import type { Env } from "../teleport/dial.ts";
 import type { IdentityFs } from "../teleport/identity.ts";
 import { IdentityStore } from "../teleport/identity_store.ts";
@@ -21,8 +23,17 @@ import type { BackoffOptions } from "../lib/backoff.ts";
 
 /** Budget for the mailer's startup health check. */
 export const MAILER_HEALTH_TIMEOUT_MS = 20_000;
-/** The resource kinds the plugin watches. */
-export const WATCH_KINDS = ["access_request"] as const;
+/** The resource kinds the plugin watches (rules only while the server lets us read them). */
+export const WATCH_KINDS = ["access_request", "access_monitoring_rule"] as const;
+/** How often due reminders are looked for (when `[reminders]` is on). */
+export const REMINDER_CHECK_MS = 60_000;
+/** gRPC codes that mean "this server will not give us access monitoring rules". */
+const RULES_REFUSED = new Set([
+  grpc.status.PERMISSION_DENIED,
+  grpc.status.UNIMPLEMENTED,
+  grpc.status.NOT_FOUND,
+  grpc.status.INVALID_ARGUMENT,
+]);
 
 export interface PluginDeps {
   readonly env: Env;
@@ -41,6 +52,10 @@ export interface PluginDeps {
   readonly sendRetry?: { readonly baseDelayMs: number; readonly maxDelayMs: number };
   /** Claim lifetime (tests shorten it). */
   readonly claimTtlMs?: number;
+  /** How often due reminders are looked for; default `REMINDER_CHECK_MS`. */
+  readonly reminderCheckMs?: number;
+  /** The clock of the notifier (tests control it for reminders). */
+  readonly now?: () => number;
   /** Called with the bound address once the status listener is up. */
   onStatusListening?(addr: string): void;
   /** Backoff of a request whose processing failed; default `REQUEST_RETRY_BACKOFF` (tests shorten it). */
@@ -144,9 +159,37 @@ async function runConnected(
         throw error;
       }
     };
+    const rulesLog = log.getChild("rules");
+    const rules = new RuleSet(rulesLog);
+    let rulesAllowed = true;
+    const refuseRules = (why: string) => {
+      if (!rulesAllowed) return;
+      rulesAllowed = false;
+      rules.replaceAll([]);
+      rulesLog.warn(
+        "Access monitoring rules are not used ({why}): recipients come from role_to_recipients",
+        { why },
+      );
+    };
     const app = new NotifyApp({
       client,
       send,
+      rules,
+      reloadRules: async (signal) => {
+        if (!rulesAllowed) return;
+        try {
+          rules.replaceAll(await client.listAccessMonitoringRules(signal));
+          rulesLog.debug("Loaded {count} access monitoring rule(s) for email", {
+            count: rules.size,
+          });
+        } catch (error) {
+          if (!isGrpcError(error) || !RULES_REFUSED.has(error.code)) throw error;
+          refuseRules(`the cluster answered ${error.details || error.message}`);
+        }
+      },
+      notifyRequester: config.delivery.notifyRequester,
+      ...(config.reminders ? { reminders: config.reminders } : {}),
+      ...(deps.now ? { now: deps.now } : {}),
       cluster: ping,
       roleToRecipients: config.roleToRecipients,
       owner: deps.owner,
@@ -156,26 +199,49 @@ async function runConnected(
       ...(deps.claimTtlMs ? { claimTtlMs: deps.claimTtlMs } : {}),
       ...(deps.requestRetry ? { retryBackoff: deps.requestRetry } : {}),
     });
+    let reminderTimer: ReturnType<typeof setInterval> | undefined;
+    const startReminders = () => {
+      if (!config.reminders || reminderTimer !== undefined) return;
+      let running = false;
+      reminderTimer = setInterval(() => {
+        if (running) return;
+        running = true;
+        app.checkReminders(AbortSignal.any([stop, AbortSignal.timeout(5 * 60_000)]))
+          .catch((error) => notifyLog.warn("Checking reminders failed: {error}", { error }))
+          .finally(() => (running = false));
+      }, deps.reminderCheckMs ?? REMINDER_CHECK_MS);
+    };
     await runWatcher({
       client,
-      kinds: WATCH_KINDS,
+      kinds: () => rulesAllowed ? WATCH_KINDS : ["access_request"],
       handleEvent: (event, signal) => app.handleEvent(event, signal),
       reconcile: (_init, signal) => app.reconcile(signal),
-      onInit: (_init, first) => {
+      onInit: (init, first) => {
+        if (init.acceptedKinds && !init.acceptedKinds.includes("access_monitoring_rule")) {
+          refuseRules("the cluster does not let this plugin watch them");
+        }
         readiness.watchConnected = true;
         readiness.watchError = undefined;
         if (first) {
           log.info("Plugin is ready");
+          startReminders();
           deps.onReady?.();
         } else log.info("Watch stream reconnected");
       },
       onDisconnect: (error) => {
+        // Old servers refuse the whole watch when they do not know a kind.
+        if (
+          rulesAllowed && isGrpcError(error) &&
+          (error.code === grpc.status.INVALID_ARGUMENT ||
+            error.code === grpc.status.PERMISSION_DENIED)
+        ) refuseRules(`the watch was refused: ${error.details || error.message}`);
         readiness.watchConnected = false;
         readiness.watchError = `watch stream lost: ${(error as Error)?.message ?? error}`;
         metrics.watchReconnected();
       },
       log: log.getChild("watcher"),
     }, stop);
+    clearInterval(reminderTimer);
     app.stop();
     log.info("Stopped");
     return 0;

@@ -177,6 +177,16 @@ export function bareMessageId(id: string): string {
   return id.trim().replace(/^<+/, "").replace(/>+$/, "");
 }
 
+/** Reads a comma-joined `<email>/<timestamp>/<message-id>` list (the `email_threads` format). */
+export function decodeThreadList(text: string): EmailThread[] {
+  return decodeThreads(text);
+}
+
+/** Writes threads in the `email_threads` format. */
+export function encodeThreadList(threads: readonly EmailThread[]): string {
+  return threads.map(encodeThread).join(",");
+}
+
 function decodeThreads(text: string): EmailThread[] {
   const threads: EmailThread[] = [];
   if (text === "") return threads;

@@ -14,12 +14,26 @@
  *   aggregate keys (`reviews_count`: sent to every thread; `resolution`: the
  *   resolution reply reached every thread).
  */
-import type { EmailPluginData, EmailThread, ResolutionTag } from "./plugin_data.ts";
+import {
+  decodeThreadList,
+  type EmailPluginData,
+  type EmailThread,
+  encodeThreadList,
+  type ResolutionTag,
+} from "./plugin_data.ts";
 
 export const CLAIM_KEY = "email_claim";
 export const RECIPIENTS_KEY = "email_recipients";
 export const FAILED_KEY = "email_failed";
 export const REPLIES_KEY = "email_replies";
+/** The requester's address when they get their own thread (`delivery.notify_requester`). */
+export const REQUESTER_KEY = "email_requester";
+/** The requester's thread, in the `email_threads` format. */
+export const REQUESTER_THREAD_KEY = "email_requester_thread";
+/** Replies in the requester's thread: `<reviews sent>`, `+` once the resolution was sent. */
+export const REQUESTER_REPLIES_KEY = "email_requester_replies";
+/** Reminders sent per reviewer thread: `<email>=<count>,…`. */
+export const REMINDERS_KEY = "email_reminders";
 
 export interface Claim {
   readonly owner: string;
@@ -161,4 +175,51 @@ export function markResolved(
 ): EmailPluginData {
   if (data.resolution !== "") return data;
   return { ...data, resolution: resolution.tag, resolveReason: resolution.reason };
+}
+
+export function plannedRequester(data: EmailPluginData): string | undefined {
+  return data.extra[REQUESTER_KEY] || undefined;
+}
+
+export function setPlannedRequester(data: EmailPluginData, email: string): EmailPluginData {
+  return withExtra(data, REQUESTER_KEY, email);
+}
+
+export function requesterThread(data: EmailPluginData): EmailThread | undefined {
+  return decodeThreadList(data.extra[REQUESTER_THREAD_KEY] ?? "")[0];
+}
+
+export function setRequesterThread(data: EmailPluginData, thread: EmailThread): EmailPluginData {
+  return withExtra(data, REQUESTER_THREAD_KEY, encodeThreadList([thread]));
+}
+
+export function requesterProgress(data: EmailPluginData): ThreadProgress {
+  const m = /^(\d+)(\+?)$/.exec(data.extra[REQUESTER_REPLIES_KEY] ?? "");
+  return m ? { reviews: Number(m[1]), resolved: m[2] === "+" } : { reviews: 0, resolved: false };
+}
+
+export function recordRequesterReplies(
+  data: EmailPluginData,
+  progress: ThreadProgress,
+): EmailPluginData {
+  const current = requesterProgress(data);
+  const reviews = Math.max(current.reviews, progress.reviews);
+  const resolved = current.resolved || progress.resolved;
+  return withExtra(data, REQUESTER_REPLIES_KEY, `${reviews}${resolved ? "+" : ""}`);
+}
+
+/** Reminders already sent into each reviewer thread. */
+export function remindersSent(data: EmailPluginData): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const entry of list(data, REMINDERS_KEY)) {
+    const m = /^(.+)=(\d+)$/.exec(entry);
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+export function recordReminder(data: EmailPluginData, email: string, count: number) {
+  const sent = remindersSent(data);
+  sent.set(email, Math.max(sent.get(email) ?? 0, count));
+  return withExtra(data, REMINDERS_KEY, [...sent].map(([e, n]) => `${e}=${n}`).join(","));
 }

@@ -34,7 +34,8 @@ export interface KeyedTask {
 
 export interface WatcherOptions {
   readonly client: Pick<TeleportClient, "watch">;
-  readonly kinds: readonly string[];
+  /** The kinds to watch; a function is asked again at every (re)connect. */
+  readonly kinds: readonly string[] | (() => readonly string[]);
   /** Handles one PUT or DELETE event. */
   handleEvent(event: Exclude<WatchEvent, { type: "init" }>, signal: AbortSignal): Promise<void>;
   /**
@@ -123,7 +124,8 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
       initTimeoutMs,
     );
     try {
-      for await (const event of options.client.watch(options.kinds, streamSignal)) {
+      const kinds = typeof options.kinds === "function" ? options.kinds() : options.kinds;
+      for await (const event of options.client.watch(kinds, streamSignal)) {
         if (event.type === "init") {
           clearTimeout(initTimer);
           sawInit = true;

@@ -1,0 +1,107 @@
+/**
+ * Access Monitoring Rules that route email notifications (Teleport 17+):
+ * the rules whose subjects include `access_request` and whose notification
+ * name is `email`, kept up to date from the watch stream. When any rule's
+ * condition matches a request, the union of the matching rules' recipients
+ * replaces the `role_to_recipients` list.
+ */
+import type { Logger } from "@logtape/logtape";
+import type { AccessMonitoringRule, AccessRequest } from "../teleport/types.ts";
+import { type Condition, evaluateCondition, parseCondition } from "./condition.ts";
+import { isPlainAddress } from "../lib/address.ts";
+
+/** The subject and notification name a rule must have to concern us. */
+export const RULE_SUBJECT = "access_request";
+export const RULE_NOTIFICATION = "email";
+
+interface CompiledRule {
+  readonly rule: AccessMonitoringRule;
+  readonly condition: Condition;
+}
+
+export function concernsEmail(rule: AccessMonitoringRule): boolean {
+  return rule.subjects.includes(RULE_SUBJECT) && rule.notification.name === RULE_NOTIFICATION;
+}
+
+export class RuleSet {
+  readonly #log: Logger;
+  readonly #rules = new Map<string, CompiledRule>();
+  /** `name@revision/condition` of rules already reported as broken (logged once). */
+  readonly #reported = new Set<string>();
+
+  constructor(log: Logger) {
+    this.#log = log;
+  }
+
+  get size(): number {
+    return this.#rules.size;
+  }
+
+  /** Replaces every rule (after listing them all). */
+  replaceAll(rules: readonly AccessMonitoringRule[]): void {
+    this.#rules.clear();
+    for (const rule of rules) this.put(rule);
+  }
+
+  /** Adds or replaces one rule; a rule that is not ours, or does not parse, is dropped. */
+  put(rule: AccessMonitoringRule): void {
+    this.#rules.delete(rule.name);
+    if (!concernsEmail(rule)) return;
+    try {
+      this.#rules.set(rule.name, { rule, condition: parseCondition(rule.condition) });
+    } catch (error) {
+      const key = `${rule.name}@${rule.revision ?? ""}/${rule.condition}`;
+      if (!this.#reported.has(key)) {
+        this.#reported.add(key);
+        this.#log.error("Access monitoring rule {rule} is skipped: {error}", {
+          rule: rule.name,
+          error,
+        });
+      }
+    }
+  }
+
+  delete(name: string): void {
+    this.#rules.delete(name);
+  }
+
+  /**
+   * The recipients of the rules matching `request` (rules in name order,
+   * their recipients in order, each once), or `undefined` when none matches.
+   */
+  recipientsFor(
+    request: AccessRequest,
+    userTraits?: Readonly<Record<string, readonly string[]>>,
+  ): { recipients: string[]; dropped: string[]; rules: string[] } | undefined {
+    const matched: CompiledRule[] = [];
+    for (const name of [...this.#rules.keys()].sort()) {
+      const compiled = this.#rules.get(name)!;
+      try {
+        if (
+          evaluateCondition(compiled.condition, {
+            request,
+            ...(userTraits ? { userTraits } : {}),
+          })
+        ) matched.push(compiled);
+      } catch (error) {
+        this.#log.warn("Access monitoring rule {rule} could not be evaluated: {error}", {
+          rule: name,
+          error,
+          requestId: request.id,
+        });
+      }
+    }
+    if (matched.length === 0) return undefined;
+    const seen = new Set<string>();
+    const recipients: string[] = [];
+    const dropped: string[] = [];
+    for (const { rule } of matched) {
+      for (const entry of rule.notification.recipients) {
+        if (seen.has(entry)) continue;
+        seen.add(entry);
+        (isPlainAddress(entry) ? recipients : dropped).push(entry);
+      }
+    }
+    return { recipients, dropped, rules: matched.map((m) => m.rule.name) };
+  }
+}
