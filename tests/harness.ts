@@ -20,15 +20,28 @@ export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const SMTP_USER = "teleport";
 export const SMTP_PASSWORD = "smtp-secret-Pa55";
 export const SENDER = "Teleport <noreply@example.com>";
+/** `restartSmtp`: time for the answers already written to reach the client before the cut. */
+const SMTP_FLUSH_MS = 100;
+/** `restartSmtp`: how long binding the old port may be retried (the OS may hold it briefly). */
+const SMTP_REBIND_TIMEOUT_MS = 3_000;
 
 export interface Cluster {
   readonly teleport: TeleportTestServer;
+  /** The SMTP server now serving (a new one after `restartSmtp`). */
   readonly smtp: FakeSmtpServer;
   readonly dir: string;
   readonly identityPath: string;
   readonly smtpCa: Pem;
   /** Writes a config file (SMTP mailer unless `mailer` says otherwise) and returns its path. */
   writeConfig(o?: ConfigOptions): Promise<string>;
+  /**
+   * Takes the SMTP server down for `downMs` (connections refused), then
+   * starts a new one on the same port with the same TLS and AUTH; resolves
+   * with the new one (also `smtp` from then on). Messages whose DATA was
+   * not answered yet when it went down are dropped, never accepted, so no
+   * message counts as accepted that the client did not see accepted.
+   */
+  restartSmtp(downMs: number): Promise<FakeSmtpServer>;
   close(): Promise<void>;
 }
 
@@ -58,11 +71,12 @@ export async function startCluster(
     usage: "server",
     keyType: "ec",
   });
-  const smtp = await startSmtpServer({
+  const smtpOptions: FakeSmtpOptions = {
     tls: smtpCert,
     auth: { username: SMTP_USER, password: SMTP_PASSWORD },
     ...opts.smtp,
-  });
+  };
+  let smtp = await startSmtpServer(smtpOptions);
   const identityPath = `${dir}/identity`;
   await teleport.writeIdentity(identityPath);
   await Deno.writeTextFile(`${dir}/smtp_password`, SMTP_PASSWORD + "\n");
@@ -70,7 +84,9 @@ export async function startCluster(
 
   return {
     teleport,
-    smtp,
+    get smtp() {
+      return smtp;
+    },
     dir,
     identityPath,
     smtpCa,
@@ -108,6 +124,25 @@ export async function startCluster(
       await Deno.writeTextFile(path, text);
       return path;
     },
+    async restartSmtp(downMs: number) {
+      const old = smtp;
+      // Hold every answer to DATA, let the answers already given reach the
+      // client, then cut: what was held dies with its connection.
+      old.stall(["*"]);
+      await new Promise((r) => setTimeout(r, SMTP_FLUSH_MS));
+      await old.close();
+      await new Promise((r) => setTimeout(r, downMs));
+      const deadline = Date.now() + SMTP_REBIND_TIMEOUT_MS;
+      for (;;) {
+        try {
+          smtp = await startSmtpServer({ ...smtpOptions, port: old.port });
+          return smtp;
+        } catch (error) {
+          if (Date.now() > deadline) throw error;
+          await new Promise((r) => setTimeout(r, 25));
+        }
+      }
+    },
     async close() {
       teleport.close();
       await smtp.close();
@@ -141,6 +176,8 @@ function captureLogs() {
 
 export interface InProcessPlugin {
   readonly owner: string;
+  /** The status listener's `host:port`, once it listens (pending without `[status]`). */
+  readonly statusAddr: Promise<string>;
   /** Resolves when "Plugin is ready" was logged. */
   readonly ready: Promise<void>;
   /** Stops gracefully and resolves with the exit code. */
@@ -160,6 +197,8 @@ export function runInProcess(
   const owner = o.owner ?? `test/${crypto.randomUUID().slice(0, 8)}`;
   let markReady!: () => void;
   const readyPromise = new Promise<void>((resolve) => (markReady = resolve));
+  let markListening!: (addr: string) => void;
+  const statusAddr = new Promise<string>((resolve) => (markListening = resolve));
   const done = runPlugin(config, {
     env: {},
     identityFs: defaultIdentityFs(),
@@ -171,6 +210,7 @@ export function runInProcess(
     log: getLogger([ROOT_CATEGORY]).with({ owner }),
     owner,
     onReady: markReady,
+    onStatusListening: markListening,
     sendRetry: { baseDelayMs: 50, maxDelayMs: 200 },
     requestRetry: { baseMs: 200, capMs: 1_000 },
     ...(o.claimTtlMs ? { claimTtlMs: o.claimTtlMs } : {}),
@@ -188,6 +228,7 @@ export function runInProcess(
   ]).finally(() => clearTimeout(timer));
   return {
     owner,
+    statusAddr,
     ready,
     done,
     stop: () => {

@@ -41,7 +41,7 @@ export interface FakeSmtpOptions {
   /**
    * Hold the reply to DATA of messages to these addresses (lower case) until
    * `release()`: the client waits, as on a stalled server. A held message
-   * whose connection closes is dropped (never accepted).
+   * whose connection closes is dropped (never accepted). `"*"` holds every message.
    */
   stallRecipients?: string[];
 }
@@ -93,7 +93,7 @@ export interface FakeSmtpServer {
   readonly stalledCount: number;
   /** Stops stalling and accepts the held messages. */
   release(): void;
-  /** Starts stalling messages to these addresses (as the `stallRecipients` option). */
+  /** Starts stalling messages to these addresses (as the `stallRecipients` option; `"*"`: all). */
   stall(recipients: string[]): void;
   /** Resolves with the messages once at least `n` arrived; rejects after `timeoutMs`. */
   waitFor(n: number, timeoutMs?: number): Promise<ReceivedMessage[]>;
@@ -169,7 +169,8 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
           for (const wake of waiters.splice(0)) wake();
           callback();
         };
-        const stalled = session.envelope.rcptTo.some((r) => stall.has(r.address.toLowerCase()));
+        const stalled = stall.has("*") ||
+          session.envelope.rcptTo.some((r) => stall.has(r.address.toLowerCase()));
         if (stalled) held.push({ sessionId: session.id, accept });
         else accept();
       });
