@@ -593,7 +593,12 @@ function factsOf(target: Target, data: EmailPluginData): RequestFacts {
  * records one after another) and keeps the latest record.
  */
 class Recorder {
-  #chain: Promise<unknown> = Promise.resolve();
+  #queue: {
+    update: (d: EmailPluginData) => EmailPluginData;
+    resolve: () => void;
+    reject: (error: unknown) => void;
+  }[] = [];
+  #writing: Promise<void> | undefined;
   latest: EmailPluginData | undefined;
 
   constructor(
@@ -604,14 +609,34 @@ class Recorder {
     private raw: PluginData | undefined,
   ) {}
 
+  /**
+   * Records `update`. Updates that arrive while a write is under way are
+   * applied together in the next write (one round trip for several sends).
+   */
   record(update: (d: EmailPluginData) => EmailPluginData): Promise<void> {
-    const run = this.#chain.then(async () => {
-      const result = await this.app.writeUnderClaim(this.requestId, update, this.signal, this.raw);
-      this.latest = result.data;
-      this.raw = result.raw;
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ update, resolve, reject });
+      this.#writing ??= this.#drain().finally(() => (this.#writing = undefined));
     });
-    this.#chain = run.catch(() => {});
-    return run;
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0);
+      try {
+        const result = await this.app.writeUnderClaim(
+          this.requestId,
+          (d) => batch.reduce((acc, item) => item.update(acc), d),
+          this.signal,
+          this.raw,
+        );
+        this.latest = result.data;
+        this.raw = result.raw;
+        for (const item of batch) item.resolve();
+      } catch (error) {
+        for (const item of batch) item.reject(error);
+      }
+    }
   }
 
   renew(): void {
@@ -619,7 +644,7 @@ class Recorder {
   }
 
   async release(): Promise<void> {
-    await this.#chain;
+    while (this.#writing) await this.#writing;
     try {
       await this.app.releaseClaim(this.requestId, this.signal, this.raw);
     } catch {
