@@ -56,6 +56,8 @@ export interface ConfigOptions {
   /** `log.severity`; default DEBUG. */
   severity?: string;
   addr?: string;
+  /** `delivery.notify_requester`; unset: the key is not written. */
+  notifyRequester?: boolean;
 }
 
 export async function startCluster(
@@ -112,6 +114,7 @@ export async function startCluster(
         "",
         "[delivery]",
         `sender = "${SENDER}"`,
+        ...(o.notifyRequester === undefined ? [] : [`notify_requester = ${o.notifyRequester}`]),
         "",
         "[role_to_recipients]",
         ...Object.entries(roles).map(([role, list]) => `"${role}" = ${JSON.stringify(list)}`),
@@ -189,7 +192,15 @@ export interface InProcessPlugin {
 /** Runs the plugin in this process with fast retries; stop it before the test ends. */
 export function runInProcess(
   configPath: string,
-  o: { owner?: string; claimTtlMs?: number; readyTimeoutMs?: number } = {},
+  o: {
+    owner?: string;
+    claimTtlMs?: number;
+    readyTimeoutMs?: number;
+    /** The notifier's clock (reminders, claims); default the system clock. */
+    now?: () => number;
+    /** How often due reminders are looked for; default the plugin's. */
+    reminderCheckMs?: number;
+  } = {},
 ): InProcessPlugin {
   captureLogs();
   const { config } = loadConfig(configPath);
@@ -214,6 +225,8 @@ export function runInProcess(
     sendRetry: { baseDelayMs: 50, maxDelayMs: 200 },
     requestRetry: { baseMs: 200, capMs: 1_000 },
     ...(o.claimTtlMs ? { claimTtlMs: o.claimTtlMs } : {}),
+    ...(o.now ? { now: o.now } : {}),
+    ...(o.reminderCheckMs ? { reminderCheckMs: o.reminderCheckMs } : {}),
   }, stop.signal);
   const timeout = o.readyTimeoutMs ?? 15_000;
   let timer: ReturnType<typeof setTimeout> | undefined;

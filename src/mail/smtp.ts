@@ -148,6 +148,8 @@ interface NodemailerError {
   responseCode?: unknown;
   recipient?: unknown;
   rejectedErrors?: unknown;
+  /** An `AggregateError`'s parts: one failed connect per address of the host. */
+  errors?: unknown;
 }
 
 function stringField(value: unknown): string | undefined {
@@ -159,6 +161,20 @@ function isTransient(status: number | undefined, code: string | undefined, origi
   if (status !== undefined) return status < 500 || status === 503;
   if (isCertificateErrorCode(original)) return false;
   return code !== undefined && CONNECTION_ERROR_CODES.has(code);
+}
+
+/**
+ * What went wrong, never empty: a host with an IPv6 and an IPv4 address
+ * (`localhost`) fails to connect with an `AggregateError` that has no
+ * message of its own, only one error per address tried.
+ */
+function detailOf(e: NodemailerError, err: unknown, code: string | undefined): string {
+  const text = String(e.message ?? err);
+  if (text !== "") return text;
+  const parts = Array.isArray(e.errors)
+    ? e.errors.map((part) => String((part as NodemailerError)?.message ?? part)).filter(Boolean)
+    : [];
+  return parts.length > 0 ? parts.join("; ") : code ?? "unknown error";
 }
 
 /**
@@ -184,7 +200,7 @@ export function smtpMailError(
     : undefined;
   const recipient = stringField(e.recipient) ?? stringField(rejected?.recipient) ??
     context.recipient;
-  const detail = String(e.message ?? err);
+  const detail = detailOf(e, err, code);
   const reason = isCertificateErrorCode(original)
     ? `certificate verification failed (${original}): ${detail}`
     : detail;

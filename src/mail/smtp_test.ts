@@ -466,6 +466,23 @@ Deno.test("smtp: a refused connection is transient", async () => {
   }
 });
 
+Deno.test("smtp: a refused connection to a host with two addresses says why", async () => {
+  // "localhost" is ::1 and 127.0.0.1: both connects fail, as one AggregateError without a message.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const mailer = createSmtpMailer(smtpConfig(port, { host: "localhost" }), SENDER, {
+    trustedCas: () => [],
+  });
+  try {
+    const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+    assert.equal(err.transient, true);
+    assert.match(err.message, new RegExp(`failed: .*ECONNREFUSED .*:${port}`));
+  } finally {
+    await mailer.close();
+  }
+});
+
 Deno.test("smtp: a server that never greets times out, transiently", async () => {
   const sockets: net.Socket[] = [];
   const silent = net.createServer((socket) => sockets.push(socket));

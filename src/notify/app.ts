@@ -65,12 +65,25 @@ import {
   resolutionMessage,
   reviewMessage,
 } from "./message.ts";
-import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
+import { backoffDelay, type BackoffOptions, sleep } from "../lib/backoff.ts";
 
 /** How long a claim holds without renewal; renewed every third of it while sending. */
 export const CLAIM_TTL_MS = 30_000;
 /** Retries of a request whose processing failed: 5 s doubling up to 10 min, for ever. */
 export const REQUEST_RETRY_BACKOFF: BackoffOptions = { baseMs: 5_000, capMs: 10 * 60_000 };
+/**
+ * Retries of a progress record the cluster could not take (auth server
+ * restarting): 50 ms doubling up to 2 s. The email is already out; giving
+ * up would send it again on the request's next try.
+ */
+export const RECORD_RETRY_BACKOFF: BackoffOptions = { baseMs: 50, capMs: 2_000 };
+/** How long a progress record is retried before the request is left to its own retry. */
+export const RECORD_RETRY_MAX_MS = 2 * 60_000;
+/**
+ * gRPC codes of failures that may pass: UNKNOWN, DEADLINE_EXCEEDED,
+ * RESOURCE_EXHAUSTED, ABORTED, INTERNAL (a reset stream), UNAVAILABLE.
+ */
+const TRANSIENT_GRPC_CODES = new Set([2, 4, 8, 10, 13, 14]);
 
 export interface AppDeps {
   readonly client: TeleportClient;
@@ -121,6 +134,11 @@ export class NotifyApp {
   readonly #retries = new Map<string, { timer: ReturnType<typeof setTimeout> }>();
   readonly #retryAttempts = new Map<string, number>();
   #stopped = false;
+  /**
+   * The latest rule listing (settled either way): new requests wait for it,
+   * so a request seen right after INIT is routed by the rules, not the map.
+   */
+  #rulesLoaded: Promise<void> = Promise.resolve();
 
   constructor(deps: AppDeps) {
     this.#deps = deps;
@@ -160,7 +178,9 @@ export class NotifyApp {
    * unresolved record whose request disappeared while we were away.
    */
   async reconcile(signal: AbortSignal): Promise<KeyedTask[]> {
-    await this.#deps.reloadRules?.(signal);
+    const loading = this.#deps.reloadRules?.(signal) ?? Promise.resolve();
+    this.#rulesLoaded = loading.catch(() => {});
+    await loading;
     const [requests, stored] = await Promise.all([
       this.#deps.client.listAccessRequests({}, signal),
       this.#deps.client.listPluginData(signal),
@@ -277,7 +297,7 @@ export class NotifyApp {
       plan = this.#plan(target, data);
     }
 
-    const recorder = new Recorder(this, id, signal, raw);
+    const recorder = new Recorder(this, id, signal, raw, log);
     const renew = setInterval(() => recorder.renew(), Math.max(1, this.#claimTtl / 3));
     const errors: unknown[] = [];
     try {
@@ -385,9 +405,21 @@ export class NotifyApp {
    */
   async #create(request: AccessRequest, signal: AbortSignal) {
     const log = this.#deps.log.with({ requestId: request.id });
-    const routed = this.#deps.rules?.recipientsFor(request);
+    await this.#rulesLoaded;
+    // As in the Go plugin, matching rules that name nobody leave the
+    // routing to role_to_recipients.
+    const matched = this.#deps.rules?.recipientsFor(request);
+    const routed = matched && matched.recipients.length > 0 ? matched : undefined;
     if (routed) {
       log.info("Recipients from access monitoring rule(s) {rules}", { rules: routed.rules });
+    } else if (matched) {
+      for (const entry of matched.dropped) {
+        log.warn("Not emailing {recipient}: not a plain email address", { recipient: entry });
+      }
+      log.warn(
+        "Access monitoring rule(s) {rules} name no email address: recipients come from role_to_recipients",
+        { rules: matched.rules },
+      );
     }
     const { recipients, dropped } = routed ?? recipientsFor(request, this.#deps.roleToRecipients);
     for (const entry of dropped) {
@@ -573,6 +605,12 @@ export class NotifyApp {
   }
 }
 
+/** A failed Teleport call that may work when tried again (a gRPC status in `TRANSIENT_GRPC_CODES`). */
+function isTransientApiError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === "number" && TRANSIENT_GRPC_CODES.has(code);
+}
+
 function hasClaim(data: EmailPluginData | undefined): boolean {
   return data !== undefined && readClaim(data) !== undefined;
 }
@@ -590,7 +628,10 @@ function factsOf(target: Target, data: EmailPluginData): RequestFacts {
 
 /**
  * Serialises one request's plugin-data writes (sends run in parallel, their
- * records one after another) and keeps the latest record.
+ * records one after another) and keeps the latest record. A write the
+ * cluster could not take for a passing reason is tried again (up to
+ * `RECORD_RETRY_MAX_MS`): the email it records is already out, and an
+ * unrecorded email is sent again by the request's next try.
  */
 class Recorder {
   #queue: {
@@ -607,6 +648,7 @@ class Recorder {
     private readonly signal: AbortSignal,
     /** The stored map as we last wrote it: saves a read per write while we hold the claim. */
     private raw: PluginData | undefined,
+    private readonly log: Logger,
   ) {}
 
   /**
@@ -624,17 +666,35 @@ class Recorder {
     while (this.#queue.length > 0) {
       const batch = this.#queue.splice(0);
       try {
+        await this.#write((d) => batch.reduce((acc, item) => item.update(acc), d));
+        for (const item of batch) item.resolve();
+      } catch (error) {
+        for (const item of batch) item.reject(error);
+      }
+    }
+  }
+
+  async #write(update: (d: EmailPluginData) => EmailPluginData): Promise<void> {
+    const started = Date.now();
+    for (let attempt = 0;; attempt++) {
+      try {
         const result = await this.app.writeUnderClaim(
           this.requestId,
-          (d) => batch.reduce((acc, item) => item.update(acc), d),
+          update,
           this.signal,
           this.raw,
         );
         this.latest = result.data;
         this.raw = result.raw;
-        for (const item of batch) item.resolve();
+        if (attempt > 0) this.log.info("Progress recorded after {attempt} retries", { attempt });
+        return;
       } catch (error) {
-        for (const item of batch) item.reject(error);
+        const late = Date.now() - started >= RECORD_RETRY_MAX_MS;
+        if (!isTransientApiError(error) || this.signal.aborted || late) throw error;
+        if (attempt === 0) {
+          this.log.warn("Cannot record progress yet: {error}; retrying", { error });
+        }
+        await sleep(backoffDelay(attempt, RECORD_RETRY_BACKOFF), this.signal);
       }
     }
   }

@@ -62,7 +62,10 @@ export interface PluginDeps {
   readonly requestRetry?: BackoffOptions;
 }
 
-/** Runs until `stop` aborts, then drains and returns 0. Throws on a startup failure. */
+/**
+ * Runs until `stop` aborts, then drains and returns 0 (also when `stop`
+ * aborts during startup). Throws on a startup failure.
+ */
 export async function runPlugin(
   config: Config,
   deps: PluginDeps,
@@ -83,6 +86,12 @@ export async function runPlugin(
   }
   try {
     return await runConnected(config, deps, stop, readiness, metrics);
+  } catch (error) {
+    // Told to stop while still starting (a slow cluster or mail server): a
+    // stop, not a failure.
+    if (!stop.aborted) throw error;
+    log.info("Stopped before the plugin was ready");
+    return 0;
   } finally {
     await status?.close();
   }
@@ -178,7 +187,8 @@ async function runConnected(
       reloadRules: async (signal) => {
         if (!rulesAllowed) return;
         try {
-          rules.replaceAll(await client.listAccessMonitoringRules(signal));
+          const since = rules.mark();
+          rules.replaceAll(await client.listAccessMonitoringRules(signal), since);
           rulesLog.debug("Loaded {count} access monitoring rule(s) for email", {
             count: rules.size,
           });
@@ -226,7 +236,11 @@ async function runConnected(
           log.info("Plugin is ready");
           startReminders();
           deps.onReady?.();
-        } else log.info("Watch stream reconnected");
+        } else {
+          log.info("Watch stream reconnected");
+          // Counted once the stream is back, not per failed attempt while it is gone.
+          metrics.watchReconnected();
+        }
       },
       onDisconnect: (error) => {
         // Old servers refuse the whole watch when they do not know a kind.
@@ -237,7 +251,6 @@ async function runConnected(
         ) refuseRules(`the watch was refused: ${error.details || error.message}`);
         readiness.watchConnected = false;
         readiness.watchError = `watch stream lost: ${(error as Error)?.message ?? error}`;
-        metrics.watchReconnected();
       },
       log: log.getChild("watcher"),
     }, stop);
