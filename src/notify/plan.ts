@@ -77,6 +77,17 @@ export function reminderDueAt(created: Date, count: number, policy: ReminderPoli
 }
 
 /**
+ * The number of the latest reminder whose time has come at `now` (1 at
+ * `created + after`, 2 at `+ every`, …, at most `max`); 0 before the first.
+ */
+export function reminderSlotAt(created: Date, now: number, policy: ReminderPolicy): number {
+  const late = now - created.getTime() - policy.afterMs;
+  if (late < 0) return 0;
+  if (!(policy.everyMs > 0)) return Math.min(1, policy.max);
+  return Math.min(policy.max, Math.floor(late / policy.everyMs) + 1);
+}
+
+/**
  * The work for `target` given its stored record (`undefined` = none yet;
  * the caller creates it for a pending request first).
  */
@@ -147,7 +158,12 @@ function planRequester(
   return items.length > 0 ? { requesterReplies: { thread, items } } : {};
 }
 
-/** Reviewer threads due a reminder: pending, nobody reviewed, fewer than `max` sent, time come. */
+/**
+ * Reviewer threads due a reminder: pending, nobody reviewed, the time of a
+ * reminder not sent yet has come. `count` is that reminder's number: after
+ * a pause (the plugin was down) one reminder is sent for the latest slot,
+ * never a burst for the ones missed.
+ */
 function planReminders(
   target: Target,
   data: EmailPluginData,
@@ -160,11 +176,8 @@ function planReminders(
   const sent = remindersSent(data);
   const due: { thread: EmailThread; count: number }[] = [];
   for (const thread of data.emailThreads) {
-    const count = sent.get(thread.email) ?? 0;
-    if (count >= policy.max) continue;
-    if (options.now >= reminderDueAt(request.created, count, policy)) {
-      due.push({ thread, count: count + 1 });
-    }
+    const slot = reminderSlotAt(request.created, options.now, policy);
+    if (slot > (sent.get(thread.email) ?? 0)) due.push({ thread, count: slot });
   }
   return due;
 }

@@ -32,7 +32,11 @@ export const REQUESTER_KEY = "email_requester";
 export const REQUESTER_THREAD_KEY = "email_requester_thread";
 /** Replies in the requester's thread: `<reviews sent>`, `+` once the resolution was sent. */
 export const REQUESTER_REPLIES_KEY = "email_requester_replies";
-/** Reminders sent per reviewer thread: `<email>=<count>,…`. */
+/**
+ * Reminders per reviewer thread: `<email>=<n>,…`, n = the number of the
+ * latest reminder sent (slots missed while the plugin was down are skipped,
+ * so n may exceed the reminders actually sent; never more than `max`).
+ */
 export const REMINDERS_KEY = "email_reminders";
 
 export interface Claim {

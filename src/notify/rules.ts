@@ -37,14 +37,49 @@ export class RuleSet {
     return this.#rules.size;
   }
 
-  /** Replaces every rule (after listing them all). */
-  replaceAll(rules: readonly AccessMonitoringRule[]): void {
+  /** Counts `put` and `delete` calls: see `mark`. */
+  #changes = 0;
+  /** Rule name → the `#changes` count of its latest `put` or `delete`. */
+  readonly #changedAt = new Map<string, number>();
+
+  /**
+   * Call before listing the rules, and pass the result to `replaceAll`: the
+   * watch keeps delivering changes while the list is on its way, and a list
+   * answered before a change must not undo it.
+   */
+  mark(): number {
+    return this.#changes;
+  }
+
+  /**
+   * Replaces every rule by the listed ones. With `since` (a `mark` taken
+   * before listing), rules changed by `put` or `delete` after the mark stay
+   * as those calls left them.
+   */
+  replaceAll(rules: readonly AccessMonitoringRule[], since?: number): void {
+    const newer = new Map<string, CompiledRule | undefined>();
+    if (since !== undefined) {
+      for (const [name, at] of this.#changedAt) {
+        if (at > since) newer.set(name, this.#rules.get(name));
+      }
+    }
     this.#rules.clear();
-    for (const rule of rules) this.put(rule);
+    for (const rule of rules) if (!newer.has(rule.name)) this.#add(rule);
+    for (const [name, compiled] of newer) if (compiled) this.#rules.set(name, compiled);
   }
 
   /** Adds or replaces one rule; a rule that is not ours, or does not parse, is dropped. */
   put(rule: AccessMonitoringRule): void {
+    this.#changedAt.set(rule.name, ++this.#changes);
+    this.#add(rule);
+  }
+
+  delete(name: string): void {
+    this.#changedAt.set(name, ++this.#changes);
+    this.#rules.delete(name);
+  }
+
+  #add(rule: AccessMonitoringRule): void {
     this.#rules.delete(rule.name);
     if (!concernsEmail(rule)) return;
     try {
@@ -59,10 +94,6 @@ export class RuleSet {
         });
       }
     }
-  }
-
-  delete(name: string): void {
-    this.#rules.delete(name);
   }
 
   /**

@@ -1,0 +1,295 @@
+/**
+ * What is left to send, read like the issue: the requester's own thread
+ * (opened while pending, then every review and the resolution) and the
+ * reminders (at created + after, then every `every`, at most `max`, never
+ * once someone reviewed or the request left PENDING).
+ */
+import assert from "node:assert/strict";
+import {
+  isEmptyPlan,
+  type Plan,
+  planWork,
+  reminderDueAt,
+  type ReminderPolicy,
+  reminderSlotAt,
+  type Target,
+} from "./plan.ts";
+import { type EmailPluginData, type EmailThread, EMPTY_PLUGIN_DATA } from "./plugin_data.ts";
+import {
+  addFailed,
+  addThread,
+  markResolved,
+  recordReminder,
+  recordReplies,
+  recordRequesterReplies,
+  setPlannedRecipients,
+  setPlannedRequester,
+  setRequesterThread,
+} from "./progress.ts";
+import type { AccessRequest, AccessReview, RequestState } from "../teleport/types.ts";
+
+const HOUR = 3_600_000;
+const CREATED = new Date("2026-03-02T09:00:00Z");
+const T0 = CREATED.getTime();
+const POLICY: ReminderPolicy = { afterMs: 1 * HOUR, everyMs: 4 * HOUR, max: 3 };
+
+const ALICE = "alice@example.com";
+const OPS = "ops@example.com";
+const BOB = "bob@example.com";
+
+function review(author: string, proposedState: "APPROVED" | "DENIED" = "APPROVED"): AccessReview {
+  return { author, roles: [], proposedState, reason: "", created: new Date(T0 + 60_000) };
+}
+
+function request(state: RequestState, patch: Partial<AccessRequest> = {}): Target {
+  return {
+    kind: "request",
+    request: {
+      id: "req-1",
+      user: ALICE,
+      roles: ["editor"],
+      state,
+      created: CREATED,
+      requestReason: "",
+      resolveReason: state === "PENDING" ? "" : "because",
+      systemAnnotations: {},
+      reviews: [],
+      suggestedReviewers: [],
+      requestedResources: [],
+      loginHint: "",
+      ...patch,
+    },
+  };
+}
+
+const DELETED: Target = { kind: "deleted", requestId: "req-1" };
+
+/** `target` without a creation time (old servers). */
+function undated(target: Target): Target {
+  if (target.kind !== "request") return target;
+  const { created: _created, ...rest } = target.request;
+  return { kind: "request", request: rest };
+}
+
+function thread(email: string): EmailThread {
+  return { email, timestamp: "2026-03-02 09:00:01 +0000 UTC", messageId: `root-${email}` };
+}
+
+/** A record as the app writes it: reviewer threads for `reviewers`, maybe the requester's. */
+function record(o: {
+  reviewers?: string[];
+  requester?: "planned" | "opened" | "failed";
+  requesterReplies?: { reviews: number; resolved: boolean };
+  reminders?: Record<string, number>;
+} = {}): EmailPluginData {
+  const reviewers = o.reviewers ?? [OPS];
+  let data = setPlannedRecipients({ ...EMPTY_PLUGIN_DATA, user: ALICE }, reviewers);
+  for (const r of reviewers) data = addThread(data, thread(r));
+  if (o.requester) data = setPlannedRequester(data, ALICE);
+  if (o.requester === "opened") data = setRequesterThread(data, thread(ALICE));
+  if (o.requester === "failed") data = addFailed(data, ALICE);
+  if (o.requesterReplies) data = recordRequesterReplies(data, o.requesterReplies);
+  for (const [email, n] of Object.entries(o.reminders ?? {})) {
+    data = recordReminder(data, email, n);
+  }
+  return data;
+}
+
+/** What the requester is owed, in words: "new" or the reply kinds ("review 0", "resolution"). */
+function requesterOwed(plan: Plan): string[] {
+  const out: string[] = [];
+  if (plan.requesterNew !== undefined) out.push(`new ${plan.requesterNew}`);
+  for (const item of plan.requesterReplies?.items ?? []) {
+    out.push(item.kind === "review" ? `review ${item.index}` : "resolution");
+  }
+  return out;
+}
+
+/** Reminders owed, as `<email>#<number>`. */
+function remindersOwed(plan: Plan): string[] {
+  return (plan.reminders ?? []).map((r) => `${r.thread.email}#${r.count}`);
+}
+
+Deno.test("requester thread: opened only while pending, and only when planned", () => {
+  const cases: [string, Target, EmailPluginData, string[]][] = [
+    ["pending, planned", request("PENDING"), record({ requester: "planned" }), [`new ${ALICE}`]],
+    ["pending, not planned", request("PENDING"), record(), []],
+    ["pending, refused for good", request("PENDING"), record({ requester: "failed" }), []],
+    ["approved before it was opened", request("APPROVED"), record({ requester: "planned" }), []],
+    ["denied before it was opened", request("DENIED"), record({ requester: "planned" }), []],
+    ["deleted before it was opened", DELETED, record({ requester: "planned" }), []],
+    ["already opened", request("PENDING"), record({ requester: "opened" }), []],
+  ];
+  for (const [what, target, data, want] of cases) {
+    assert.deepEqual(requesterOwed(planWork(target, data)), want, what);
+  }
+  // The requester's thread is not one of the reviewer threads.
+  const plan = planWork(request("PENDING"), record({ requester: "planned" }));
+  assert.deepEqual(plan.newThreads, []);
+  assert.equal(plan.requesterNew, ALICE);
+  assert.equal(planWork(request("PENDING"), undefined).requesterNew, undefined, "no record yet");
+});
+
+Deno.test("requester thread: each review, then the resolution, each once", () => {
+  const two = [review(BOB), review("carol@example.com", "DENIED")];
+  const cases: [string, Target, EmailPluginData, string[]][] = [
+    ["nothing new", request("PENDING"), record({ requester: "opened" }), []],
+    [
+      "two reviews",
+      request("PENDING", { reviews: two }),
+      record({ requester: "opened" }),
+      ["review 0", "review 1"],
+    ],
+    [
+      "second review only",
+      request("PENDING", { reviews: two }),
+      record({ requester: "opened", requesterReplies: { reviews: 1, resolved: false } }),
+      ["review 1"],
+    ],
+    [
+      "approved with a review in the same change",
+      request("APPROVED", { reviews: [review(BOB)] }),
+      record({ requester: "opened" }),
+      ["review 0", "resolution"],
+    ],
+    [
+      "approved, review already sent",
+      request("APPROVED", { reviews: [review(BOB)] }),
+      record({ requester: "opened", requesterReplies: { reviews: 1, resolved: false } }),
+      ["resolution"],
+    ],
+    [
+      "resolution already sent",
+      request("APPROVED", { reviews: [review(BOB)] }),
+      record({ requester: "opened", requesterReplies: { reviews: 1, resolved: true } }),
+      [],
+    ],
+    ["promoted", request("PROMOTED"), record({ requester: "opened" }), ["resolution"]],
+    ["deleted (expired)", DELETED, record({ requester: "opened" }), ["resolution"]],
+  ];
+  for (const [what, target, data, want] of cases) {
+    const plan = planWork(target, data);
+    assert.deepEqual(requesterOwed(plan), want, what);
+    if (want.length > 0) {
+      assert.equal(plan.requesterReplies?.thread.email, ALICE, what);
+      assert.equal(plan.requesterReplies?.thread.messageId, `root-${ALICE}`, what);
+      assert.ok(!isEmptyPlan(plan), what);
+    }
+  }
+});
+
+Deno.test("requester thread: still owed after every reviewer thread was resolved", () => {
+  const resolved = { tag: "APPROVED" as const, reason: "because" };
+  const target = request("APPROVED", { reviews: [review(BOB)] });
+  let data = record({ requester: "opened" });
+  data = recordReplies(data, OPS, { reviews: 1, resolved: true }, resolved);
+  assert.equal(data.resolution, "APPROVED", "the reviewer side is done");
+  const plan = planWork(target, data);
+  assert.deepEqual(plan.replies, [], "nothing more for reviewers");
+  assert.deepEqual(requesterOwed(plan), ["review 0", "resolution"]);
+  assert.ok(!isEmptyPlan(plan));
+
+  // A record resolved with no thread at all still opens nothing for the requester.
+  const bare = markResolved(record({ reviewers: [], requester: "planned" }), resolved);
+  assert.deepEqual(requesterOwed(planWork(target, bare)), []);
+});
+
+Deno.test("deleted request: EXPIRED resolution in every open thread", () => {
+  const plan = planWork(DELETED, record({ reviewers: [OPS, BOB], requester: "opened" }));
+  assert.deepEqual(plan.newThreads, []);
+  assert.deepEqual(
+    plan.replies.map((r) => [r.thread.email, r.items.map((i) => i.kind)]),
+    [[OPS, ["resolution"]], [BOB, ["resolution"]]],
+  );
+  assert.deepEqual(requesterOwed(plan), ["resolution"]);
+  assert.equal(plan.reminders, undefined, "no reminder for a deleted request");
+});
+
+Deno.test("reminders: the schedule is created + after, then every `every`, at most `max`", () => {
+  assert.equal(reminderDueAt(CREATED, 0, POLICY), T0 + 1 * HOUR);
+  assert.equal(reminderDueAt(CREATED, 1, POLICY), T0 + 5 * HOUR);
+  assert.equal(reminderDueAt(CREATED, 2, POLICY), T0 + 9 * HOUR);
+  const slots: [number, number][] = [
+    [T0, 0],
+    [T0 + 1 * HOUR - 1, 0],
+    [T0 + 1 * HOUR, 1],
+    [T0 + 5 * HOUR - 1, 1],
+    [T0 + 5 * HOUR, 2],
+    [T0 + 9 * HOUR, 3],
+    [T0 + 13 * HOUR, 3],
+    [T0 + 1000 * HOUR, 3],
+  ];
+  for (const [now, want] of slots) {
+    assert.equal(reminderSlotAt(CREATED, now, POLICY), want, `at T0+${(now - T0) / HOUR}h`);
+  }
+});
+
+Deno.test("reminders: due at created + after, then every `every`, at most `max`", () => {
+  const pending = request("PENDING");
+  // [what, now, reminders already sent, owed]
+  const cases: [string, number, Record<string, number>, string[]][] = [
+    ["just created", T0, {}, []],
+    ["a moment before `after`", T0 + 1 * HOUR - 1, {}, []],
+    ["`after` has come", T0 + 1 * HOUR, {}, [`${OPS}#1`, `${BOB}#1`]],
+    ["first sent, `every` not yet", T0 + 5 * HOUR - 1, { [OPS]: 1, [BOB]: 1 }, []],
+    ["`every` has come", T0 + 5 * HOUR, { [OPS]: 1, [BOB]: 1 }, [`${OPS}#2`, `${BOB}#2`]],
+    ["third", T0 + 9 * HOUR, { [OPS]: 2, [BOB]: 2 }, [`${OPS}#3`, `${BOB}#3`]],
+    ["`max` sent", T0 + 13 * HOUR, { [OPS]: 3, [BOB]: 3 }, []],
+    ["long after `max`", T0 + 100 * HOUR, { [OPS]: 3, [BOB]: 3 }, []],
+    ["one thread behind the other", T0 + 5 * HOUR, { [OPS]: 2, [BOB]: 1 }, [`${BOB}#2`]],
+    // After a pause the latest reminder is sent once, not the missed ones in a row.
+    ["plugin was down past two slots", T0 + 9 * HOUR + 1, { [OPS]: 1, [BOB]: 1 }, [
+      `${OPS}#3`,
+      `${BOB}#3`,
+    ]],
+  ];
+  for (const [what, now, sent, want] of cases) {
+    const plan = planWork(pending, record({ reviewers: [OPS, BOB], reminders: sent }), {
+      now,
+      reminders: POLICY,
+    });
+    assert.deepEqual(remindersOwed(plan), want, what);
+    assert.equal(isEmptyPlan(plan), want.length === 0, what);
+    for (const r of plan.reminders ?? []) {
+      assert.equal(r.thread.messageId, `root-${r.thread.email}`, `${what}: replies on the root`);
+    }
+  }
+});
+
+Deno.test("reminders: none after a review, when resolved, when not pending, or when off", () => {
+  const late = T0 + 6 * HOUR;
+  const on = { now: late, reminders: POLICY };
+  const data = record({ reviewers: [OPS] });
+  const cases: [string, Target, EmailPluginData, Parameters<typeof planWork>[2]][] = [
+    ["pending, nobody reviewed (control)", request("PENDING"), data, on],
+    ["reviewed (threshold not met)", request("PENDING", { reviews: [review(BOB)] }), data, on],
+    ["approved", request("APPROVED"), data, on],
+    ["denied", request("DENIED"), data, on],
+    ["promoted", request("PROMOTED"), data, on],
+    ["deleted", DELETED, data, on],
+    [
+      "record already resolved",
+      request("PENDING"),
+      markResolved(data, { tag: "EXPIRED", reason: "" }),
+      on,
+    ],
+    ["no creation time", undated(request("PENDING")), data, on],
+    ["no policy", request("PENDING"), data, { now: late }],
+    ["no clock", request("PENDING"), data, { reminders: POLICY }],
+    ["no reviewer thread", request("PENDING"), record({ reviewers: [] }), on],
+  ];
+  for (const [what, target, d, options] of cases) {
+    const owed = remindersOwed(planWork(target, d, options));
+    assert.deepEqual(owed, what.endsWith("(control)") ? [`${OPS}#2`] : [], what);
+  }
+});
+
+Deno.test("reminders never go to the requester's thread", () => {
+  const plan = planWork(
+    request("PENDING"),
+    record({ reviewers: [OPS], requester: "opened" }),
+    { now: T0 + 2 * HOUR, reminders: POLICY },
+  );
+  assert.deepEqual(remindersOwed(plan), [`${OPS}#1`]);
+  assert.deepEqual(requesterOwed(plan), []);
+});
