@@ -6,6 +6,7 @@
  * for the right reason; and the plugin run as an operator runs it.
  */
 
+import { withTeardown } from "./bounded.ts";
 import assert from "node:assert/strict";
 import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/logtape";
 import { connectTeleport, GrpcTeleportClient } from "../src/teleport/client.ts";
@@ -92,24 +93,7 @@ function bounded(
   Deno.test({
     name,
     sanitizeOps: !opts.failedConnections,
-    fn: async () => {
-      const teardown: (() => unknown)[] = [];
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      try {
-        await Promise.race([
-          fn((f) => teardown.push(f)),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`Test exceeded ${timeoutMs} ms`)),
-              timeoutMs,
-            );
-          }),
-        ]);
-      } finally {
-        clearTimeout(timer);
-        for (const f of teardown.reverse()) await f();
-      }
-    },
+    fn: () => withTeardown(timeoutMs, fn),
   });
 }
 

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { withTeardown } from "../../tests/bounded.ts";
 import { Buffer } from "node:buffer";
 import * as net from "node:net";
 import * as tls from "node:tls";
@@ -83,24 +84,7 @@ const fixed = (creds: TlsCredentials): CredentialsSource => () => creds;
 
 /** Runs `fn` with a deadline and a teardown stack run however it ends. */
 function bounded(name: string, fn: (defer: (f: () => unknown) => void) => Promise<void>): void {
-  Deno.test(name, async () => {
-    const teardown: (() => unknown)[] = [];
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        fn((f) => teardown.push(f)),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`Test exceeded ${TEST_TIMEOUT_MS} ms`)),
-            TEST_TIMEOUT_MS,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      for (const f of teardown.reverse()) await f();
-    }
-  });
+  Deno.test(name, () => withTeardown(TEST_TIMEOUT_MS, fn));
 }
 
 /** Time for a closed client's GOAWAY and socket close to reach the server before anything else goes. */

@@ -4,6 +4,7 @@
  * and the reconnect before the live certificate expires.
  */
 
+import { type Defer, withTeardown } from "../../tests/bounded.ts";
 import assert from "node:assert/strict";
 import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/logtape";
 import type { TeleportConfig } from "../config/types.ts";
@@ -45,28 +46,14 @@ function testLogger() {
 
 // --- helpers ---------------------------------------------------------------
 
-type Defer = (f: () => unknown) => void;
-
 /** A test with a deadline, a temporary directory and a teardown stack run however it ends. */
 function bounded(name: string, fn: (defer: Defer, dir: string) => Promise<void>): void {
   Deno.test(name, async () => {
     const dir = await Deno.makeTempDir({ prefix: "identity-store-test-" });
-    const teardown: (() => unknown)[] = [() => Deno.remove(dir, { recursive: true })];
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        fn((f) => teardown.push(f), dir),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`Test exceeded ${TEST_TIMEOUT_MS} ms`)),
-            TEST_TIMEOUT_MS,
-          );
-        }),
-      ]);
-    } finally {
-      clearTimeout(timer);
-      for (const f of teardown.reverse()) await f();
-    }
+    await withTeardown(TEST_TIMEOUT_MS, (defer) => {
+      defer(() => Deno.remove(dir, { recursive: true }));
+      return fn(defer, dir);
+    });
   });
 }
 
