@@ -233,6 +233,12 @@ function replaceAll(s: string, match: string, replacement: string): string {
   return replacement + Array.from(s).join(replacement) + replacement;
 }
 
+/** `set.contains(value)`; also accepted as `contains(set, value)` (ours: Teleport has only the method). */
+const CONTAINS: Builtin = {
+  params: ["set", "string"],
+  result: "boolean",
+  impl: ([s, v]) => asSet(s).has(asString(v)),
+};
 const CONTAINS_ANY: Builtin = {
   params: ["set", "set"],
   result: "boolean",
@@ -280,6 +286,7 @@ const FUNCTIONS: ReadonlyMap<string, Builtin> = new Map<string, Builtin>([
       impl: (args) => new Set(args.flatMap((s) => [...asSet(s)])),
     },
   ],
+  ["contains", CONTAINS],
   ["contains_any", CONTAINS_ANY],
   ["contains_all", CONTAINS_ALL],
   ["is_empty", IS_EMPTY],
@@ -360,10 +367,7 @@ const FUNCTIONS: ReadonlyMap<string, Builtin> = new Map<string, Builtin>([
 ]);
 
 const METHODS: ReadonlyMap<string, Builtin> = new Map<string, Builtin>([
-  [
-    "contains",
-    { params: ["set", "string"], result: "boolean", impl: ([s, v]) => asSet(s).has(asString(v)) },
-  ],
+  ["contains", CONTAINS],
   ["contains_any", CONTAINS_ANY],
   ["contains_all", CONTAINS_ALL],
   ["isempty", IS_EMPTY],
@@ -1221,13 +1225,6 @@ class Compiler {
     if (builtin) return this.#apply(`function "${name}"`, builtin, node.args, node, false);
     if (UNSUPPORTED_FUNCTIONS.has(name)) {
       this.parseError(callee.pos, `function "${name}" is not supported by this plugin`);
-    }
-    if (name === "contains") {
-      this.parseError(
-        callee.pos,
-        'unknown function "contains": in access monitoring rules contains is a method, ' +
-          'as in access_request.spec.roles.contains("value")',
-      );
     }
     return this.parseError(callee.pos, `unknown function "${name}"`);
   }
