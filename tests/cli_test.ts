@@ -77,6 +77,9 @@ Deno.test("configure prints valid TOML that start accepts once its placeholders 
   assert.match(run.stderr, /Starting Teleport Access Email Plugin/);
   assert.doesNotMatch(run.stderr, /s3cret-value/);
   assert.doesNotMatch(run.stderr, /WARN/, "the template draws no warning");
+  // The config is accepted; what stops the run is the identity file the template names.
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /\/var\/lib\/teleport\/plugins\/email\/identity/);
 });
 
 Deno.test("start with a missing config file: exit 1 naming the path", async () => {
