@@ -82,10 +82,43 @@ Deno.test("configure prints valid TOML that start accepts once its placeholders 
   assert.match(run.stderr, /\/var\/lib\/teleport\/plugins\/email\/identity/);
 });
 
-Deno.test("start with a missing config file: exit 1 naming the path", async () => {
-  const { code, stderr } = await runMain(["start", "--config", "/nonexistent/teleport-email.toml"]);
+Deno.test("start with a missing config file: exit 1 naming the path and how to create it", async () => {
+  const { code, stdout, stderr } = await runMain([
+    "start",
+    "--config",
+    "/nonexistent/teleport-email.toml",
+  ]);
   assert.equal(code, 1);
-  assert.match(stderr, /\/nonexistent\/teleport-email\.toml/);
+  assert.equal(stdout, "");
+  assert.equal(
+    stderr,
+    'teleport-email: Cannot read config file "/nonexistent/teleport-email.toml": not found; ' +
+      "create one with: teleport-email configure > /nonexistent/teleport-email.toml\n",
+  );
+});
+
+Deno.test("start with a misspelt key: the error comes with the unknown key and its likely fix", async () => {
+  const dir = await Deno.makeTempDir();
+  await Deno.writeTextFile(
+    `${dir}/typo.toml`,
+    [
+      "[teleport]",
+      'identity = "/nonexistent/identity"',
+      "[smtp]",
+      'hots = "smtp.example.com"',
+      "[delivery]",
+      'sender = "noreply@example.com"',
+      "[role_to_recipients]",
+      '"*" = "security@example.com"',
+    ].join("\n"),
+  );
+  const { code, stderr } = await runMain(["start", "-c", "typo.toml"], { cwd: dir });
+  assert.equal(code, 1);
+  assert.equal(
+    stderr,
+    "teleport-email: warning: smtp.hots: unknown key, ignored (did you mean smtp.host?)\n" +
+      'teleport-email: Invalid config file "typo.toml": smtp.host: is required\n',
+  );
 });
 
 Deno.test("start with a bad config: exit 1, every problem named by its key, no secret", async () => {

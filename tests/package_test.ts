@@ -118,6 +118,26 @@ async function unpack(tarball: string, dir: string): Promise<string> {
   return join(into, PKG);
 }
 
+Deno.test("the systemd unit is Teleport's, and says why it has no PIDFile", async () => {
+  const unit = await Deno.readTextFile(join(REPO, "teleport-email.service"));
+  const directives = unit.split("\n").filter((line) => /^[A-Za-z]+=/.test(line));
+  for (
+    const directive of [
+      "Type=simple",
+      "Restart=on-failure",
+      "ExecStart=/usr/local/bin/teleport-email start --config=/etc/teleport-email.toml",
+      "ExecReload=/bin/kill -HUP $MAINPID",
+      "WantedBy=multi-user.target",
+    ]
+  ) {
+    assert.ok(directives.includes(directive), `${directive} missing from the unit`);
+  }
+  // Teleport's own unit has PIDFile=/run/teleport-email.pid; with Type=simple systemd tracks
+  // the main PID itself, so ours leaves it out and says so.
+  assert.deepEqual(directives.filter((line) => line.startsWith("PIDFile=")), []);
+  assert.match(unit, /^# No PIDFile=\/run\/teleport-email\.pid.*Type=simple/ms);
+});
+
 Deno.test("pack.sh names the tarball after deno.json's version and the arch, from any cwd", async () => {
   const { dir, repo } = await scratch();
   try {

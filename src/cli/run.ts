@@ -7,9 +7,6 @@ import { CONFIG_TEMPLATE } from "../config/template.ts";
 import { versionLine } from "../lib/version.ts";
 import { startCommand, type StartDeps } from "./start.ts";
 
-/** Exit code for a config or runtime error (usage errors are 2, in main.ts). */
-export const EXIT_FAILURE = 1;
-
 export interface RunDeps extends StartDeps {
   /** Writes text to stdout. */
   print(text: string): void;

@@ -4,10 +4,10 @@
  * logging exists; later failures are logged and also exit 1.
  */
 import type { Config } from "../config/types.ts";
-import { loadConfig } from "../config/load.ts";
+import { ConfigError, loadConfig } from "../config/load.ts";
 import { closeLogging, logger, setupLogging } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
-import { EXIT_FAILURE } from "./run.ts";
+import { EXIT_FAILURE } from "./exit_codes.ts";
 
 export interface StartDeps {
   /** Writes text to stderr (used before logging is set up). */
@@ -27,6 +27,9 @@ export async function startCommand(
   try {
     loaded = loadConfig(command.configPath);
   } catch (error) {
+    // Warnings first: "smtp.hots: unknown key" explains "smtp.host: is required" below it.
+    const warnings = error instanceof ConfigError ? error.warnings : [];
+    for (const warning of warnings) deps.printError(`teleport-email: warning: ${warning}\n`);
     deps.printError(`teleport-email: ${(error as Error).message}\n`);
     return EXIT_FAILURE;
   }

@@ -9,21 +9,27 @@ export interface ConfigErrorOptions extends ErrorOptions {
   readonly heading?: string;
   /** The whole message, replacing the heading and the list of problems. */
   readonly message?: string;
+  /** Warnings found along with the problems (`smtp.hots: unknown key, ignored …`). */
+  readonly warnings?: readonly string[];
 }
 
 /**
  * A config file that cannot be read, parsed or accepted. `problems` lists
  * each issue on its own (`smtp.port: must be an integer from 1 to 65535,
- * got "70000"`); the message holds them all.
+ * got "70000"`); the message holds them all. `warnings` are what validation
+ * would have logged had the config been accepted: the caller shows them too,
+ * since an unknown key is often why a required one is missing.
  */
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
   readonly problems: readonly string[];
+  readonly warnings: readonly string[];
 
   constructor(problems: readonly string[], options: ConfigErrorOptions = {}) {
-    const { heading = "Invalid configuration", message, ...errorOptions } = options;
+    const { heading = "Invalid configuration", message, warnings = [], ...errorOptions } = options;
     super(message ?? formatProblems(heading, problems), errorOptions);
     this.problems = [...problems];
+    this.warnings = [...warnings];
   }
 }
 

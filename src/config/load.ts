@@ -14,8 +14,11 @@ import { type ConfigDeps, validateConfig } from "./validate.ts";
 export { ConfigError } from "./error.ts";
 export type { ConfigDeps } from "./validate.ts";
 
+/** The command that writes an example config file, for the hint when none is found. */
+const CONFIGURE_COMMAND = "teleport-email configure";
+
 /** Reads files from the local file system. */
-export const DEFAULT_CONFIG_DEPS: ConfigDeps = {
+const DEFAULT_CONFIG_DEPS: ConfigDeps = {
   readTextFile: (path) => Deno.readTextFileSync(path),
 };
 
@@ -29,7 +32,10 @@ export function loadConfig(path: string, deps: ConfigDeps = DEFAULT_CONFIG_DEPS)
   try {
     text = deps.readTextFile(path);
   } catch (error) {
-    const problem = `Cannot read config file ${quoted}: ${describeReadError(error)}`;
+    let problem = `Cannot read config file ${quoted}: ${describeReadError(error)}`;
+    if (error instanceof Deno.errors.NotFound) {
+      problem += `; create one with: ${CONFIGURE_COMMAND} > ${shellWord(path)}`;
+    }
     throw new ConfigError([problem], { message: problem, cause: error });
   }
 
@@ -51,6 +57,14 @@ export function loadConfig(path: string, deps: ConfigDeps = DEFAULT_CONFIG_DEPS)
     return validateConfig(raw, deps);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    throw new ConfigError(error.problems, { heading: `Invalid config file ${quoted}` });
+    throw new ConfigError(error.problems, {
+      heading: `Invalid config file ${quoted}`,
+      warnings: error.warnings,
+    });
   }
+}
+
+/** `path` as one word for a POSIX shell: as it is when safe, else in single quotes. */
+function shellWord(path: string): string {
+  return /^[\w@%+=:,./-]+$/.test(path) ? path : `'${path.replaceAll("'", `'\\''`)}'`;
 }

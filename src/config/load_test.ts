@@ -50,7 +50,12 @@ Deno.test("loadConfig reads, parses and validates the file", () => {
 
 Deno.test("an unreadable config file names the path", async (t) => {
   const cases: Array<[name: string, error: Error, message: string]> = [
-    ["missing", new Deno.errors.NotFound("x"), 'Cannot read config file "/x.toml": not found'],
+    [
+      "missing",
+      new Deno.errors.NotFound("x"),
+      'Cannot read config file "/x.toml": not found; ' +
+      "create one with: teleport-email configure > /x.toml",
+    ],
     [
       "forbidden",
       new Deno.errors.PermissionDenied("x"),
@@ -74,6 +79,31 @@ Deno.test("an unreadable config file names the path", async (t) => {
       assert.equal(error.cause, thrown);
     });
   }
+});
+
+Deno.test("the configure hint quotes a path the shell would split", () => {
+  const error = loadError("/etc/my config's.toml", filesDeps({}));
+  assert.equal(
+    error.message,
+    `Cannot read config file "/etc/my config's.toml": not found; ` +
+      `create one with: teleport-email configure > '/etc/my config'\\''s.toml'`,
+  );
+});
+
+Deno.test("validation warnings survive a failed load", () => {
+  const error = loadError(
+    "/etc/teleport-email.toml",
+    filesDeps({
+      "/etc/teleport-email.toml": VALID.replace("host =", "hots ="),
+      "/secrets/smtp_password": PASSWORD,
+    }),
+  );
+  assert.deepEqual(error.problems, ["smtp.host: is required"]);
+  assert.deepEqual(error.warnings, ["smtp.hots: unknown key, ignored (did you mean smtp.host?)"]);
+  assert.equal(
+    error.message,
+    'Invalid config file "/etc/teleport-email.toml": smtp.host: is required',
+  );
 });
 
 Deno.test("a TOML syntax error gives line and column, without quoting the file", async (t) => {
@@ -141,7 +171,11 @@ Deno.test("by default loadConfig reads the real file system", async () => {
     assert.equal(config.mailer.kind === "smtp" && config.mailer.password?.reveal(), PASSWORD);
 
     const missing = loadError(`${dir}/absent.toml`, { readTextFile: Deno.readTextFileSync });
-    assert.equal(missing.message, `Cannot read config file "${dir}/absent.toml": not found`);
+    assert.equal(
+      missing.message,
+      `Cannot read config file "${dir}/absent.toml": not found; ` +
+        `create one with: teleport-email configure > ${dir}/absent.toml`,
+    );
     assert.throws(() => loadConfig(dir), {
       message: `Cannot read config file "${dir}": is a directory`,
     });

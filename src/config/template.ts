@@ -4,6 +4,18 @@
  * validation once the SMTP password file exists. Every key is documented;
  * alternatives and deprecated aliases are commented out.
  */
+import { STARTTLS_POLICIES, type StarttlsPolicy } from "./types.ts";
+
+/** What each `smtp.starttls_policy` does, for the template's comment. */
+const STARTTLS_POLICY_HELP: Readonly<Record<StarttlsPolicy, string>> = {
+  mandatory: "fail when the server does not offer STARTTLS",
+  opportunistic: "use STARTTLS when the server offers it, else send in plaintext",
+  disabled: "never use STARTTLS",
+};
+
+const STARTTLS_POLICY_LINES = STARTTLS_POLICIES
+  .map((policy) => `#   ${policy}: ${STARTTLS_POLICY_HELP[policy]}`)
+  .join("\n");
 
 /** Commented example config (TOML), ending with a newline. */
 export const CONFIG_TEMPLATE = `# teleport-email configuration (TOML)
@@ -41,8 +53,8 @@ username = "teleport@example.com"
 # The password, or a file holding it (read once at startup, trimmed).
 # password = "..."
 password_file = "/var/lib/teleport/plugins/email/smtp_password"
-# mandatory (fail when the server does not offer STARTTLS), opportunistic or
-# disabled. Empty or unset means mandatory. Ignored on port 465.
+# When to use STARTTLS (ignored on port 465); empty or unset means mandatory:
+${STARTTLS_POLICY_LINES}
 starttls_policy = "mandatory"
 # Extra CA certificates (PEM) to trust for the SMTP server, besides the system ones.
 # ca_file = "/var/lib/teleport/plugins/email/smtp_ca.pem"

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { parse } from "smol-toml";
 import { CONFIG_TEMPLATE } from "./template.ts";
+import { STARTTLS_POLICIES } from "./types.ts";
 import { CONFIG_KEYS, validateConfig } from "./validate.ts";
 
 const PASSWORD_FILE = "/var/lib/teleport/plugins/email/smtp_password";
@@ -49,6 +50,12 @@ Deno.test("the template documents every key, active or commented out", async (t)
         );
       }
     });
+  }
+});
+
+Deno.test("the template explains every smtp.starttls_policy value", () => {
+  for (const policy of STARTTLS_POLICIES) {
+    assert.match(CONFIG_TEMPLATE, new RegExp(`^#   ${policy}: \\S`, "m"), policy);
   }
 });
 

@@ -1,14 +1,18 @@
 /**
  * The validated configuration: what `loadConfig` returns and every other
- * module receives. Raw TOML never leaves `src/config/`.
+ * module receives. Raw TOML never leaves `src/config/`. Option types that a
+ * `src/lib/` module owns (logging) are reused from there.
  */
+import type { LogOptions } from "../lib/log.ts";
 import type { Secret } from "../lib/secret.ts";
 
-/** SMTP STARTTLS policy (`smtp.starttls_policy`). */
-export type StarttlsPolicy = "mandatory" | "opportunistic" | "disabled";
+export type { LogSeverity } from "../lib/log.ts";
 
-/** Log severities accepted by `log.severity`, normalised to lower case. */
-export type LogSeverity = "debug" | "info" | "warning" | "error";
+/** Values of `smtp.starttls_policy` (unset or empty means `mandatory`). */
+export const STARTTLS_POLICIES = ["mandatory", "opportunistic", "disabled"] as const;
+
+/** SMTP STARTTLS policy (`smtp.starttls_policy`). */
+export type StarttlsPolicy = typeof STARTTLS_POLICIES[number];
 
 export interface TeleportConfig {
   /** `teleport.addr` (or the deprecated `teleport.auth_server`); default `localhost:3025`. */
@@ -51,12 +55,8 @@ export interface MailgunConfig {
   readonly apiBase: string;
 }
 
-export interface LogConfig {
-  /** `stderr`, `stdout` or a file path. */
-  readonly output: string;
-  readonly severity: LogSeverity;
-  readonly format: "text" | "json";
-}
+/** `[log]`, normalised: severities in lower case, output aliases resolved. */
+export type LogConfig = LogOptions;
 
 export interface Config {
   readonly teleport: TeleportConfig;

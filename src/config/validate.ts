@@ -13,15 +13,16 @@ import { isPlainAddress, parseMailbox } from "../lib/address.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { Secret } from "../lib/secret.ts";
 import { ConfigError, describeReadError } from "./error.ts";
-import type {
-  Config,
-  LoadedConfig,
-  LogConfig,
-  LogSeverity,
-  MailgunConfig,
-  SmtpConfig,
-  StarttlsPolicy,
-  TeleportConfig,
+import {
+  type Config,
+  type LoadedConfig,
+  type LogConfig,
+  type LogSeverity,
+  type MailgunConfig,
+  type SmtpConfig,
+  STARTTLS_POLICIES,
+  type StarttlsPolicy,
+  type TeleportConfig,
 } from "./types.ts";
 
 export { ConfigError } from "./error.ts";
@@ -33,17 +34,17 @@ export interface ConfigDeps {
 }
 
 /** `teleport.addr` when neither it nor `auth_server` is set. */
-export const DEFAULT_TELEPORT_ADDR = "localhost:3025";
+const DEFAULT_TELEPORT_ADDR = "localhost:3025";
 /** `teleport.refresh_identity_interval` when unset: one minute, as in the Go plugin. */
-export const DEFAULT_REFRESH_IDENTITY_INTERVAL_MS = 60_000;
+const DEFAULT_REFRESH_IDENTITY_INTERVAL_MS = 60_000;
 /** `smtp.port` when unset: submission with STARTTLS. */
-export const DEFAULT_SMTP_PORT = 587;
+const DEFAULT_SMTP_PORT = 587;
 /** `mailgun.api_base` when unset: Mailgun's US region. */
-export const DEFAULT_MAILGUN_API_BASE = "https://api.mailgun.net";
+const DEFAULT_MAILGUN_API_BASE = "https://api.mailgun.net";
 /** `reminders.max` when unset. */
-export const DEFAULT_REMINDERS_MAX = 3;
+const DEFAULT_REMINDERS_MAX = 3;
 /** `log.output` when unset. */
-export const DEFAULT_LOG_OUTPUT = "stderr";
+const DEFAULT_LOG_OUTPUT = "stderr";
 
 /** Every key each section accepts; `role_to_recipients` takes any role name. */
 export const CONFIG_KEYS = {
@@ -67,8 +68,6 @@ export const CONFIG_KEYS = {
 } as const satisfies Record<string, readonly string[]>;
 
 type SectionName = keyof typeof CONFIG_KEYS;
-
-const STARTTLS_POLICIES: readonly StarttlsPolicy[] = ["mandatory", "opportunistic", "disabled"];
 
 /** `log.severity` spellings (lower-cased) accepted by the Go plugin. */
 const SEVERITIES: Readonly<Record<string, LogSeverity>> = {
@@ -132,6 +131,44 @@ function keyName(key: string): string {
   return /^[A-Za-z0-9_-]+$/.test(key) ? key : JSON.stringify(key);
 }
 
+/** `a, b or c` */
+function orList(words: readonly string[]): string {
+  return words.length < 2 ? words.join("") : `${words.slice(0, -1).join(", ")} or ${words.at(-1)}`;
+}
+
+/** Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`. */
+function editDistance(a: string, b: string): number {
+  // Optimal string alignment: a transposed pair ("hots" for "host") costs one edit.
+  const d = Array.from({ length: a.length + 1 }, (_, i) => [i, ...Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) d[0]![j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        best = Math.min(best, d[i - 2]![j - 2]! + 1);
+      }
+      d[i]![j] = best;
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The known name an unknown one is most likely a typo of, if any is close enough. */
+function closest(name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Infinity;
+  for (const candidate of known) {
+    const distance = editDistance(name.toLowerCase(), candidate);
+    // At most two edits, and fewer than half the word: "hots" → "host", but "ca" ↛ "port".
+    if (distance <= 2 && distance * 2 < candidate.length && distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
 function lowerFirst(text: string): string {
   return text.charAt(0).toLowerCase() + text.slice(1);
 }
@@ -160,7 +197,10 @@ class Review {
     const known: readonly string[] = CONFIG_KEYS[name];
     if (name !== "role_to_recipients") {
       for (const key of Object.keys(value)) {
-        if (!known.includes(key)) this.warning(`${name}.${keyName(key)}`, "unknown key, ignored");
+        if (known.includes(key)) continue;
+        const guess = closest(key, known);
+        const hint = guess === undefined ? "" : ` (did you mean ${name}.${guess}?)`;
+        this.warning(`${name}.${keyName(key)}`, `unknown key, ignored${hint}`);
       }
     }
     return value;
@@ -360,7 +400,7 @@ function validateSmtp(table: Table, deps: ConfigDeps, review: Review): SmtpConfi
       ok = false;
       review.problem(
         "smtp.starttls_policy",
-        `must be one of mandatory, opportunistic or disabled, got ${quote(policy)}`,
+        `must be one of ${orList(STARTTLS_POLICIES)}, got ${quote(policy)}`,
       );
     } else {
       starttlsPolicy = known;
@@ -711,9 +751,12 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
   const sections: readonly string[] = Object.keys(CONFIG_KEYS);
   for (const [key, value] of Object.entries(raw)) {
     if (sections.includes(key)) continue;
+    const guess = isTable(value) ? closest(key, sections) : undefined;
     review.warning(
       keyName(key),
-      isTable(value) ? "unknown section, ignored" : "unknown key, ignored",
+      isTable(value)
+        ? `unknown section, ignored${guess === undefined ? "" : ` (did you mean [${guess}]?)`}`
+        : "unknown key, ignored",
     );
   }
 
@@ -736,8 +779,11 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
     status === undefined || reminders === INVALID || notifyRequester === INVALID
   ) {
     // Every undefined above comes with a recorded problem; the fallback only guards that promise.
+    // The warnings go along: an unknown key is often the cause of a problem ("smtp.hots" for
+    // a missing smtp.host).
     throw new ConfigError(
       review.problems.length > 0 ? review.problems : ["Invalid configuration (no detail recorded)"],
+      { warnings: review.warnings },
     );
   }
   const config: Config = {

@@ -655,8 +655,43 @@ Deno.test("unknown keys and sections are warned about, not fatal", () => {
   assert.deepEqual(warnings, [
     "debug: unknown key, ignored",
     "slack: unknown section, ignored",
-    "smtp.hots: unknown key, ignored",
+    "smtp.hots: unknown key, ignored (did you mean smtp.host?)",
   ]);
+});
+
+Deno.test("an unknown key close to a known one is named as the likely typo", async (t) => {
+  const cases: Array<[toml: string, warning: string]> = [
+    [
+      `${SMTP}pasword_file = "/x"`,
+      "smtp.pasword_file: unknown key, ignored (did you mean smtp.password_file?)",
+    ],
+    [`${SMTP}Port = 25`, "smtp.Port: unknown key, ignored (did you mean smtp.port?)"],
+    [`${SMTP}starttls = "disabled"`, "smtp.starttls: unknown key, ignored"],
+    [`${SMTP}ca = "/x"`, "smtp.ca: unknown key, ignored"],
+    [`${SMTP}[lgo]\nformat = "json"`, "lgo: unknown section, ignored (did you mean [log]?)"],
+    [
+      `${SMTP}[reminder]\nafter = "1h"`,
+      "reminder: unknown section, ignored (did you mean [reminders]?)",
+    ],
+  ];
+  for (const [mailer, warning] of cases) {
+    await t.step(warning, () => {
+      assert.deepEqual(accept(doc({ mailer })).warnings, [warning]);
+    });
+  }
+});
+
+Deno.test("a failed validation carries the warnings that explain it", () => {
+  const mailer = SMTP.replace('host = "smtp.example.com"', 'hots = "smtp.example.com"');
+  assert.throws(() => accept(`${doc({ mailer })}\n[log]\nseverty = "debug"`), (error: unknown) => {
+    assert.ok(error instanceof ConfigError);
+    assert.deepEqual(error.problems, ["smtp.host: is required"]);
+    assert.deepEqual(error.warnings, [
+      "smtp.hots: unknown key, ignored (did you mean smtp.host?)",
+      "log.severty: unknown key, ignored (did you mean log.severity?)",
+    ]);
+    return true;
+  });
 });
 
 Deno.test("several problems are reported together, in file order", () => {

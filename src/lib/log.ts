@@ -3,17 +3,30 @@
  * from `logger(...)` and add context with `.with({ requestId })`. Text lines
  * are for people (`time LEVEL message key=value …`), `json` lines for machines.
  * Values are escaped so a CR/LF in a request reason cannot forge a log line.
+ *
+ * The option types live here, not in `src/config/`: config depends on lib,
+ * never the reverse.
  */
 import {
   configure,
-  getJsonLinesFormatter,
   getLogger,
   type Logger,
   type LogRecord,
   reset,
   type Sink,
 } from "@logtape/logtape";
-import type { LogConfig, LogSeverity } from "../config/types.ts";
+
+/** Log severities (LogTape's level names), lowest first. */
+export type LogSeverity = "debug" | "info" | "warning" | "error";
+
+/** Where, from which severity and in which format the plugin logs. */
+export interface LogOptions {
+  /** `stderr`, `stdout` or a file path. */
+  readonly output: string;
+  readonly severity: LogSeverity;
+  /** `text` lines for people, `json` lines (one object per line) for machines. */
+  readonly format: "text" | "json";
+}
 
 /** Root category of every logger of the plugin. */
 export const ROOT_CATEGORY = "teleport-email";
@@ -32,7 +45,7 @@ export interface LoggingDeps {
   openAppend(path: string): LogWriter & { close(): void };
 }
 
-export function defaultLoggingDeps(): LoggingDeps {
+function defaultLoggingDeps(): LoggingDeps {
   return {
     stderr: Deno.stderr,
     stdout: Deno.stdout,
@@ -55,17 +68,48 @@ const LEVEL_LABEL: Record<string, string> = {
   fatal: "FATAL",
 };
 
-/** Renders a value for a text line: strings as-is unless they need quoting, so no control character survives. */
-function renderValue(value: unknown): string {
-  if (value instanceof Error) return quoteIfNeeded(value.message);
-  if (typeof value === "string") return quoteIfNeeded(value);
+/** An error as a JSON value: what it says, not its stack (`{}` is what JSON.stringify makes of it). */
+function errorFields(error: Error): Record<string, unknown> {
+  const code: unknown = (error as { code?: unknown }).code;
+  return {
+    name: error.name,
+    message: error.message,
+    ...(typeof code === "string" || typeof code === "number" ? { code } : {}),
+  };
+}
+
+function jsonReplacer(_key: string, value: unknown): unknown {
+  if (typeof value === "bigint") return value.toString();
+  return value instanceof Error ? errorFields(value) : value;
+}
+
+/** A value as plain text: strings as they are, an error as its message, the rest as JSON. */
+function plainValue(value: unknown): string {
+  if (value instanceof Error) return value.message;
+  if (typeof value === "string") return value;
   if (value instanceof Date) return value.toISOString();
   if (value === undefined) return "undefined";
+  if (typeof value === "bigint") return String(value);
   try {
-    return quoteIfNeeded(JSON.stringify(value) ?? String(value));
+    return JSON.stringify(value, jsonReplacer) ?? String(value);
   } catch {
-    return quoteIfNeeded(String(value));
+    return String(value);
   }
+}
+
+/** The message with its placeholders filled in by `render`. */
+function renderMessage(record: LogRecord, render: (value: unknown) => string): string {
+  let message = "";
+  for (let i = 0; i < record.message.length; i++) {
+    const part = record.message[i];
+    message += i % 2 === 0 ? String(part) : render(part);
+  }
+  return message;
+}
+
+/** Renders a value for a text line: as plain text, quoted when needed so no control character survives. */
+function renderValue(value: unknown): string {
+  return quoteIfNeeded(plainValue(value));
 }
 
 function quoteIfNeeded(text: string): string {
@@ -80,13 +124,8 @@ function renderProperty(value: unknown): string {
 
 /** `2026-11-23T04:40:00.123Z INFO  Plugin is ready requestId=abc` */
 export function formatTextLine(record: LogRecord): string {
-  let message = "";
-  for (let i = 0; i < record.message.length; i++) {
-    const part = record.message[i];
-    message += i % 2 === 0 ? String(part) : renderValue(part);
-  }
   // deno-lint-ignore no-control-regex
-  message = message.replace(/[\r\n\x00-\x08\x0b-\x1f\x7f]/g, " ");
+  const message = renderMessage(record, renderValue).replace(/[\r\n\x00-\x08\x0b-\x1f\x7f]/g, " ");
   const level = (LEVEL_LABEL[record.level] ?? record.level).padEnd(5);
   // Values already shown in the message are not repeated as key=value.
   const shown = typeof record.rawMessage === "string"
@@ -99,7 +138,36 @@ export function formatTextLine(record: LogRecord): string {
   return `${new Date(record.timestamp).toISOString()} ${level} ${message}${props}\n`;
 }
 
-const jsonFormatter = getJsonLinesFormatter({ categorySeparator: ".", message: "rendered" });
+/**
+ * `{"@timestamp":"…","level":"INFO","message":"Email sent to a@b.c","logger":"teleport-email.notify",
+ * "properties":{"to":"a@b.c","requestId":"r-1"}}`: the message rendered as plain text, the
+ * properties as JSON values, an error as its name, message and code. JSON escaping keeps a
+ * CR/LF inside the line.
+ */
+function formatJsonLine(record: LogRecord): string {
+  const line = (properties: Record<string, unknown>) =>
+    JSON.stringify({
+      "@timestamp": new Date(record.timestamp).toISOString(),
+      level: LEVEL_LABEL[record.level] ?? record.level.toUpperCase(),
+      message: renderMessage(record, plainValue),
+      logger: record.category.join("."),
+      properties,
+    }, jsonReplacer) + "\n";
+  try {
+    return line(record.properties);
+  } catch {
+    // A property JSON cannot hold (a cycle) becomes plain text instead of losing the line.
+    const fallback = Object.entries(record.properties).map(([key, value]) => {
+      try {
+        JSON.stringify(value, jsonReplacer);
+        return [key, value];
+      } catch {
+        return [key, plainValue(value)];
+      }
+    });
+    return line(Object.fromEntries(fallback));
+  }
+}
 
 let openFile: (LogWriter & { close(): void }) | undefined;
 
@@ -108,7 +176,7 @@ let openFile: (LogWriter & { close(): void }) | undefined;
  * debug severity. Throws with the path when a log file cannot be opened.
  */
 export async function setupLogging(
-  cfg: LogConfig,
+  cfg: LogOptions,
   options: { debug?: boolean } = {},
   deps: LoggingDeps = defaultLoggingDeps(),
 ): Promise<void> {
@@ -127,7 +195,7 @@ export async function setupLogging(
     writer = openFile;
   }
   const encoder = new TextEncoder();
-  const format = cfg.format === "json" ? jsonFormatter : formatTextLine;
+  const format = cfg.format === "json" ? formatJsonLine : formatTextLine;
   const sink: Sink = (record) => {
     const bytes = encoder.encode(format(record));
     let written = 0;

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { closeLogging, logger, type LoggingDeps, setupLogging } from "./log.ts";
-import type { LogConfig } from "../config/types.ts";
+import { fileURLToPath } from "node:url";
+import { closeLogging, logger, type LoggingDeps, type LogOptions, setupLogging } from "./log.ts";
 
 function capture() {
   const out: string[] = [];
@@ -19,7 +19,7 @@ function capture() {
   return { out, err, files, deps };
 }
 
-const base: LogConfig = { output: "stderr", severity: "info", format: "text" };
+const base: LogOptions = { output: "stderr", severity: "info", format: "text" };
 
 Deno.test("text lines carry level, message and context, and honour severity", async () => {
   const c = capture();
@@ -74,9 +74,96 @@ Deno.test("json format writes one JSON object per line", async () => {
   assert.equal(lines.length, 1);
   const record = JSON.parse(lines[0]!);
   assert.equal(record.level, "ERROR");
-  assert.equal(record.message, 'Failed for "a@b.c"');
-  assert.equal(record.properties.requestId, "r-2");
+  assert.equal(record.message, "Failed for a@b.c");
+  assert.deepEqual(record.properties, { requestId: "r-2", to: "a@b.c" });
   assert.equal(record.logger, "teleport-email");
+  assert.match(record["@timestamp"], /^\d{4}-\d\d-\d\dT[\d:.]+Z$/);
+});
+
+/** Logs with `log` in JSON format and returns the parsed lines. */
+async function jsonRecords(log: () => void): Promise<Record<string, unknown>[]> {
+  const c = capture();
+  await setupLogging({ ...base, format: "json" }, {}, c.deps);
+  try {
+    log();
+  } finally {
+    await closeLogging();
+  }
+  const text = c.err.join("");
+  assert.ok(text.endsWith("\n"));
+  return text.trimEnd().split("\n").map((line) => JSON.parse(line));
+}
+
+Deno.test("json messages are plain text, values are not quoted again", async () => {
+  const [warning, numbers, object] = await jsonRecords(() => {
+    const log = logger();
+    log.warn("{warning}", { warning: "smtp.hots: unknown key, ignored" });
+    log.info("Sent {count} emails in {ms} ms", { count: 3, ms: 12.5 });
+    log.info("Roles {roles}", { roles: ["dev", "ops"] });
+  });
+  assert.equal(warning!.level, "WARN");
+  assert.equal(warning!.message, "smtp.hots: unknown key, ignored");
+  assert.deepEqual(warning!.properties, { warning: "smtp.hots: unknown key, ignored" });
+  assert.equal(numbers!.message, "Sent 3 emails in 12.5 ms");
+  assert.deepEqual(numbers!.properties, { count: 3, ms: 12.5 });
+  assert.equal(object!.message, 'Roles ["dev","ops"]');
+  assert.deepEqual(object!.properties, { roles: ["dev", "ops"] });
+});
+
+Deno.test("json renders an error as its name, message and code, not {} or a stack", async () => {
+  const error = Object.assign(new Error('Cannot read identity file "/id": not found'), {
+    code: "ENOENT",
+  });
+  const [record, plain] = await jsonRecords(() => {
+    logger().error("Plugin failed: {error}", { error });
+    logger().error("Send failed", { error: new TypeError("bad header") });
+  });
+  assert.equal(record!.message, 'Plugin failed: Cannot read identity file "/id": not found');
+  assert.deepEqual(record!.properties, {
+    error: { name: "Error", message: 'Cannot read identity file "/id": not found', code: "ENOENT" },
+  });
+  assert.equal(plain!.message, "Send failed");
+  assert.deepEqual(plain!.properties, { error: { name: "TypeError", message: "bad header" } });
+  assert.doesNotMatch(JSON.stringify([record, plain]), /stack|at .*log_test/);
+});
+
+Deno.test("json keeps CR/LF inside the line and a cyclic value does not lose it", async () => {
+  const cyclic: Record<string, unknown> = { name: "loop" };
+  cyclic.self = cyclic;
+  const records = await jsonRecords(() => {
+    logger().warn("Reason {reason}", { reason: "a\r\nERROR forged" });
+    logger().info("Odd {value}", { value: cyclic, big: 10n, ok: [1] });
+  });
+  assert.equal(records.length, 2);
+  assert.equal(records[0]!.message, "Reason a\r\nERROR forged");
+  assert.equal(records[1]!.message, "Odd [object Object]");
+  assert.deepEqual(records[1]!.properties, { value: "[object Object]", big: "10", ok: [1] });
+});
+
+Deno.test("text lines render an error as its message", async () => {
+  const c = capture();
+  await setupLogging(base, {}, c.deps);
+  try {
+    logger().error("Plugin failed: {error}", { error: new Error("boom"), requestId: "r-3" });
+  } finally {
+    await closeLogging();
+  }
+  assert.match(c.err.join(""), / ERROR Plugin failed: boom requestId=r-3\n$/);
+});
+
+Deno.test("the logger depends on nothing in src/config (config imports lib, not the reverse)", async () => {
+  const log = fileURLToPath(new URL("./log.ts", import.meta.url));
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["info", "--json", log],
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+  }).output();
+  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
+  const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
+    modules: { specifier: string }[];
+  };
+  const local = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file:"));
+  assert.ok(local.some((s) => s.endsWith("/src/lib/log.ts")), local.join("\n"));
+  assert.deepEqual(local.filter((s) => s.includes("/src/config/")), []);
 });
 
 Deno.test("a log file is appended to and created owner-only", async () => {
