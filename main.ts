@@ -11,7 +11,7 @@ import { logger } from "./src/lib/log.ts";
 import { createMailgunMailer } from "./src/mail/mailgun.ts";
 import type { Mailer } from "./src/mail/mailer.ts";
 import { createSmtpMailer } from "./src/mail/smtp.ts";
-import { runPlugin } from "./src/notify/plugin.ts";
+import { runPlugin } from "./src/plugin/run.ts";
 import { defaultIdentityFs } from "./src/teleport/identity_store.ts";
 import { isOwnerGone, processOwner, realOwnerDeps } from "./src/lib/owner.ts";
 

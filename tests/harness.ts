@@ -10,11 +10,13 @@ import { TeleportTestServer, type TeleportTestServerOptions } from "./teleport_s
 import { type FakeSmtpOptions, type FakeSmtpServer, startSmtpServer } from "./smtp_server.ts";
 import { issueCert, makeCa, type Pem } from "./pki.ts";
 import { loadConfig } from "../src/config/load.ts";
-import { runPlugin } from "../src/notify/plugin.ts";
+import { runPlugin } from "../src/plugin/run.ts";
 import { createSmtpMailer } from "../src/mail/smtp.ts";
 import { createMailgunMailer } from "../src/mail/mailgun.ts";
 import { defaultIdentityFs } from "../src/teleport/identity_store.ts";
 import { formatTextLine, ROOT_CATEGORY } from "../src/lib/log.ts";
+import { Activity } from "../src/lib/activity.ts";
+import type { Clock } from "../src/lib/clock.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const SMTP_USER = "teleport";
@@ -183,6 +185,13 @@ export interface InProcessPlugin {
   readonly statusAddr: Promise<string>;
   /** Resolves when "Plugin is ready" was logged. */
   readonly ready: Promise<void>;
+  /**
+   * Resolves once the plugin has nothing under way: no event or reconcile
+   * being handled, no retry waiting, no reminder check running.
+   */
+  settled(): Promise<void>;
+  /** Counts what the plugin is doing and what waits for a timer. */
+  readonly activity: Activity;
   /** Stops gracefully and resolves with the exit code. */
   stop(): Promise<number>;
   /** Resolves with the exit code (or rejects with the startup error). */
@@ -196,8 +205,8 @@ export function runInProcess(
     owner?: string;
     claimTtlMs?: number;
     readyTimeoutMs?: number;
-    /** The notifier's clock (reminders, claims); default the system clock. */
-    now?: () => number;
+    /** The notifier's clock (reminders, claims, retries); default the system clock. */
+    clock?: Clock;
     /** How often due reminders are looked for; default the plugin's. */
     reminderCheckMs?: number;
   } = {},
@@ -206,6 +215,7 @@ export function runInProcess(
   const { config } = loadConfig(configPath);
   const stop = new AbortController();
   const owner = o.owner ?? `test/${crypto.randomUUID().slice(0, 8)}`;
+  const activity = new Activity();
   let markReady!: () => void;
   const readyPromise = new Promise<void>((resolve) => (markReady = resolve));
   let markListening!: (addr: string) => void;
@@ -225,7 +235,8 @@ export function runInProcess(
     sendRetry: { baseDelayMs: 50, maxDelayMs: 200 },
     requestRetry: { baseMs: 200, capMs: 1_000 },
     ...(o.claimTtlMs ? { claimTtlMs: o.claimTtlMs } : {}),
-    ...(o.now ? { now: o.now } : {}),
+    ...(o.clock ? { clock: o.clock } : {}),
+    activity,
     ...(o.reminderCheckMs ? { reminderCheckMs: o.reminderCheckMs } : {}),
   }, stop.signal);
   const timeout = o.readyTimeoutMs ?? 15_000;
@@ -244,6 +255,8 @@ export function runInProcess(
     statusAddr,
     ready,
     done,
+    settled: () => activity.idle(),
+    activity,
     stop: () => {
       stop.abort(new Error("test stop"));
       return done;

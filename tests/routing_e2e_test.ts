@@ -15,17 +15,16 @@ import {
   startCluster,
   withTimeout,
 } from "./harness.ts";
+import { FakeClock } from "../src/lib/clock.ts";
 import type { FakeSmtpServer, ReceivedMessage } from "./smtp_server.ts";
 import type { RuleInput, TeleportTestServerOptions } from "./teleport_server.ts";
 
 /** Upper bound of one test; a hang fails instead of blocking the suite. */
 const TEST_TIMEOUT_MS = 20_000;
-/** How long the mailbox must stay quiet before "nothing more is coming" is believed. */
-const QUIET_MS = 250;
 /** Default wait for emails. */
 const MAIL_WAIT_MS = 5_000;
-/** Reminder check period in the reminder tests: many checks fit in one quiet period. */
-const REMINDER_CHECK_MS = 25;
+/** Reminder check period of the plugins under test (on their fake clock): every move of the tests is longer. */
+const REMINDER_CHECK_MS = 1_000;
 
 const HOUR = 3_600_000;
 const OPS = "ops@example.com";
@@ -71,23 +70,22 @@ function describe(m: ReceivedMessage): string {
   return `${requestIdOf(m)} ${kindOf(m)} ${m.envelope.to[0]}`;
 }
 
-/** Resolves once no new message arrived for `QUIET_MS`. */
-async function quiet(smtp: FakeSmtpServer) {
-  let count = -1;
-  while (count !== smtp.messages.length) {
-    count = smtp.messages.length;
-    await new Promise((r) => setTimeout(r, QUIET_MS));
-  }
+/** The plugins of the test that is running (tests in one file run one after another). */
+let running: InProcessPlugin[] = [];
+
+/** Resolves once every running plugin has nothing under way. */
+async function settled() {
+  await Promise.all(running.map((p) => p.settled()));
 }
 
 /**
- * Waits until the mailbox holds `total` messages and stays quiet, checks it
- * holds exactly that many, and returns the new ones (after `from`), described
- * and sorted.
+ * Waits until the mailbox holds `total` messages and the plugins have
+ * nothing left to do, checks it holds exactly that many, and returns the new
+ * ones (after `from`), described and sorted.
  */
 async function expectMail(smtp: FakeSmtpServer, from: number, total: number): Promise<string[]> {
   await smtp.waitFor(total, MAIL_WAIT_MS);
-  await quiet(smtp);
+  await settled();
   const got = smtp.messages.slice(from).map(describe).sort();
   assert.equal(smtp.messages.length, total, `exactly ${total} emails, new ones: ${got}`);
   return got;
@@ -103,8 +101,8 @@ interface Setup {
   /** Rules that exist before the plugin starts. */
   rules?: RuleInput[];
   config?: ConfigOptions;
-  /** The notifier's clock; reminders are checked every `REMINDER_CHECK_MS` when given. */
-  now?: () => number;
+  /** The notifiers' clock; reminders are checked every `REMINDER_CHECK_MS` of it when given. */
+  clock?: FakeClock;
 }
 
 interface Context {
@@ -125,12 +123,13 @@ function e2e(name: string, setup: Setup, fn: (ctx: Context) => Promise<void>) {
 async function run(setup: Setup, fn: (ctx: Context) => Promise<void>) {
   const c = await startCluster(setup.teleport ? { teleport: setup.teleport } : {});
   const plugins: InProcessPlugin[] = [];
+  running = plugins;
   try {
     for (const rule of setup.rules ?? []) c.teleport.putRule(rule);
     const config = await c.writeConfig(setup.config ?? {});
     const start = async () => {
       const plugin = runInProcess(config, {
-        ...(setup.now ? { now: setup.now, reminderCheckMs: REMINDER_CHECK_MS } : {}),
+        ...(setup.clock ? { clock: setup.clock, reminderCheckMs: REMINDER_CHECK_MS } : {}),
       });
       plugins.push(plugin);
       await plugin.ready;
@@ -339,25 +338,42 @@ e2e(
 // ---------------------------------------------------------------------------
 // Reminders, on a clock the test moves
 
-/** A clock that only moves when told. */
 function fakeClock() {
-  const clock = { ms: Math.floor(Date.now() / 1000) * 1000, now: () => clock.ms };
-  return clock;
+  return new FakeClock(Math.floor(Date.now() / 1000) * 1000);
 }
 
 const REMINDERS = '[reminders]\nafter = "1h"\nevery = "4h"\nmax = 2\n';
 
-function reminderSetup(clock: { now: () => number }): Setup {
-  return { config: { roleToRecipients: { "*": [OPS] }, extra: REMINDERS }, now: clock.now };
+function reminderSetup(clock: FakeClock): Setup {
+  return { config: { roleToRecipients: { "*": [OPS] }, extra: REMINDERS }, clock };
+}
+
+/** Fake-clock timers a move may have to fire before the plugins settle. */
+const MAX_TIMERS_PER_MOVE = 100;
+
+/**
+ * Moves the plugins' clock to `at` as after a suspend (their reminder check
+ * runs once) and waits until every plugin has finished what that started,
+ * moving the clock on to the next timer while one only waits for a timer
+ * (a replica retrying after another's claim).
+ */
+async function moveTo(clock: FakeClock, at: number, plugins: readonly InProcessPlugin[]) {
+  await clock.skip(at - clock.now());
+  for (let i = 0; i < MAX_TIMERS_PER_MOVE; i++) {
+    await Promise.all(plugins.map((p) => p.activity.idle(false)));
+    if (plugins.every((p) => p.activity.waiting === 0)) return;
+    await clock.next();
+  }
+  throw new Error(`The plugins did not settle within ${MAX_TIMERS_PER_MOVE} timers`);
 }
 
 const reminderClock = fakeClock();
 e2e(
   "reminders: at created + after, then every `every`, stopping at max",
   reminderSetup(reminderClock),
-  async ({ c }) => {
+  async ({ c, plugin }) => {
     const clock = reminderClock;
-    const created = new Date(clock.ms);
+    const created = new Date(clock.now());
     c.teleport.createRequest({
       id: "slow",
       user: "alice",
@@ -367,27 +383,24 @@ e2e(
     });
     assert.deepEqual(await expectMail(c.smtp, 0, 1), [`slow new ${OPS}`]);
 
-    clock.ms = created.getTime() + 1 * HOUR - 1_000;
-    await quiet(c.smtp);
+    await moveTo(clock, created.getTime() + 1 * HOUR - 1_000, [plugin]);
     assert.equal(c.smtp.messages.length, 1, "not before `after`");
 
-    clock.ms = created.getTime() + 1 * HOUR;
+    await moveTo(clock, created.getTime() + 1 * HOUR, [plugin]);
     assert.deepEqual(await expectMail(c.smtp, 1, 2), [`slow reminder ${OPS}`]);
     const [root, reminder] = c.smtp.messages as [ReceivedMessage, ReceivedMessage];
     assert.equal(reminder.header("In-Reply-To"), root.header("Message-ID"), "in the thread");
     assert.equal(reminder.header("Subject"), root.header("Subject"));
     assert.equal(c.teleport.pluginData("slow")?.email_reminders, `${OPS}=1`);
 
-    clock.ms = created.getTime() + 5 * HOUR - 1_000;
-    await quiet(c.smtp);
+    await moveTo(clock, created.getTime() + 5 * HOUR - 1_000, [plugin]);
     assert.equal(c.smtp.messages.length, 2, "not before `every`");
 
-    clock.ms = created.getTime() + 5 * HOUR;
+    await moveTo(clock, created.getTime() + 5 * HOUR, [plugin]);
     assert.deepEqual(await expectMail(c.smtp, 2, 3), [`slow reminder ${OPS}`]);
     assert.equal(c.teleport.pluginData("slow")?.email_reminders, `${OPS}=2`);
 
-    clock.ms = created.getTime() + 50 * HOUR;
-    await quiet(c.smtp);
+    await moveTo(clock, created.getTime() + 50 * HOUR, [plugin]);
     assert.equal(c.smtp.messages.length, 3, "max = 2");
   },
 );
@@ -396,14 +409,14 @@ const stopClock = fakeClock();
 e2e(
   "reminders: a review or the resolution stops them",
   reminderSetup(stopClock),
-  async ({ c }) => {
+  async ({ c, plugin }) => {
     const clock = stopClock;
-    const created = new Date(clock.ms);
+    const created = new Date(clock.now());
     for (const id of ["reviewed", "approved", "control"]) {
       c.teleport.createRequest({ id, user: "alice", roles: ["editor"], created });
     }
     await expectMail(c.smtp, 0, 3);
-    clock.ms = created.getTime() + 1 * HOUR;
+    await moveTo(clock, created.getTime() + 1 * HOUR, [plugin]);
     assert.deepEqual(await expectMail(c.smtp, 3, 6), [
       `approved reminder ${OPS}`,
       `control reminder ${OPS}`,
@@ -417,7 +430,7 @@ e2e(
       `reviewed review ${OPS}`,
     ]);
 
-    clock.ms = created.getTime() + 5 * HOUR;
+    await moveTo(clock, created.getTime() + 5 * HOUR, [plugin]);
     assert.deepEqual(await expectMail(c.smtp, 8, 9), [`control reminder ${OPS}`]);
   },
 );
@@ -428,19 +441,21 @@ e2e(
   reminderSetup(restartClock),
   async ({ c, plugin, start }) => {
     const clock = restartClock;
-    const created = new Date(clock.ms);
+    const created = new Date(clock.now());
     c.teleport.createRequest({ id: "slow", user: "alice", roles: ["editor"], created });
     await expectMail(c.smtp, 0, 1);
-    clock.ms = created.getTime() + 1 * HOUR;
+    await moveTo(clock, created.getTime() + 1 * HOUR, [plugin]);
     assert.deepEqual(await expectMail(c.smtp, 1, 2), [`slow reminder ${OPS}`]);
     assert.equal(await plugin.stop(), 0);
 
     // Two instances where there was one: the first reminder is on record.
-    await Promise.all([start(), start()]);
-    await quiet(c.smtp);
+    const replicas = await Promise.all([start(), start()]);
+    // Both reconcile, then both check reminders at the same time.
+    await Promise.all(replicas.map((p) => p.settled()));
+    await moveTo(clock, created.getTime() + 1 * HOUR + 1_000, replicas);
     assert.equal(c.smtp.messages.length, 2, "reminder 1 not sent again");
 
-    clock.ms = created.getTime() + 5 * HOUR;
+    await moveTo(clock, created.getTime() + 5 * HOUR, replicas);
     assert.deepEqual(await expectMail(c.smtp, 2, 3), [`slow reminder ${OPS}`]);
     assert.equal(c.teleport.pluginData("slow")?.email_reminders, `${OPS}=2`);
   },

@@ -14,7 +14,7 @@ import { authAlpnProtocol, type CredentialsSource, type Env } from "../src/telep
 import { RECONNECT_BACKOFF, runWatcher } from "../src/teleport/watcher.ts";
 import { CompareFailedError, type WatchEvent } from "../src/teleport/types.ts";
 import { loadConfig } from "../src/config/load.ts";
-import { runPlugin } from "../src/notify/plugin.ts";
+import { runPlugin } from "../src/plugin/run.ts";
 import { defaultIdentityFs } from "../src/teleport/identity_store.ts";
 import { formatTextLine } from "../src/lib/log.ts";
 import type { Mailer } from "../src/mail/mailer.ts";

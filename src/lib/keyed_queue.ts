@@ -4,6 +4,12 @@
  * most `limit` tasks are queued or running at once (`push` waits for room:
  * that is the back-pressure on the watch stream).
  */
+/** A unit of work for one key (a request id), run with a signal that carries its deadline. */
+export interface KeyedTask {
+  readonly key: string;
+  run(signal: AbortSignal): Promise<void>;
+}
+
 export class KeyedQueue {
   readonly #limit: number;
   readonly #tails = new Map<string, Promise<void>>();

@@ -9,7 +9,12 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { MailError, OutgoingEmail, SentEmail } from "../mail/mailer.ts";
-import type { KeyedTask } from "../teleport/watcher.ts";
+import type { KeyedTask } from "../lib/keyed_queue.ts";
+import type { Metrics } from "../lib/metrics.ts";
+import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
+import { Activity } from "../lib/activity.ts";
+import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
+import { isPlainAddress } from "../lib/address.ts";
 import type {
   AccessRequest,
   PingInfo,
@@ -17,7 +22,6 @@ import type {
   TeleportClient,
   WatchEvent,
 } from "../teleport/types.ts";
-import type { Metrics } from "../status/metrics.ts";
 import { modifyPluginData } from "./cas.ts";
 import {
   decodePluginData,
@@ -52,9 +56,9 @@ import {
   type Target,
   targetId,
 } from "./plan.ts";
-import { recipientsFor } from "./recipients.ts";
-import type { RuleSet } from "./rules.ts";
-import { isPlainAddress } from "../lib/address.ts";
+import { routeRecipients, type RoutingNote } from "./recipients.ts";
+import type { RuleSource } from "./rules.ts";
+import { Recorder, type RecordUpdate } from "./recorder.ts";
 import {
   type MessageContent,
   newRequestMessage,
@@ -65,25 +69,15 @@ import {
   resolutionMessage,
   reviewMessage,
 } from "./message.ts";
-import { backoffDelay, type BackoffOptions, sleep } from "../lib/backoff.ts";
 
 /** How long a claim holds without renewal; renewed every third of it while sending. */
 export const CLAIM_TTL_MS = 30_000;
 /** Retries of a request whose processing failed: 5 s doubling up to 10 min, for ever. */
 export const REQUEST_RETRY_BACKOFF: BackoffOptions = { baseMs: 5_000, capMs: 10 * 60_000 };
-/**
- * Retries of a progress record the cluster could not take (auth server
- * restarting): 50 ms doubling up to 2 s. The email is already out; giving
- * up would send it again on the request's next try.
- */
-export const RECORD_RETRY_BACKOFF: BackoffOptions = { baseMs: 50, capMs: 2_000 };
-/** How long a progress record is retried before the request is left to its own retry. */
-export const RECORD_RETRY_MAX_MS = 2 * 60_000;
-/**
- * gRPC codes of failures that may pass: UNKNOWN, DEADLINE_EXCEEDED,
- * RESOURCE_EXHAUSTED, ABORTED, INTERNAL (a reset stream), UNAVAILABLE.
- */
-const TRANSIENT_GRPC_CODES = new Set([2, 4, 8, 10, 13, 14]);
+/** Deadline of one reminder check (listing the requests and sending what is due). */
+export const REMINDER_CHECK_DEADLINE_MS = 5 * 60_000;
+/** Deadline of one retry of a request (reading it again and bringing it up to date). */
+export const RETRY_DEADLINE_MS = 10 * 60_000;
 
 export interface AppDeps {
   readonly client: TeleportClient;
@@ -94,7 +88,10 @@ export interface AppDeps {
   /** Identifies this process in claims: unique per running instance. */
   readonly owner: string;
   readonly log: Logger;
-  readonly now?: () => number;
+  /** Wall time and timers; default the real clock. */
+  readonly clock?: Clock;
+  /** Counts the retries waiting and the reminder checks under way. */
+  readonly activity?: Activity;
   readonly random?: () => number;
   readonly claimTtlMs?: number;
   readonly retryBackoff?: BackoffOptions;
@@ -106,9 +103,7 @@ export interface AppDeps {
   /** Where counters go (the status listener's registry); none by default. */
   readonly metrics?: Metrics;
   /** Access monitoring rules; matching ones replace `roleToRecipients`. */
-  readonly rules?: RuleSet;
-  /** Re-lists the rules (after every INIT); may disable them when not allowed. */
-  reloadRules?(signal: AbortSignal): Promise<void>;
+  readonly rules?: RuleSource;
   /** `delivery.notify_requester`: the requester gets a thread of their own. */
   readonly notifyRequester?: boolean;
   /** `[reminders]`: remind reviewers of pending requests nobody reviewed. */
@@ -125,14 +120,32 @@ class LostClaimError extends Error {
 
 type Resolution = { tag: NonNullable<ReturnType<typeof resolutionOf>>["tag"]; reason: string };
 
+/** What every send and record for one request needs while we hold its claim. */
+interface RequestContext {
+  readonly id: string;
+  readonly target: Target;
+  readonly log: Logger;
+  readonly recorder: Recorder;
+  readonly facts: RequestFacts;
+  readonly clusterName: string;
+  readonly link: string | undefined;
+  readonly resolution: Resolution | undefined;
+  readonly signal: AbortSignal;
+}
+
+/** The email kinds, as logged and counted. */
+type EmailKind = "new request" | "requester" | "review" | "resolution" | "reminder";
+
 export class NotifyApp {
   readonly #deps: AppDeps;
-  readonly #now: () => number;
+  readonly #clock: Clock;
+  readonly #activity: Activity;
   readonly #random: () => number;
   readonly #claimTtl: number;
   readonly #locks = new Map<string, Promise<void>>();
-  readonly #retries = new Map<string, { timer: ReturnType<typeof setTimeout> }>();
+  readonly #retries = new Map<string, { timer: Timer; end: () => void }>();
   readonly #retryAttempts = new Map<string, number>();
+  #reminderTimer: Timer | undefined;
   #stopped = false;
   /**
    * The latest rule listing (settled either way): new requests wait for it,
@@ -142,7 +155,8 @@ export class NotifyApp {
 
   constructor(deps: AppDeps) {
     this.#deps = deps;
-    this.#now = deps.now ?? Date.now;
+    this.#clock = deps.clock ?? REAL_CLOCK;
+    this.#activity = deps.activity ?? new Activity();
     this.#random = deps.random ?? Math.random;
     this.#claimTtl = deps.claimTtlMs ?? CLAIM_TTL_MS;
   }
@@ -152,11 +166,37 @@ export class NotifyApp {
     return this.#retries.size;
   }
 
-  /** Cancels the pending retries (shutdown). */
+  /** Cancels the pending retries and the reminder checks (shutdown). */
   stop(): void {
     this.#stopped = true;
-    for (const { timer } of this.#retries.values()) clearTimeout(timer);
+    this.#reminderTimer?.cancel();
+    this.#reminderTimer = undefined;
+    for (const { timer, end } of this.#retries.values()) {
+      timer.cancel();
+      end();
+    }
     this.#retries.clear();
+  }
+
+  /**
+   * Looks for due reminders every `everyMs` until `stop()` (no-op without
+   * `[reminders]`); a check still running when the next is due is not doubled.
+   */
+  startReminders(everyMs: number, signal: AbortSignal): void {
+    if (!this.#deps.reminders || this.#reminderTimer !== undefined || this.#stopped) return;
+    let running = false;
+    this.#reminderTimer = this.#clock.setInterval(() => {
+      if (running) return;
+      running = true;
+      const end = this.#activity.begin();
+      const deadline = AbortSignal.any([signal, AbortSignal.timeout(REMINDER_CHECK_DEADLINE_MS)]);
+      this.checkReminders(deadline)
+        .catch((error) => this.#deps.log.warn("Checking reminders failed: {error}", { error }))
+        .finally(() => {
+          running = false;
+          end();
+        });
+    }, everyMs);
   }
 
   /** Watcher hook: one PUT or DELETE event. */
@@ -167,9 +207,9 @@ export class NotifyApp {
     } else if (event.type === "delete" && event.kind === "access_request") {
       await this.process({ kind: "deleted", requestId: event.name }, signal);
     } else if (event.type === "put" && event.kind === "access_monitoring_rule") {
-      this.#deps.rules?.put(event.rule);
+      this.#deps.rules?.rules.put(event.rule);
     } else if (event.type === "delete" && event.kind === "access_monitoring_rule") {
-      this.#deps.rules?.delete(event.name);
+      this.#deps.rules?.rules.delete(event.name);
     }
   }
 
@@ -178,7 +218,7 @@ export class NotifyApp {
    * unresolved record whose request disappeared while we were away.
    */
   async reconcile(signal: AbortSignal): Promise<KeyedTask[]> {
-    const loading = this.#deps.reloadRules?.(signal) ?? Promise.resolve();
+    const loading = this.#deps.rules?.reload(signal) ?? Promise.resolve();
     this.#rulesLoaded = loading.catch(() => {});
     await loading;
     const [requests, stored] = await Promise.all([
@@ -216,7 +256,7 @@ export class NotifyApp {
   async checkReminders(signal: AbortSignal): Promise<void> {
     const policy = this.#deps.reminders;
     if (policy === undefined || this.#stopped) return;
-    const now = this.#now();
+    const now = this.#clock.now();
     const requests = await this.#deps.client.listAccessRequests({}, signal);
     for (const request of requests) {
       if (request.state !== "PENDING" || request.reviews.length > 0 || !request.created) continue;
@@ -232,7 +272,7 @@ export class NotifyApp {
       try {
         const retryAt = await this.#processOnce(target, signal);
         if (retryAt === undefined) this.#retryAttempts.delete(id);
-        else this.#scheduleRetry(id, Math.max(0, retryAt - this.#now()));
+        else this.#scheduleRetry(id, Math.max(0, retryAt - this.#clock.now()));
       } catch (error) {
         const attempt = this.#retryAttempts.get(id) ?? 0;
         this.#retryAttempts.set(id, attempt + 1);
@@ -264,7 +304,7 @@ export class NotifyApp {
         log.debug("No email was sent for this request; nothing to follow up");
         return undefined;
       }
-      const created = await this.#create(target.request, signal);
+      const created = await this.#create(target.request, log, signal);
       if (created.data === undefined) return undefined;
       data = created.data;
       raw = created.raw;
@@ -297,75 +337,82 @@ export class NotifyApp {
       plan = this.#plan(target, data);
     }
 
-    const recorder = new Recorder(this, id, signal, raw, log);
-    const renew = setInterval(() => recorder.renew(), Math.max(1, this.#claimTtl / 3));
+    const recorder = new Recorder({
+      write: (update, known, s) => this.#writeUnderClaim(id, update, known, s),
+      release: (known, s) => this.#releaseClaim(id, known, s),
+      clock: this.#clock,
+      log,
+      signal,
+      raw,
+    });
+    const ctx: RequestContext = {
+      id,
+      target,
+      log,
+      recorder,
+      facts: factsOf(target, data),
+      clusterName: this.#deps.cluster.clusterName,
+      link: this.#link(id),
+      resolution: resolutionOf(target),
+      signal,
+    };
+    const renew = this.#clock.setInterval(() => recorder.renew(), this.#claimTtl / 3);
     const errors: unknown[] = [];
-    try {
-      const facts = factsOf(target, data);
-      const clusterName = this.#deps.cluster.clusterName;
-      const link = this.#link(id);
-      const opening: Promise<void>[] = [];
-      if (plan.newThreads.length > 0 && target.kind === "request") {
-        const content = newRequestMessage({ clusterName, request: target.request, link });
-        opening.push(
-          ...plan.newThreads.map((to) =>
-            this.#openThread(log, recorder, "new request", to, content, addThread, signal)
-          ),
-        );
+    const settle = async (work: Promise<void>[]) => {
+      for (const result of await Promise.allSettled(work)) {
+        if (result.status === "rejected") errors.push(result.reason);
       }
-      if (plan.requesterNew !== undefined && target.kind === "request") {
-        const content = requesterReceivedMessage({ clusterName, request: target.request, link });
-        opening.push(
-          this.#openThread(
-            log,
-            recorder,
-            "requester",
-            plan.requesterNew,
-            content,
-            setRequesterThread,
-            signal,
-          ),
-        );
+    };
+    try {
+      const opening: Promise<void>[] = [];
+      if (target.kind === "request") {
+        const { request } = target;
+        const facts = { clusterName: ctx.clusterName, request, link: ctx.link };
+        if (plan.newThreads.length > 0) {
+          const content = newRequestMessage(facts);
+          for (const to of plan.newThreads) {
+            opening.push(this.#openThread(ctx, "new request", to, content, addThread));
+          }
+        }
+        if (plan.requesterNew !== undefined) {
+          const content = requesterReceivedMessage(facts);
+          opening.push(
+            this.#openThread(ctx, "requester", plan.requesterNew, content, setRequesterThread),
+          );
+        }
       }
       if (opening.length > 0) {
-        for (const result of await Promise.allSettled(opening)) {
-          if (result.status === "rejected") errors.push(result.reason);
-        }
+        await settle(opening);
         // Threads opened now may owe replies (reviews that already exist).
         plan = this.#plan(target, recorder.latest ?? data);
       }
-      const resolution = resolutionOf(target);
-      const replying: Promise<void>[] = plan.replies.map(({ thread, items }) =>
-        this.#replyInThread(log, recorder, facts, thread, items, resolution, signal, false)
+      const replying = plan.replies.map(({ thread, items }) =>
+        this.#replyInThread(ctx, thread, items, false)
       );
       if (plan.requesterReplies) {
         const { thread, items } = plan.requesterReplies;
-        replying.push(
-          this.#replyInThread(log, recorder, facts, thread, items, resolution, signal, true),
-        );
+        replying.push(this.#replyInThread(ctx, thread, items, true));
       }
       if (plan.reminders && target.kind === "request") {
-        const content = reminderMessage({ clusterName, request: target.request, link });
-        replying.push(...plan.reminders.map(async ({ thread, count }) => {
-          await this.#sendOne(
-            log,
-            "reminder",
-            thread.email,
-            content,
-            thread.messageId || undefined,
-            signal,
-          );
-          await recorder.record((d) => recordReminder(d, thread.email, count));
-        }));
+        const content = reminderMessage({
+          clusterName: ctx.clusterName,
+          request: target.request,
+          link: ctx.link,
+        });
+        for (const { thread, count } of plan.reminders) {
+          replying.push((async () => {
+            await this.#sendOne(ctx, "reminder", thread.email, content, thread.messageId);
+            await recorder.record((d) => recordReminder(d, thread.email, count));
+          })());
+        }
       }
-      for (const result of await Promise.allSettled(replying)) {
-        if (result.status === "rejected") errors.push(result.reason);
-      }
+      await settle(replying);
+      const { resolution } = ctx;
       if (plan.markResolved && resolution) {
         await recorder.record((d) => markResolved(d, resolution));
       }
     } finally {
-      clearInterval(renew);
+      renew.cancel();
       await recorder.release();
     }
     if (errors.length > 0) throw errors[0];
@@ -374,61 +421,39 @@ export class NotifyApp {
 
   /** Sends the email that opens a thread and records the thread (or the refusal). */
   async #openThread(
-    log: Logger,
-    recorder: Recorder,
-    kind: string,
+    ctx: RequestContext,
+    kind: EmailKind,
     to: string,
     content: MessageContent,
     record: (d: EmailPluginData, thread: EmailThread) => EmailPluginData,
-    signal: AbortSignal,
   ): Promise<void> {
-    const sent = await this.#sendOne(log, kind, to, content, undefined, signal);
+    const sent = await this.#sendOne(ctx, kind, to, content, undefined);
     if (sent === undefined) {
-      await recorder.record((d) => addFailed(d, to));
+      await ctx.recorder.record((d) => addFailed(d, to));
       return;
     }
     const thread: EmailThread = {
       email: to,
-      timestamp: formatThreadTimestamp(new Date(this.#now())),
+      timestamp: formatThreadTimestamp(new Date(this.#clock.now())),
       messageId: sent.messageId,
     };
-    await recorder.record((d) => record(d, thread));
+    await ctx.recorder.record((d) => record(d, thread));
   }
 
   #plan(target: Target, data: EmailPluginData | undefined) {
-    return planWork(target, data, { now: this.#now(), reminders: this.#deps.reminders });
+    return planWork(target, data, { now: this.#clock.now(), reminders: this.#deps.reminders });
   }
 
   /**
    * Creates the record for a new pending request, claimed by us. `changed`
    * is false when another instance created it first.
    */
-  async #create(request: AccessRequest, signal: AbortSignal) {
-    const log = this.#deps.log.with({ requestId: request.id });
+  async #create(request: AccessRequest, log: Logger, signal: AbortSignal) {
     await this.#rulesLoaded;
-    // As in the Go plugin, matching rules that name nobody leave the
-    // routing to role_to_recipients.
-    const matched = this.#deps.rules?.recipientsFor(request);
-    const routed = matched && matched.recipients.length > 0 ? matched : undefined;
-    if (routed) {
-      log.info("Recipients from access monitoring rule(s) {rules}", { rules: routed.rules });
-    } else if (matched) {
-      for (const entry of matched.dropped) {
-        log.warn("Not emailing {recipient}: not a plain email address", { recipient: entry });
-      }
-      log.warn(
-        "Access monitoring rule(s) {rules} name no email address: recipients come from role_to_recipients",
-        { rules: matched.rules },
-      );
-    }
-    const { recipients, dropped } = routed ?? recipientsFor(request, this.#deps.roleToRecipients);
-    for (const entry of dropped) {
-      log.warn("Not emailing {recipient}: not a plain email address", { recipient: entry });
-    }
-    if (recipients.length === 0) {
-      log.warn("No recipient for this request: check role_to_recipients");
-    }
-    const result = await modifyPluginData(this.#deps.client, request.id, (current) => {
+    const match = this.#deps.rules?.rules.recipientsFor(request);
+    const { recipients, notes } = routeRecipients(request, match, this.#deps.roleToRecipients);
+    for (const note of notes) logRoutingNote(log, note);
+    return await modifyPluginData(this.#deps.client, request.id, (current) => {
       if (current !== undefined) return undefined;
       const fresh: EmailPluginData = {
         ...EMPTY_PLUGIN_DATA,
@@ -442,7 +467,6 @@ export class NotifyApp {
       }
       return setClaim(next, this.#newClaim());
     }, this.#casOptions(signal, {}));
-    return result;
   }
 
   /** Options for a compare-and-swap: `known` saves the read when it is still current. */
@@ -455,18 +479,13 @@ export class NotifyApp {
   }
 
   async #replyInThread(
-    log: Logger,
-    recorder: Recorder,
-    facts: RequestFacts,
+    ctx: RequestContext,
     thread: EmailThread,
     items: readonly Reply[],
-    resolution: Resolution | undefined,
-    signal: AbortSignal,
     requester: boolean,
   ) {
-    const clusterName = this.#deps.cluster.clusterName;
-    const link = this.#link(facts.id);
-    const latest = recorder.latest ?? EMPTY_PLUGIN_DATA;
+    const { clusterName, link, resolution, facts } = ctx;
+    const latest = ctx.recorder.latest ?? EMPTY_PLUGIN_DATA;
     let progress =
       (requester ? requesterProgress(latest) : threadProgress(latest).get(thread.email)) ??
         { reviews: 0, resolved: false };
@@ -474,13 +493,12 @@ export class NotifyApp {
       const content = item.kind === "review"
         ? reviewMessage({ clusterName, requestId: facts.id, review: item.review, link })
         : resolutionMessage({ clusterName, request: facts, link, resolution: resolution! });
-      const kind = item.kind === "review" ? "review" : "resolution";
-      await this.#sendOne(log, kind, thread.email, content, thread.messageId || undefined, signal);
+      await this.#sendOne(ctx, item.kind, thread.email, content, thread.messageId);
       progress = item.kind === "review"
         ? { reviews: Math.max(progress.reviews, item.index + 1), resolved: progress.resolved }
         : { reviews: progress.reviews, resolved: true };
       const p = progress;
-      await recorder.record((d) =>
+      await ctx.recorder.record((d) =>
         requester
           ? recordRequesterReplies(d, p)
           : recordReplies(d, thread.email, p, resolution ?? { tag: "EXPIRED", reason: "" })
@@ -489,18 +507,18 @@ export class NotifyApp {
   }
 
   /**
-   * Sends one email. Resolves with what was sent, or `undefined` when the
-   * email was refused for good (logged; not retried). Rejects for anything
-   * that may work later.
+   * Sends one email (a reply when `inReplyTo` is a message id). Resolves
+   * with what was sent, or `undefined` when the email was refused for good
+   * (logged; not retried). Rejects for anything that may work later.
    */
   async #sendOne(
-    log: Logger,
-    kind: string,
+    ctx: RequestContext,
+    kind: EmailKind,
     to: string,
     content: MessageContent,
     inReplyTo: string | undefined,
-    signal: AbortSignal,
   ): Promise<SentEmail | undefined> {
+    const { log } = ctx;
     const email: OutgoingEmail = {
       to,
       subject: content.subject,
@@ -511,7 +529,7 @@ export class NotifyApp {
     const metric = kind === "new request" ? "new" : kind;
     const started = performance.now();
     try {
-      const sent = await this.#deps.send(email, signal);
+      const sent = await this.#deps.send(email, ctx.signal);
       this.#deps.metrics?.emailSent(metric, (performance.now() - started) / 1000);
       log.info("Sent {kind} email to {to}", { kind, to, messageId: sent.messageId });
       return sent;
@@ -540,21 +558,21 @@ export class NotifyApp {
   }
 
   #claimFree(data: EmailPluginData): boolean {
-    if (claimFree(data, this.#deps.owner, this.#now())) return true;
+    if (claimFree(data, this.#deps.owner, this.#clock.now())) return true;
     const holder = readClaim(data);
     return holder !== undefined && (this.#deps.isOwnerGone?.(holder.owner) ?? false);
   }
 
   #newClaim(): Claim {
-    return { owner: this.#deps.owner, expiresAt: this.#now() + this.#claimTtl };
+    return { owner: this.#deps.owner, expiresAt: this.#clock.now() + this.#claimTtl };
   }
 
-  /** @internal Used by Recorder. */
-  writeUnderClaim(
+  /** Applies `update` and renews our claim; fails if another instance took the claim over. */
+  #writeUnderClaim(
     requestId: string,
-    update: (d: EmailPluginData) => EmailPluginData,
-    signal: AbortSignal,
+    update: RecordUpdate,
     known: PluginData | undefined,
+    signal: AbortSignal,
   ) {
     return modifyPluginData(this.#deps.client, requestId, (current) => {
       if (current === undefined || readClaim(current)?.owner !== this.#deps.owner) {
@@ -564,8 +582,7 @@ export class NotifyApp {
     }, this.#casOptions(signal, known));
   }
 
-  /** @internal Used by Recorder. */
-  releaseClaim(requestId: string, signal: AbortSignal, known: PluginData | undefined) {
+  #releaseClaim(requestId: string, known: PluginData | undefined, signal: AbortSignal) {
     return modifyPluginData(this.#deps.client, requestId, (current) => {
       if (current === undefined || readClaim(current)?.owner !== this.#deps.owner) return undefined;
       return setClaim(current, undefined);
@@ -574,20 +591,23 @@ export class NotifyApp {
 
   #scheduleRetry(requestId: string, delayMs: number) {
     if (this.#stopped || this.#retries.has(requestId)) return;
-    const timer = setTimeout(() => {
+    const endWait = this.#activity.begin("timer");
+    const timer = this.#clock.setTimeout(() => {
+      const end = this.#activity.begin();
+      endWait();
       this.#retries.delete(requestId);
       this.#deps.metrics?.setRetryQueueDepth(this.#retries.size);
       this.#retry(requestId).catch((error) => {
         this.#deps.log.with({ requestId }).error("Retry failed: {error}", { error });
-      });
+      }).finally(end);
     }, delayMs);
-    this.#retries.set(requestId, { timer });
+    this.#retries.set(requestId, { timer, end: endWait });
     this.#deps.metrics?.setRetryQueueDepth(this.#retries.size);
   }
 
   async #retry(requestId: string) {
     if (this.#stopped) return;
-    const signal = AbortSignal.timeout(10 * 60_000);
+    const signal = AbortSignal.timeout(RETRY_DEADLINE_MS);
     const [request] = await this.#deps.client.listAccessRequests({ id: requestId }, signal);
     const target: Target = request ? { kind: "request", request } : { kind: "deleted", requestId };
     await this.process(target, signal);
@@ -605,10 +625,24 @@ export class NotifyApp {
   }
 }
 
-/** A failed Teleport call that may work when tried again (a gRPC status in `TRANSIENT_GRPC_CODES`). */
-function isTransientApiError(error: unknown): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return typeof code === "number" && TRANSIENT_GRPC_CODES.has(code);
+function logRoutingNote(log: Logger, note: RoutingNote): void {
+  switch (note.kind) {
+    case "from_rules":
+      log.info("Recipients from access monitoring rule(s) {rules}", { rules: note.rules });
+      break;
+    case "not_an_address":
+      log.warn("Not emailing {recipient}: not a plain email address", { recipient: note.entry });
+      break;
+    case "rules_name_nobody":
+      log.warn(
+        "Access monitoring rule(s) {rules} name no email address: recipients come from role_to_recipients",
+        { rules: note.rules },
+      );
+      break;
+    case "no_recipient":
+      log.warn("No recipient for this request: check role_to_recipients");
+      break;
+  }
 }
 
 function hasClaim(data: EmailPluginData | undefined): boolean {
@@ -624,91 +658,4 @@ function factsOf(target: Target, data: EmailPluginData): RequestFacts {
     roles: data.roles,
     requestReason: data.requestReason,
   };
-}
-
-/**
- * Serialises one request's plugin-data writes (sends run in parallel, their
- * records one after another) and keeps the latest record. A write the
- * cluster could not take for a passing reason is tried again (up to
- * `RECORD_RETRY_MAX_MS`): the email it records is already out, and an
- * unrecorded email is sent again by the request's next try.
- */
-class Recorder {
-  #queue: {
-    update: (d: EmailPluginData) => EmailPluginData;
-    resolve: () => void;
-    reject: (error: unknown) => void;
-  }[] = [];
-  #writing: Promise<void> | undefined;
-  latest: EmailPluginData | undefined;
-
-  constructor(
-    private readonly app: NotifyApp,
-    private readonly requestId: string,
-    private readonly signal: AbortSignal,
-    /** The stored map as we last wrote it: saves a read per write while we hold the claim. */
-    private raw: PluginData | undefined,
-    private readonly log: Logger,
-  ) {}
-
-  /**
-   * Records `update`. Updates that arrive while a write is under way are
-   * applied together in the next write (one round trip for several sends).
-   */
-  record(update: (d: EmailPluginData) => EmailPluginData): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ update, resolve, reject });
-      this.#writing ??= this.#drain().finally(() => (this.#writing = undefined));
-    });
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0);
-      try {
-        await this.#write((d) => batch.reduce((acc, item) => item.update(acc), d));
-        for (const item of batch) item.resolve();
-      } catch (error) {
-        for (const item of batch) item.reject(error);
-      }
-    }
-  }
-
-  async #write(update: (d: EmailPluginData) => EmailPluginData): Promise<void> {
-    const started = Date.now();
-    for (let attempt = 0;; attempt++) {
-      try {
-        const result = await this.app.writeUnderClaim(
-          this.requestId,
-          update,
-          this.signal,
-          this.raw,
-        );
-        this.latest = result.data;
-        this.raw = result.raw;
-        if (attempt > 0) this.log.info("Progress recorded after {attempt} retries", { attempt });
-        return;
-      } catch (error) {
-        const late = Date.now() - started >= RECORD_RETRY_MAX_MS;
-        if (!isTransientApiError(error) || this.signal.aborted || late) throw error;
-        if (attempt === 0) {
-          this.log.warn("Cannot record progress yet: {error}; retrying", { error });
-        }
-        await sleep(backoffDelay(attempt, RECORD_RETRY_BACKOFF), this.signal);
-      }
-    }
-  }
-
-  renew(): void {
-    this.record((d) => d).catch(() => {});
-  }
-
-  async release(): Promise<void> {
-    while (this.#writing) await this.#writing;
-    try {
-      await this.app.releaseClaim(this.requestId, this.signal, this.raw);
-    } catch {
-      // The claim expires by itself.
-    }
-  }
 }

@@ -109,7 +109,10 @@ export function setClaim(data: EmailPluginData, claim: Claim | undefined): Email
   return withExtra(data, CLAIM_KEY, claim ? `${claim.owner};${claim.expiresAt}` : "");
 }
 
-export function setPlannedRecipients(data: EmailPluginData, recipients: string[]): EmailPluginData {
+export function setPlannedRecipients(
+  data: EmailPluginData,
+  recipients: readonly string[],
+): EmailPluginData {
   return withExtra(data, RECIPIENTS_KEY, recipients.join(","));
 }
 

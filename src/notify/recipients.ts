@@ -1,7 +1,9 @@
 /**
- * Who gets the "new request" email (SPEC §5): per requested role its
- * configured list, or the `"*"` list when it has none; then the suggested
- * reviewers. Unlike the Go plugin (a set, random order) the order is stable.
+ * Who gets the "new request" email (SPEC §5): the recipients of the access
+ * monitoring rules that match, or else, per requested role, its configured
+ * list or the `"*"` list when it has none; then the suggested reviewers.
+ * Unlike the Go plugin (a set, random order) the order is stable. Pure: the
+ * caller logs the notes.
  */
 import { isPlainAddress } from "../lib/address.ts";
 import type { AccessRequest } from "../teleport/types.ts";
@@ -36,4 +38,54 @@ export function recipientsFor(
     (isPlainAddress(candidate) ? recipients : dropped).push(candidate);
   }
   return { recipients, dropped };
+}
+
+/** What the matching access monitoring rules name (`RuleSet.recipientsFor`). */
+export interface RuleMatch {
+  readonly recipients: readonly string[];
+  readonly dropped: readonly string[];
+  /** The matching rules' names. */
+  readonly rules: readonly string[];
+}
+
+/** Something about a routing decision the operator should hear of (a WARN or INFO line). */
+export type RoutingNote =
+  | { readonly kind: "from_rules"; readonly rules: readonly string[] }
+  | { readonly kind: "not_an_address"; readonly entry: string }
+  | { readonly kind: "rules_name_nobody"; readonly rules: readonly string[] }
+  | { readonly kind: "no_recipient" };
+
+export interface Routing {
+  readonly recipients: readonly string[];
+  readonly source: "rules" | "role_to_recipients";
+  readonly notes: readonly RoutingNote[];
+}
+
+/**
+ * Routes a new request. Matching rules that name at least one plain address
+ * decide; matching rules that name nobody leave the routing to
+ * `role_to_recipients`, as in the Go plugin.
+ */
+export function routeRecipients(
+  request: Pick<AccessRequest, "roles" | "suggestedReviewers">,
+  match: RuleMatch | undefined,
+  roleToRecipients: Readonly<Record<string, readonly string[]>>,
+): Routing {
+  const notes: RoutingNote[] = [];
+  const notAddresses = (entries: readonly string[]) => {
+    for (const entry of entries) notes.push({ kind: "not_an_address", entry });
+  };
+  if (match && match.recipients.length > 0) {
+    notes.push({ kind: "from_rules", rules: match.rules });
+    notAddresses(match.dropped);
+    return { recipients: match.recipients, source: "rules", notes };
+  }
+  if (match) {
+    notAddresses(match.dropped);
+    notes.push({ kind: "rules_name_nobody", rules: match.rules });
+  }
+  const { recipients, dropped } = recipientsFor(request, roleToRecipients);
+  notAddresses(dropped);
+  if (recipients.length === 0) notes.push({ kind: "no_recipient" });
+  return { recipients, source: "role_to_recipients", notes };
 }

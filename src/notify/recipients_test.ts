@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { recipientsFor } from "./recipients.ts";
+import { recipientsFor, routeRecipients, type RuleMatch } from "./recipients.ts";
 
 const CONFIG: Record<string, readonly string[]> = {
   "*": ["security@example.com"],
@@ -106,5 +106,70 @@ Deno.test("recipientsFor on the wire sample: bad suggested reviewer dropped", ()
   assert.deepEqual(result, {
     recipients: ["security@example.com", "dba-team@example.com", "bob@example.com"],
     dropped: ["not-an-email"],
+  });
+});
+
+Deno.test("routeRecipients: rules decide when they name someone, else the role map", async (t) => {
+  const request = { roles: ["dev"], suggestedReviewers: ["bob@example.com"] };
+  const cases: {
+    name: string;
+    match?: RuleMatch;
+    config?: Record<string, readonly string[]>;
+    recipients: string[];
+    source: "rules" | "role_to_recipients";
+    notes: unknown[];
+  }[] = [
+    {
+      name: "no rule matches: the role map and the suggested reviewers",
+      recipients: ["eng@example.com", "lead@example.com", "bob@example.com"],
+      source: "role_to_recipients",
+      notes: [],
+    },
+    {
+      name: "a matching rule replaces the role map (suggested reviewers too)",
+      match: { recipients: ["oncall@example.com"], dropped: [], rules: ["r1"] },
+      recipients: ["oncall@example.com"],
+      source: "rules",
+      notes: [{ kind: "from_rules", rules: ["r1"] }],
+    },
+    {
+      name: "rule entries that are not addresses are dropped with a note",
+      match: { recipients: ["oncall@example.com"], dropped: ["#ops-channel"], rules: ["r1"] },
+      recipients: ["oncall@example.com"],
+      source: "rules",
+      notes: [
+        { kind: "from_rules", rules: ["r1"] },
+        { kind: "not_an_address", entry: "#ops-channel" },
+      ],
+    },
+    {
+      name: "matching rules that name nobody fall back to the role map",
+      match: { recipients: [], dropped: ["#ops-channel"], rules: ["r1", "r2"] },
+      recipients: ["eng@example.com", "lead@example.com", "bob@example.com"],
+      source: "role_to_recipients",
+      notes: [
+        { kind: "not_an_address", entry: "#ops-channel" },
+        { kind: "rules_name_nobody", rules: ["r1", "r2"] },
+      ],
+    },
+    {
+      name: "nobody at all",
+      config: { "*": ["not an address"] },
+      recipients: ["bob@example.com"],
+      source: "role_to_recipients",
+      notes: [{ kind: "not_an_address", entry: "not an address" }],
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      const routing = routeRecipients(request, c.match, c.config ?? CONFIG);
+      assert.deepEqual(routing, { recipients: c.recipients, source: c.source, notes: c.notes });
+    });
+  }
+  await t.step("no recipient at all is a note", () => {
+    const routing = routeRecipients({ roles: ["x"], suggestedReviewers: [] }, undefined, {
+      "*": [],
+    });
+    assert.deepEqual(routing.notes, [{ kind: "no_recipient" }]);
   });
 });

@@ -6,13 +6,30 @@
  * replaces the `role_to_recipients` list.
  */
 import type { Logger } from "@logtape/logtape";
-import type { AccessMonitoringRule, AccessRequest } from "../teleport/types.ts";
+import {
+  type AccessMonitoringRule,
+  type AccessRequest,
+  isTeleportError,
+  type TeleportClient,
+  type TeleportErrorKind,
+} from "../teleport/types.ts";
 import { type Condition, evaluateCondition, parseCondition } from "./condition.ts";
 import { isPlainAddress } from "../lib/address.ts";
 
 /** The subject and notification name a rule must have to concern us. */
 export const RULE_SUBJECT = "access_request";
 export const RULE_NOTIFICATION = "email";
+/** The watch kind of the rules. */
+export const RULE_KIND = "access_monitoring_rule";
+/** Failures that mean "this cluster will not give us access monitoring rules". */
+const RULES_REFUSED: readonly TeleportErrorKind[] = [
+  "denied",
+  "unsupported",
+  "not_found",
+  "invalid",
+];
+/** Watch failures by which old servers refuse a whole watch when they do not know a kind. */
+const WATCH_REFUSED: readonly TeleportErrorKind[] = ["invalid", "denied"];
 
 interface CompiledRule {
   readonly rule: AccessMonitoringRule;
@@ -134,5 +151,67 @@ export class RuleSet {
       }
     }
     return { recipients, dropped, rules: matched.map((m) => m.rule.name) };
+  }
+}
+
+/**
+ * Where the rules come from: listed after every INIT, kept current by the
+ * watch stream, and given up for good (with one WARN) when the cluster will
+ * not let us read them: recipients then come from `role_to_recipients`.
+ */
+export class RuleSource {
+  readonly rules: RuleSet;
+  readonly #client: Pick<TeleportClient, "listAccessMonitoringRules">;
+  readonly #log: Logger;
+  #allowed = true;
+
+  constructor(client: Pick<TeleportClient, "listAccessMonitoringRules">, log: Logger) {
+    this.#client = client;
+    this.#log = log;
+    this.rules = new RuleSet(log);
+  }
+
+  /** Whether rules are still asked for (and watched). */
+  get allowed(): boolean {
+    return this.#allowed;
+  }
+
+  /** Re-lists the rules; a refusal turns them off, any other failure is thrown. */
+  async reload(signal: AbortSignal): Promise<void> {
+    if (!this.#allowed) return;
+    try {
+      const since = this.rules.mark();
+      this.rules.replaceAll(await this.#client.listAccessMonitoringRules(signal), since);
+      this.#log.debug("Loaded {count} access monitoring rule(s) for email", {
+        count: this.rules.size,
+      });
+    } catch (error) {
+      if (!isTeleportError(error, ...RULES_REFUSED)) throw error;
+      this.#refuse(`the cluster answered ${error.details || error.message}`);
+    }
+  }
+
+  /** After an INIT: a server that did not accept the rules' kind will not send them. */
+  checkInit(acceptedKinds: readonly string[] | undefined): void {
+    if (acceptedKinds && !acceptedKinds.includes(RULE_KIND)) {
+      this.#refuse("the cluster does not let this plugin watch them");
+    }
+  }
+
+  /** After a watch failure: old servers refuse the whole watch when they do not know a kind. */
+  checkWatchError(error: unknown): void {
+    if (this.#allowed && isTeleportError(error, ...WATCH_REFUSED)) {
+      this.#refuse(`the watch was refused: ${error.details || error.message}`);
+    }
+  }
+
+  #refuse(why: string): void {
+    if (!this.#allowed) return;
+    this.#allowed = false;
+    this.rules.replaceAll([]);
+    this.#log.warn(
+      "Access monitoring rules are not used ({why}): recipients come from role_to_recipients",
+      { why },
+    );
   }
 }

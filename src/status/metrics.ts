@@ -1,32 +1,13 @@
 /**
  * The plugin's Prometheus metrics (prom-client), in a registry of their own.
- * The rest of the plugin reports through the small `Metrics` interface, so
- * it never imports prom-client and tests can count calls instead.
+ * The rest of the plugin reports through the small `Metrics` interface
+ * (`src/lib/metrics.ts`), so it never imports prom-client and tests can
+ * count calls instead.
  */
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Metrics } from "../lib/metrics.ts";
 
-/** What the plugin reports. Every method is cheap and never throws. */
-export interface Metrics {
-  emailSent(kind: string, seconds: number): void;
-  emailFailed(kind: string, reason: string): void;
-  eventProcessed(type: string): void;
-  watchReconnected(): void;
-  casConflict(): void;
-  /** Where to read the identity certificate's expiry at each scrape. */
-  identityExpiry(source: () => Date | undefined): void;
-  setRetryQueueDepth(depth: number): void;
-}
-
-/** A `Metrics` that records nothing (no status listener). */
-export const NO_METRICS: Metrics = {
-  emailSent() {},
-  emailFailed() {},
-  eventProcessed() {},
-  watchReconnected() {},
-  casConflict() {},
-  identityExpiry() {},
-  setRetryQueueDepth() {},
-};
+export { type Metrics, NO_METRICS } from "../lib/metrics.ts";
 
 /** Send latency buckets, seconds: loopback to a slow relay. */
 const SEND_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

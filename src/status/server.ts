@@ -7,18 +7,34 @@ import type { PromMetrics } from "./metrics.ts";
 
 /** What readiness depends on; updated by the plugin as things happen. */
 export class Readiness {
-  watchConnected = false;
-  watchError: string | undefined = "not connected yet";
-  mailerHealthy = false;
-  mailerError: string | undefined = "not checked yet";
+  #watchError: string | undefined = "not connected yet";
+  #mailerError: string | undefined = "not checked yet";
 
-  /** Why the plugin is not ready, or undefined when it is. */
+  /** The watch stream is open (INIT seen). */
+  watchUp(): void {
+    this.#watchError = undefined;
+  }
+
+  /** The watch stream is gone, with a short reason (never a server's raw answer with secrets). */
+  watchDown(reason: string): void {
+    this.#watchError = reason;
+  }
+
+  /** The mailer answered (health check passed or an email was accepted). */
+  mailerUp(): void {
+    this.#mailerError = undefined;
+  }
+
+  /** The mailer failed for a reason that may pass. */
+  mailerDown(reason: string): void {
+    this.#mailerError = reason;
+  }
+
+  /** Why the plugin is not ready; empty when it is. */
   reasons(): string[] {
     const out: string[] = [];
-    if (!this.watchConnected) {
-      out.push(`teleport: ${this.watchError ?? "watch stream not connected"}`);
-    }
-    if (!this.mailerHealthy) out.push(`mailer: ${this.mailerError ?? "unhealthy"}`);
+    if (this.#watchError !== undefined) out.push(`teleport: ${this.#watchError}`);
+    if (this.#mailerError !== undefined) out.push(`mailer: ${this.#mailerError}`);
     return out;
   }
 }

@@ -23,12 +23,11 @@ Deno.test("status endpoints: healthz, readyz flips with readiness, metrics in Pr
       "teleport: not connected yet",
       "mailer: not checked yet",
     ]);
-    readiness.watchConnected = true;
-    readiness.mailerHealthy = true;
+    readiness.watchUp();
+    readiness.mailerUp();
     ready = await get("/readyz");
     assert.equal(ready.status, 200);
-    readiness.watchConnected = false;
-    readiness.watchError = "stream lost: connection refused";
+    readiness.watchDown("stream lost: connection refused");
     ready = await get("/readyz");
     assert.equal(ready.status, 503);
     assert.match(ready.text, /stream lost: connection refused/);

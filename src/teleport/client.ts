@@ -29,10 +29,10 @@ import {
   type CredentialsSource,
   type Env,
 } from "./dial.ts";
+import { CompareFailedError, fromGrpcError, isTeleportError } from "./errors.ts";
 import {
   type AccessMonitoringRule,
   type AccessRequest,
-  CompareFailedError,
   type PingInfo,
   type PluginData,
   type TeleportClient,
@@ -58,12 +58,6 @@ type Unary<Req, Res> = (
 type ServerStream<Req> = (request: Req, options?: grpc.CallOptions) => grpc.ClientReadableStream<
   unknown
 >;
-
-/** A gRPC status error (a failed call), with its code. */
-export function isGrpcError(error: unknown, code?: grpc.status): error is grpc.ServiceError {
-  const c = (error as { code?: unknown })?.code;
-  return typeof c === "number" && (code === undefined || c === code);
-}
 
 /** Major.minor.patch comparison; anything unreadable counts as new enough. */
 export function versionAtLeast(version: string, minimum: string): boolean {
@@ -132,7 +126,7 @@ export class GrpcTeleportClient implements TeleportClient {
         { deadline: Date.now() + CALL_TIMEOUT_MS },
         (error, response) => {
           signal?.removeEventListener("abort", onAbort);
-          if (error) reject(error);
+          if (error) reject(signal?.aborted ? signal.reason : fromGrpcError(error, method));
           else resolve(response as Res);
         },
       );
@@ -161,7 +155,7 @@ export class GrpcTeleportClient implements TeleportClient {
       }
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
-      throw error;
+      throw fromGrpcError(error, "WatchEvents");
     } finally {
       this.#watches.delete(call);
       signal?.removeEventListener("abort", onAbort);
@@ -189,7 +183,7 @@ export class GrpcTeleportClient implements TeleportClient {
       } while (StartKey !== "");
       return out;
     } catch (error) {
-      if (!isGrpcError(error, grpc.status.UNIMPLEMENTED)) throw error;
+      if (!isTeleportError(error, "unsupported")) throw error;
     }
     // Servers before ListAccessRequests: the older streaming call.
     const fn = (this.#auth as unknown as Record<string, ServerStream<object>>)[
@@ -202,6 +196,8 @@ export class GrpcTeleportClient implements TeleportClient {
       const all: AccessRequest[] = [];
       for await (const pb of call) all.push(toAccessRequest(pb as never));
       return all;
+    } catch (error) {
+      throw signal?.aborted ? signal.reason : fromGrpcError(error, "GetAccessRequestsV2");
     } finally {
       signal?.removeEventListener("abort", onAbort);
     }
@@ -245,10 +241,10 @@ export class GrpcTeleportClient implements TeleportClient {
         Expect: expect,
       }, signal);
     } catch (error) {
-      if (isGrpcError(error, grpc.status.FAILED_PRECONDITION)) {
+      if (error instanceof CompareFailedError) {
         throw new CompareFailedError(
           `Plugin data of request "${requestId}" changed: ${error.details}`,
-          { cause: error },
+          { cause: error, details: error.details },
         );
       }
       throw error;
@@ -320,7 +316,9 @@ export async function connectTeleport(
           return { client, ping: await client.ping(signal) };
         } catch (error) {
           client.close();
-          throw error;
+          // The dialer tells a route that answered from one that did not by
+          // the raw gRPC status, so it gets the status, not our wrapping.
+          throw isTeleportError(error) && error.cause !== undefined ? error.cause : error;
         }
       },
     },

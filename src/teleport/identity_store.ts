@@ -9,6 +9,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { TeleportConfig } from "../config/types.ts";
 import type { TlsCredentials } from "./dial.ts";
+import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
 import {
   checkExpiry,
   type Identity,
@@ -20,8 +21,6 @@ import {
 
 /** Reconnect this long before the live certificate expires (at least). */
 export const RECONNECT_BEFORE_EXPIRY_MS = 60_000;
-/** Longest delay `setTimeout` honours (2^31 - 1 ms, ~24.8 days); longer ones fire at once. */
-const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
 export function defaultIdentityFs(): IdentityFs {
   return {
@@ -34,24 +33,25 @@ export interface IdentityStoreOptions {
   readonly config: TeleportConfig;
   readonly fs: IdentityFs;
   readonly log: Logger;
-  readonly now?: () => Date;
+  /** Wall time and the refresh and reconnect timers; default the real clock. */
+  readonly clock?: Clock;
 }
 
 export class IdentityStore {
   readonly #opts: IdentityStoreOptions;
-  readonly #now: () => Date;
+  readonly #clock: Clock;
   #identity: Identity | undefined;
   /** The certificate the live connection was opened with. */
   #liveSerial: string | undefined;
   #liveNotAfter: Date | undefined;
-  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  #reconnectTimer: Timer | undefined;
   /** Set when the `runRefresh` signal aborted: no more timers. */
   #stopped = false;
   #listeners: (() => void)[] = [];
 
   constructor(opts: IdentityStoreOptions) {
     this.#opts = opts;
-    this.#now = opts.now ?? (() => new Date());
+    this.#clock = opts.clock ?? REAL_CLOCK;
   }
 
   /** The current identity; `load()` must have succeeded. */
@@ -76,7 +76,7 @@ export class IdentityStore {
     const loaded = await this.#read();
     const check = checkExpiry(
       loaded.identity,
-      this.#now(),
+      new Date(this.#clock.now()),
       this.#opts.config.refreshIdentity ? this.#opts.config.refreshIdentityIntervalMs : 0,
     );
     if (!check.ok) throw check.error;
@@ -109,7 +109,7 @@ export class IdentityStore {
       );
       return false;
     }
-    const check = checkExpiry(loaded.identity, this.#now(), 0);
+    const check = checkExpiry(loaded.identity, new Date(this.#clock.now()), 0);
     if (!check.ok) {
       this.#opts.log.error("Not using the reloaded identity ({why}): {error}", {
         why,
@@ -139,12 +139,15 @@ export class IdentityStore {
   runRefresh(signal: AbortSignal): void {
     const { refreshIdentity, refreshIdentityIntervalMs } = this.#opts.config;
     const timer = refreshIdentity
-      ? setInterval(() => void this.reload("periodic refresh"), refreshIdentityIntervalMs)
+      ? this.#clock.setInterval(
+        () => void this.reload("periodic refresh"),
+        refreshIdentityIntervalMs,
+      )
       : undefined;
     signal.addEventListener("abort", () => {
       this.#stopped = true;
-      clearInterval(timer);
-      clearTimeout(this.#reconnectTimer);
+      timer?.cancel();
+      this.#reconnectTimer?.cancel();
       this.#reconnectTimer = undefined;
     }, { once: true });
   }
@@ -154,7 +157,7 @@ export class IdentityStore {
    * the live one expires (now, if that is already close).
    */
   #scheduleReconnect() {
-    clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer?.cancel();
     this.#reconnectTimer = undefined;
     if (this.#stopped) return;
     const id = this.#identity;
@@ -164,13 +167,9 @@ export class IdentityStore {
       RECONNECT_BEFORE_EXPIRY_MS,
       2 * this.#opts.config.refreshIdentityIntervalMs,
     );
-    const delay = Math.max(0, this.#liveNotAfter.getTime() - margin - this.#now().getTime());
-    if (delay > MAX_TIMER_DELAY_MS) {
-      // A long-lived certificate: look again later rather than overflow the timer.
-      this.#reconnectTimer = setTimeout(() => this.#scheduleReconnect(), MAX_TIMER_DELAY_MS);
-      return;
-    }
-    this.#reconnectTimer = setTimeout(() => {
+    const delay = Math.max(0, this.#liveNotAfter.getTime() - margin - this.#clock.now());
+    // The clock chains delays beyond setTimeout's 24.8 days (long-lived certificates).
+    this.#reconnectTimer = this.#clock.setTimeout(() => {
       this.#reconnectTimer = undefined;
       this.#opts.log.info(
         "The connection's certificate expires soon: reconnecting with the new one",

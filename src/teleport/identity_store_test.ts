@@ -11,6 +11,7 @@ import type { TeleportConfig } from "../config/types.ts";
 import { formatTextLine } from "../lib/log.ts";
 import { connectTeleport, type GrpcTeleportClient } from "./client.ts";
 import { defaultIdentityFs, IdentityStore, RECONNECT_BEFORE_EXPIRY_MS } from "./identity_store.ts";
+import { type Clock, FakeClock } from "../lib/clock.ts";
 import { runWatcher } from "./watcher.ts";
 import { type ClientIdentity, TeleportTestServer } from "../../tests/teleport_server.ts";
 
@@ -74,9 +75,19 @@ function config(identityFile: string, o: Partial<TeleportConfig> = {}): Teleport
 }
 
 /** A store reading `path`, with its log lines; its timers end with the test. */
-function newStore(defer: Defer, path: string, o: Partial<TeleportConfig> = {}) {
+function newStore(
+  defer: Defer,
+  path: string,
+  o: Partial<TeleportConfig> = {},
+  clock?: Clock,
+) {
   const { log, lines } = testLogger();
-  const store = new IdentityStore({ config: config(path, o), fs: defaultIdentityFs(), log });
+  const store = new IdentityStore({
+    config: config(path, o),
+    fs: defaultIdentityFs(),
+    log,
+    ...(clock ? { clock } : {}),
+  });
   const stop = new AbortController();
   store.runRefresh(stop.signal);
   defer(() => stop.abort());
@@ -360,8 +371,7 @@ bounded(
     // Calls go over the new connection too.
     await client.ping();
     assert.equal(lastSerial(server), fresh.serial);
-    // Once per rotation.
-    await new Promise((r) => setTimeout(r, 50));
+    // Once per rotation: the new connection's certificate is the newest one.
     assert.equal(reconnects, 1);
   },
 );
@@ -372,16 +382,22 @@ bounded(
     const server = await startServer(defer);
     const path = `${dir}/identity`;
     // `tctl auth sign --ttl=...` for a plugin is often long: beyond setTimeout's 24.8 days.
-    await renew(server, path, { notAfter: new Date(Date.now() + 30 * DAY_MS) });
-    const { store } = newStore(defer, path);
+    const live = await renew(server, path, { notAfter: new Date(Date.now() + 30 * DAY_MS) });
+    const clock = new FakeClock(Date.now());
+    const { store } = newStore(defer, path, { refreshIdentity: false }, clock);
     await store.load();
     store.markConnected();
     let reconnects = 0;
     store.onReconnectNeeded(() => reconnects++);
     await renew(server, path, { notAfter: new Date(Date.now() + 60 * DAY_MS) });
     assert.equal(await store.reload("test"), true);
-    await new Promise((r) => setTimeout(r, 100));
+    // Armed for the margin (two refresh intervals at least) before the live certificate ends.
+    const due = live.notAfter.getTime() - Math.max(RECONNECT_BEFORE_EXPIRY_MS, 2 * MINUTE_MS);
+    assert.equal(clock.nextDue, due);
+    await clock.tick(due - clock.now() - 1);
     assert.equal(reconnects, 0);
+    await clock.tick(1);
+    assert.equal(reconnects, 1);
   },
 );
 
@@ -390,19 +406,9 @@ bounded(
   async (defer, dir) => {
     const server = await startServer(defer);
     const path = `${dir}/identity`;
-    const live = await renew(server, path);
-    // A clock that puts the reconnect 100 ms from now.
-    const shift = live.notAfter.getTime() - RECONNECT_BEFORE_EXPIRY_MS - Date.now() - 100;
-    const { log } = testLogger();
-    const store = new IdentityStore({
-      config: config(path, { refreshIdentity: false }),
-      fs: defaultIdentityFs(),
-      log,
-      now: () => new Date(Date.now() + shift),
-    });
-    const stop = new AbortController();
-    store.runRefresh(stop.signal);
-    defer(() => stop.abort());
+    await renew(server, path);
+    const clock = new FakeClock(Date.now());
+    const { store, stop } = newStore(defer, path, { refreshIdentity: false }, clock);
     await store.load();
     store.markConnected();
     let reconnects = 0;
@@ -410,13 +416,14 @@ bounded(
     // SIGHUP reloads even without refresh_identity; the new certificate arms the reconnect.
     await renew(server, path, { notAfter: new Date(Date.now() + 2 * DAY_MS) });
     assert.equal(await store.reload("SIGHUP"), true);
+    assert.equal(clock.pendingTimers, 1, "the reconnect is armed");
     stop.abort();
-    await new Promise((r) => setTimeout(r, 250));
-    assert.equal(reconnects, 0, "the reconnect timer outlived the signal");
+    assert.equal(clock.pendingTimers, 0, "the reconnect timer outlived the signal");
     // A reload after the stop arms nothing either.
     await renew(server, path, { notAfter: new Date(Date.now() + 3 * DAY_MS) });
     assert.equal(await store.reload("SIGHUP"), true);
-    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(clock.pendingTimers, 0);
+    await clock.tick(3 * DAY_MS);
     assert.equal(reconnects, 0);
   },
 );

@@ -1,7 +1,14 @@
 /**
  * Domain types for what the plugin reads from and writes to Teleport. Proto
- * messages never leave `src/teleport/`; everything else sees only these.
+ * messages never leave `src/teleport/`; everything else sees only these
+ * (and the error kinds of `errors.ts`, re-exported here).
  */
+export {
+  CompareFailedError,
+  isTeleportError,
+  TeleportError,
+  type TeleportErrorKind,
+} from "./errors.ts";
 
 /** `types.RequestState`, as its enum name. */
 export type RequestState = "NONE" | "PENDING" | "APPROVED" | "DENIED" | "PROMOTED";
@@ -84,15 +91,11 @@ export interface PingInfo {
 /** The plugin's string map stored on one access request (plugin name `email`). */
 export type PluginData = Readonly<Record<string, string>>;
 
-/** `UpdatePluginData` was refused because `expect` did not match (FAILED_PRECONDITION). */
-export class CompareFailedError extends Error {
-  constructor(message: string, options?: ErrorOptions) {
-    super(message, options);
-    this.name = "CompareFailedError";
-  }
-}
-
-/** The Teleport API as the rest of the plugin sees it. */
+/**
+ * The Teleport API as the rest of the plugin sees it. Every call rejects
+ * with a `TeleportError` (`errors.ts`) whose kind says what went wrong, or
+ * with the signal's reason when aborted.
+ */
 export interface TeleportClient {
   ping(signal?: AbortSignal): Promise<PingInfo>;
   /** Opens one watch stream; the first event is INIT. Ends (throws) when the stream breaks. */
@@ -103,7 +106,7 @@ export interface TeleportClient {
   getPluginData(requestId: string, signal?: AbortSignal): Promise<PluginData | undefined>;
   /**
    * Sets keys ("" deletes) only if every `expect` key equals the stored value
-   * (missing = ""). Throws `CompareFailedError` when one does not.
+   * (missing = ""). Throws `CompareFailedError` (kind `compare_failed`) when one does not.
    */
   updatePluginData(
     requestId: string,

@@ -7,13 +7,10 @@
  */
 import type { Logger } from "@logtape/logtape";
 import type { TeleportClient, WatchEvent } from "./types.ts";
-import {
-  backoffDelay,
-  type BackoffOptions,
-  type Sleep,
-  sleep as realSleep,
-} from "../lib/backoff.ts";
-import { KeyedQueue } from "../lib/keyed_queue.ts";
+import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
+import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
+import { Activity } from "../lib/activity.ts";
+import { KeyedQueue, type KeyedTask } from "../lib/keyed_queue.ts";
 
 /** How long the first event (INIT) may take after opening the stream. */
 export const INIT_TIMEOUT_MS = 15_000;
@@ -26,11 +23,7 @@ export const HANDLER_DEADLINE_MS = 10 * 60_000;
 /** On stop, how long in-flight handlers may run before they are aborted. */
 export const SHUTDOWN_GRACE_MS = 15_000;
 
-/** A unit of work for one key (a request id), run with a signal that carries its deadline. */
-export interface KeyedTask {
-  readonly key: string;
-  run(signal: AbortSignal): Promise<void>;
-}
+export type { KeyedTask } from "../lib/keyed_queue.ts";
 
 export interface WatcherOptions {
   readonly client: Pick<TeleportClient, "watch">;
@@ -52,7 +45,10 @@ export interface WatcherOptions {
   /** Called when a stream ends or fails, with why. */
   onDisconnect?(error: unknown): void;
   readonly log: Logger;
-  readonly sleep?: Sleep;
+  /** Counts the events being handled and the reconciles under way. */
+  readonly activity?: Activity;
+  /** Timers (INIT timeout, reconnect backoff, shutdown grace); default the real clock. */
+  readonly clock?: Clock;
   readonly random?: () => number;
   readonly initTimeoutMs?: number;
   readonly handlerDeadlineMs?: number;
@@ -79,7 +75,8 @@ class InitTimeoutError extends Error {
  * finish for up to the grace period, aborts the rest and resolves.
  */
 export async function runWatcher(options: WatcherOptions, signal: AbortSignal): Promise<void> {
-  const sleep = options.sleep ?? realSleep;
+  const clock = options.clock ?? REAL_CLOCK;
+  const activity = options.activity ?? new Activity();
   const random = options.random ?? Math.random;
   const initTimeoutMs = options.initTimeoutMs ?? INIT_TIMEOUT_MS;
   const deadlineMs = options.handlerDeadlineMs ?? HANDLER_DEADLINE_MS;
@@ -92,19 +89,26 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
   let attempt = 0;
   let firstInit = true;
 
-  const submit = (key: string, run: (signal: AbortSignal) => Promise<void>) =>
-    queue.push(key, async () => {
-      const taskSignal = AbortSignal.any([tasksAbort.signal, AbortSignal.timeout(deadlineMs)]);
-      await run(taskSignal);
+  const submit = (key: string, run: (signal: AbortSignal) => Promise<void>) => {
+    const end = activity.begin();
+    return queue.push(key, async () => {
+      try {
+        const taskSignal = AbortSignal.any([tasksAbort.signal, AbortSignal.timeout(deadlineMs)]);
+        await run(taskSignal);
+      } finally {
+        end();
+      }
     }, (error) => {
       log.error("Handling {key} failed: {error}", { key, error });
     });
+  };
 
   const startReconcile = (
     init: Extract<WatchEvent, { type: "init" }>,
     streamSignal: AbortSignal,
   ) => {
     const mark = seq;
+    const end = activity.begin();
     options.reconcile(init, streamSignal).then(async (tasks) => {
       for (const task of tasks) {
         if ((lastEventSeq.get(task.key) ?? -1) > mark) continue;
@@ -112,14 +116,14 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
       }
     }).catch((error) => {
       if (!streamSignal.aborted) log.error("Reconcile after INIT failed: {error}", { error });
-    });
+    }).finally(end);
   };
 
   while (!signal.aborted) {
     const streamAbort = new AbortController();
     const streamSignal = AbortSignal.any([signal, streamAbort.signal]);
     let sawInit = false;
-    const initTimer = setTimeout(
+    const initTimer = clock.setTimeout(
       () => streamAbort.abort(new InitTimeoutError(initTimeoutMs)),
       initTimeoutMs,
     );
@@ -127,7 +131,7 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
       const kinds = typeof options.kinds === "function" ? options.kinds() : options.kinds;
       for await (const event of options.client.watch(kinds, streamSignal)) {
         if (event.type === "init") {
-          clearTimeout(initTimer);
+          initTimer.cancel();
           sawInit = true;
           attempt = 0;
           options.onInit?.(event, firstInit);
@@ -152,25 +156,25 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
         delay,
       });
       try {
-        await sleep(delay, signal);
+        await clock.sleep(delay, signal);
       } catch {
         break;
       }
     } finally {
-      clearTimeout(initTimer);
+      initTimer.cancel();
       streamAbort.abort();
     }
   }
 
   // Stopping: let what is in flight finish, then abort it.
   const grace = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
-  const graceTimer = setTimeout(
+  const graceTimer = clock.setTimeout(
     () => tasksAbort.abort(new Error("Shutdown grace period over")),
     grace,
   );
   try {
     await queue.onIdle();
   } finally {
-    clearTimeout(graceTimer);
+    graceTimer.cancel();
   }
 }

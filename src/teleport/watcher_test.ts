@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { eventKey, runWatcher, type WatcherOptions } from "./watcher.ts";
 import type { AccessRequest, WatchEvent } from "./types.ts";
+import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 
 function request(id: string, state: AccessRequest["state"] = "PENDING"): AccessRequest {
   return {
@@ -49,6 +50,11 @@ function scriptedClient(scripts: { events: WatchEvent[]; then: "end" | "hang" | 
   };
 }
 
+/** The real clock, but for the reconnect backoff's sleep, which the test records or skips. */
+function clockWithSleep(sleep: (ms: number) => Promise<void>): Clock {
+  return { ...REAL_CLOCK, sleep };
+}
+
 function baseOptions(overrides: Partial<WatcherOptions>): WatcherOptions {
   return {
     client: scriptedClient([{ events: [INIT], then: "hang" }]),
@@ -56,7 +62,7 @@ function baseOptions(overrides: Partial<WatcherOptions>): WatcherOptions {
     handleEvent: () => Promise.resolve(),
     reconcile: () => Promise.resolve([]),
     log: getLogger(["test"]),
-    sleep: () => Promise.resolve(),
+    clock: clockWithSleep(() => Promise.resolve()),
     random: () => 0.5,
     ...overrides,
   };
@@ -121,7 +127,7 @@ Deno.test("a dropped stream is reopened with backoff and reconcile runs after ev
   const done = runWatcher(
     baseOptions({
       client,
-      sleep: (ms) => (delays.push(ms), Promise.resolve()),
+      clock: clockWithSleep((ms) => (delays.push(ms), Promise.resolve())),
       reconcile: () => (reconciles++, Promise.resolve([])),
       onInit: (_init, first) => inits.push(first),
     }),

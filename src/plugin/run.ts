@@ -1,0 +1,219 @@
+/**
+ * The composition root of `teleport-email start`: builds the running plugin
+ * from the config and the process's dependencies (identity store, Teleport
+ * client, mailer, status listener, watcher, notifier), then watches access
+ * requests until told to stop. "Plugin is ready" is logged only once the
+ * cluster and the mailer answered and the first INIT arrived. The policy
+ * (`src/notify/`) sees only interfaces and domain types; this file wires.
+ */
+import type { Logger } from "@logtape/logtape";
+import type { Config } from "../config/types.ts";
+import { type Mailer, MailError, type OutgoingEmail } from "../mail/mailer.ts";
+import { sendWithRetry } from "../mail/retry.ts";
+import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
+import { Activity } from "../lib/activity.ts";
+import type { BackoffOptions } from "../lib/backoff.ts";
+import { type Metrics, NO_METRICS } from "../lib/metrics.ts";
+import { PromMetrics } from "../status/metrics.ts";
+import { Readiness, startStatusServer, type StatusServer } from "../status/server.ts";
+import { connectTeleport } from "../teleport/client.ts";
+import type { Env } from "../teleport/dial.ts";
+import type { IdentityFs } from "../teleport/identity.ts";
+import { IdentityStore } from "../teleport/identity_store.ts";
+import { runWatcher } from "../teleport/watcher.ts";
+import { NotifyApp } from "../notify/app.ts";
+import { RULE_KIND, RuleSource } from "../notify/rules.ts";
+
+/** Budget for the mailer's startup health check. */
+export const MAILER_HEALTH_TIMEOUT_MS = 20_000;
+/** The resource kind of access requests, always watched. */
+const REQUEST_KIND = "access_request";
+/** How often due reminders are looked for (when `[reminders]` is on). */
+export const REMINDER_CHECK_MS = 60_000;
+
+export interface PluginDeps {
+  readonly env: Env;
+  readonly identityFs: IdentityFs;
+  createMailer(config: Config): Mailer;
+  /** Registers what SIGHUP does. */
+  onReload(listener: () => void): void;
+  readonly log: Logger;
+  /** Unique per process: the owner name in plugin-data claims. */
+  readonly owner: string;
+  /** Whether a claim's owner is known to be gone (a previous run on this host). */
+  isOwnerGone?(owner: string): boolean;
+  /** Called once the plugin is ready (cluster and mailer answered, first INIT seen). */
+  onReady?(): void;
+  /** Email retry timing; the defaults span several minutes. */
+  readonly sendRetry?: { readonly baseDelayMs: number; readonly maxDelayMs: number };
+  /** Claim lifetime (tests shorten it). */
+  readonly claimTtlMs?: number;
+  /** How often due reminders are looked for; default `REMINDER_CHECK_MS`. */
+  readonly reminderCheckMs?: number;
+  /** The notifier's clock (claims, retries, reminders); default the real one. */
+  readonly clock?: Clock;
+  /** Counts the work under way (events, reconciles, retries, reminder checks). */
+  readonly activity?: Activity;
+  /** Called with the bound address once the status listener is up. */
+  onStatusListening?(addr: string): void;
+  /** Backoff of a request whose processing failed; default `REQUEST_RETRY_BACKOFF` (tests shorten it). */
+  readonly requestRetry?: BackoffOptions;
+}
+
+/**
+ * Runs until `stop` aborts, then drains and returns 0 (also when `stop`
+ * aborts during startup). Throws on a startup failure.
+ */
+export async function runPlugin(
+  config: Config,
+  deps: PluginDeps,
+  stop: AbortSignal,
+): Promise<number> {
+  const { log } = deps;
+  const readiness = new Readiness();
+  let metrics: Metrics = NO_METRICS;
+  let status: StatusServer | undefined;
+  if (config.status.listenAddr !== undefined) {
+    const prom = new PromMetrics();
+    metrics = prom;
+    status = startStatusServer(config.status.listenAddr, readiness, prom);
+    log.info("Status listener on http://{addr} (/healthz, /readyz, /metrics)", {
+      addr: status.addr,
+    });
+    deps.onStatusListening?.(status.addr);
+  }
+  try {
+    return await runConnected(config, deps, stop, readiness, metrics);
+  } catch (error) {
+    // Told to stop while still starting (a slow cluster or mail server): a
+    // stop, not a failure.
+    if (!stop.aborted) throw error;
+    log.info("Stopped before the plugin was ready");
+    return 0;
+  } finally {
+    await status?.close();
+  }
+}
+
+/** The mailer's send with retries, keeping the readiness of the mailer up to date. */
+function sendingWith(mailer: Mailer, deps: PluginDeps, readiness: Readiness, log: Logger) {
+  return async (email: OutgoingEmail, signal: AbortSignal) => {
+    try {
+      const sent = await sendWithRetry(mailer, email, {
+        signal,
+        ...deps.sendRetry,
+        onRetry: ({ attempt, error, delayMs }) => {
+          readiness.mailerDown(error.message);
+          log.warn(
+            "Sending to {to} failed (try {attempt}): {error}; retrying in {delayMs} ms",
+            { to: email.to, attempt, error, delayMs },
+          );
+        },
+      });
+      readiness.mailerUp();
+      return sent;
+    } catch (error) {
+      if (error instanceof MailError && error.transient) readiness.mailerDown(error.message);
+      throw error;
+    }
+  };
+}
+
+async function runConnected(
+  config: Config,
+  deps: PluginDeps,
+  stop: AbortSignal,
+  readiness: Readiness,
+  metrics: Metrics,
+): Promise<number> {
+  const { log } = deps;
+  const clock = deps.clock ?? REAL_CLOCK;
+  const activity = deps.activity ?? new Activity();
+  const identities = new IdentityStore({
+    config: config.teleport,
+    fs: deps.identityFs,
+    log: log.getChild("identity"),
+  });
+  const identity = await identities.load();
+  metrics.identityExpiry(() => identities.identity.notAfter);
+
+  const { client, ping } = await connectTeleport({
+    addr: config.teleport.addr,
+    credentials: identities.credentials,
+    clusterName: identity.clusterName,
+    env: deps.env,
+    log: log.getChild("teleport"),
+    signal: stop,
+  });
+  identities.markConnected();
+  identities.onReconnectNeeded(() => {
+    client.reconnect();
+    identities.markConnected();
+  });
+  deps.onReload(() => void identities.reload("SIGHUP"));
+  identities.runRefresh(stop);
+
+  const mailer = deps.createMailer(config);
+  try {
+    try {
+      await mailer.checkHealth(
+        AbortSignal.any([stop, AbortSignal.timeout(MAILER_HEALTH_TIMEOUT_MS)]),
+      );
+    } catch (error) {
+      throw new Error(`Mailer health check failed: ${(error as Error).message}`, { cause: error });
+    }
+    readiness.mailerUp();
+    log.info("Mailer {kind} answered the health check", { kind: config.mailer.kind });
+
+    const notifyLog = log.getChild("notify");
+    const rules = new RuleSource(client, log.getChild("rules"));
+    const app = new NotifyApp({
+      client,
+      send: sendingWith(mailer, deps, readiness, notifyLog),
+      rules,
+      notifyRequester: config.delivery.notifyRequester,
+      ...(config.reminders ? { reminders: config.reminders } : {}),
+      clock,
+      activity,
+      cluster: ping,
+      roleToRecipients: config.roleToRecipients,
+      owner: deps.owner,
+      log: notifyLog,
+      metrics,
+      ...(deps.isOwnerGone ? { isOwnerGone: deps.isOwnerGone } : {}),
+      ...(deps.claimTtlMs ? { claimTtlMs: deps.claimTtlMs } : {}),
+      ...(deps.requestRetry ? { retryBackoff: deps.requestRetry } : {}),
+    });
+    await runWatcher({
+      client,
+      kinds: () => rules.allowed ? [REQUEST_KIND, RULE_KIND] : [REQUEST_KIND],
+      handleEvent: (event, signal) => app.handleEvent(event, signal),
+      reconcile: (_init, signal) => app.reconcile(signal),
+      onInit: (init, first) => {
+        rules.checkInit(init.acceptedKinds);
+        readiness.watchUp();
+        if (first) {
+          log.info("Plugin is ready");
+          app.startReminders(deps.reminderCheckMs ?? REMINDER_CHECK_MS, stop);
+          deps.onReady?.();
+        } else {
+          log.info("Watch stream reconnected");
+          // Counted once the stream is back, not per failed attempt while it is gone.
+          metrics.watchReconnected();
+        }
+      },
+      onDisconnect: (error) => {
+        rules.checkWatchError(error);
+        readiness.watchDown(`watch stream lost: ${(error as Error)?.message ?? error}`);
+      },
+      log: log.getChild("watcher"),
+      activity,
+    }, stop);
+    app.stop();
+    log.info("Stopped");
+    return 0;
+  } finally {
+    await mailer.close();
+    client.close();
+  }
+}
