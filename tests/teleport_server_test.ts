@@ -7,7 +7,6 @@
 import * as grpc from "@grpc/grpc-js";
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { pathToFileURL } from "node:url";
 import {
   decodeMessage,
   type PbAccessRequest,
@@ -19,6 +18,7 @@ import {
   teleportProto,
 } from "../src/teleport/proto.ts";
 import { issueCert, makeCa, TELEPORT_SERVER_NAME } from "./pki.ts";
+import { readWireVector } from "./fixtures/wire.ts";
 import {
   type ClientIdentity,
   TeleportTestServer,
@@ -34,14 +34,6 @@ const RPC_DEADLINE_MS = 5_000;
 const EVENT_WAIT_MS = 5_000;
 /** Poll interval while waiting for stream events. */
 const POLL_MS = 5;
-/** The wire vectors (see tests/wire_test.ts): `TELEPORT_WIRE_DIR` or `../shared/teleport-wire/`. */
-const WIRE_DIR = (() => {
-  const fromEnv = Deno.env.get("TELEPORT_WIRE_DIR");
-  if (!fromEnv) return new URL("../../shared/teleport-wire/", import.meta.url);
-  const url = pathToFileURL(fromEnv).href;
-  return new URL(url.endsWith("/") ? url : url + "/");
-})();
-
 type Callback = (err: grpc.ServiceError | null, value?: unknown) => void;
 type UnaryMethod = (
   req: unknown,
@@ -602,7 +594,7 @@ Deno.test(
   "what the fake sends decodes exactly like Teleport's own bytes",
   withServer(async (server, client) => {
     const vector = async (name: string, type: string) =>
-      decodeMessage(type, await Deno.readFile(new URL(`${name}.bin`, WIRE_DIR)));
+      decodeMessage(type, await readWireVector(`${name}.bin`));
     assert.deepEqual(await client.ping(), await vector("ping_response", "proto.PingResponse"));
 
     const plain = client.watch(["access_request"]);

@@ -1,16 +1,12 @@
 /**
  * Teleport's wire contract: every protoc-encoded vector in
- * `shared/teleport-wire/` must decode, through our embedded schema, into
+ * `tests/fixtures/teleport-wire/` must decode, through our embedded schema, into
  * exactly what its `.txt` says, both with protobufjs directly and through the
  * gRPC deserializers the client runs in production.
- *
- * The vectors live outside the repository: `../shared/teleport-wire/` next to
- * it, or wherever `TELEPORT_WIRE_DIR` points.
  */
 
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { pathToFileURL } from "node:url";
 import type * as protoLoader from "@grpc/proto-loader";
 import {
   AMR_SERVICE,
@@ -19,28 +15,9 @@ import {
   messageType,
   teleportProto,
 } from "../src/teleport/proto.ts";
+import { listWireVectors, readWireVector } from "./fixtures/wire.ts";
 
-const WIRE_DIR = wireDir();
-
-function wireDir(): URL {
-  const fromEnv = Deno.env.get("TELEPORT_WIRE_DIR");
-  if (fromEnv) {
-    const url = pathToFileURL(fromEnv);
-    return new URL(url.href.endsWith("/") ? url.href : url.href + "/");
-  }
-  return new URL("../../shared/teleport-wire/", import.meta.url);
-}
-
-async function readVector(name: string): Promise<Uint8Array> {
-  try {
-    return await Deno.readFile(new URL(name, WIRE_DIR));
-  } catch (err) {
-    throw new Error(
-      `Cannot read wire vector "${new URL(name, WIRE_DIR).pathname}" (set TELEPORT_WIRE_DIR)`,
-      { cause: err },
-    );
-  }
-}
+const readVector = readWireVector;
 
 // --- expected values, with every unset field at its default ----------------
 
@@ -378,17 +355,8 @@ function grpcDeserialize(v: Vector, bytes: Uint8Array): unknown {
 }
 
 Deno.test("wire: every vector has an expectation here, and every expectation a vector", async () => {
-  const onDisk: string[] = [];
-  try {
-    for await (const entry of Deno.readDir(WIRE_DIR)) {
-      if (entry.name.endsWith(".bin")) onDisk.push(entry.name);
-    }
-  } catch (err) {
-    throw new Error(`Cannot list wire vectors in "${WIRE_DIR.pathname}" (set TELEPORT_WIRE_DIR)`, {
-      cause: err,
-    });
-  }
-  assert.deepEqual(onDisk.sort(), Object.keys(VECTORS).sort());
+  const onDisk = await listWireVectors();
+  assert.deepEqual(onDisk, Object.keys(VECTORS).sort());
 });
 
 for (const [name, vector] of Object.entries(VECTORS)) {

@@ -56,7 +56,7 @@ function table(cases: Case[]) {
 }
 
 Deno.test("the rule from the wire routes dba requests", () => {
-  // /work/shared/teleport-wire/event_put_amr.txt, rule "route-dba".
+  // tests/fixtures/teleport-wire/event_put_amr.txt, rule "route-dba".
   const cond = parseCondition('access_request.spec.roles.contains("dba")');
   assert.equal(cond.source, 'access_request.spec.roles.contains("dba")');
   assert.equal(evaluateCondition(cond, ENV), true);

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { pathToFileURL } from "node:url";
 import {
   toAccessMonitoringRule,
   toAccessRequest,
@@ -19,18 +18,10 @@ import {
   type PbPluginDataSeq,
 } from "./proto.ts";
 import type { AccessRequest } from "./types.ts";
-
-/** The shared wire vectors (see tests/wire_test.ts); `TELEPORT_WIRE_DIR` overrides. */
-function wireUrl(name: string): URL {
-  const fromEnv = Deno.env.get("TELEPORT_WIRE_DIR");
-  const dir = fromEnv
-    ? new URL(pathToFileURL(fromEnv).href.replace(/\/?$/, "/"))
-    : new URL("../../../shared/teleport-wire/", import.meta.url);
-  return new URL(name, dir);
-}
+import { readWireVector } from "../../tests/fixtures/wire.ts";
 
 async function decodeVector<T>(name: string, type: string): Promise<T> {
-  return decodeMessage<T>(type, await Deno.readFile(wireUrl(name)));
+  return decodeMessage<T>(type, await readWireVector(name));
 }
 
 const event = (name: string) => decodeVector<PbEvent>(name, "proto.Event");
