@@ -12,7 +12,7 @@ import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/lo
 import { connectTeleport, GrpcTeleportClient } from "../src/teleport/client.ts";
 import { authAlpnProtocol, type CredentialsSource, type Env } from "../src/teleport/dial.ts";
 import { RECONNECT_BACKOFF, runWatcher } from "../src/teleport/watcher.ts";
-import { CompareFailedError, type WatchEvent } from "../src/teleport/types.ts";
+import { CompareFailedError, isTeleportError, type WatchEvent } from "../src/teleport/types.ts";
 import { loadConfig } from "../src/config/load.ts";
 import { runPlugin } from "../src/plugin/run.ts";
 import { defaultIdentityFs } from "../src/teleport/identity_store.ts";
@@ -312,10 +312,11 @@ bounded(
       client.updatePluginData("a", { claim: "other" }, { claim: "", count: "" }),
       CompareFailedError,
     );
-    // Other errors stay gRPC errors, not compare failures.
+    // Other errors keep their own kind, not compare failures.
     const missing = await rejection(client.updatePluginData("nope", { x: "1" }, {}));
     assert.ok(!(missing instanceof CompareFailedError));
-    assert.equal((missing as { code?: number }).code, 5); // NOT_FOUND
+    assert.ok(isTeleportError(missing, "not_found"), String(missing));
+    assert.match(missing.message, /^UpdatePluginData failed: /);
 
     await client.updatePluginData("b", { resolution: "", count: "7" }, {});
     server.setPluginData("b", { other: "x" }, "slack");

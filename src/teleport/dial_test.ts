@@ -11,12 +11,9 @@ import {
   connectAuth,
   type CredentialsSource,
   DialError,
-  dialPlans,
   DIRECT_PLAN,
   type Env,
   type Goaway,
-  Http2FrameScanner,
-  httpsProxyFor,
   type Probe,
   TELEPORT_API_SERVER_NAME,
   type TlsCredentials,
@@ -96,7 +93,7 @@ const SERVER_DRAIN_MS = 500;
  * Closes a client and lets its connection wind down. Teardown goes gently on
  * purpose: in one process, grpc-js servers and clients shutting down over
  * each other's live sessions can still trip Deno 2.9.6's nghttp2 assertion
- * (rarely; the client side of that bug is guarded in dial.ts).
+ * (rarely; the client side of that bug is guarded in _goaway_guard_deno_36788.ts).
  */
 async function closeClient(client: grpc.Client): Promise<void> {
   client.close();
@@ -219,99 +216,6 @@ async function rejectsWith(p: Promise<unknown>): Promise<Error> {
 
 // --- pure parts ------------------------------------------------------------
 
-Deno.test("authAlpnProtocol hex-encodes the cluster name (README example)", () => {
-  assert.equal(
-    authAlpnProtocol("teleport.example.com"),
-    "teleport-auth@74656c65706f72742e6578616d706c652e636f6d.teleport.cluster.local",
-  );
-});
-
-Deno.test("dialPlans: a defined order per port", () => {
-  const cases: [addr: string, cluster: string | undefined, kinds: string[]][] = [
-    ["auth.example.com:3025", CLUSTER, ["direct"]],
-    ["auth.example.com:3025", undefined, ["direct"]],
-    ["proxy.example.com:443", CLUSTER, ["tls-routing", "direct"]],
-    ["proxy.example.com:3080", CLUSTER, ["tls-routing", "direct"]],
-    ["[2001:db8::1]:443", CLUSTER, ["tls-routing", "direct"]],
-    ["proxy.example.com:443", undefined, ["direct"]],
-    ["teleport.internal:8443", CLUSTER, ["direct", "tls-routing"]],
-    ["10.0.0.1:3026", undefined, ["direct"]],
-  ];
-  for (const [addr, cluster, kinds] of cases) {
-    assert.deepEqual(dialPlans(addr, cluster).map((p) => p.kind), kinds, `${addr} / ${cluster}`);
-  }
-  const [routing, direct] = dialPlans("proxy.example.com:443", CLUSTER);
-  assert.deepEqual(routing?.alpn, [authAlpnProtocol(CLUSTER), "h2"]);
-  assert.deepEqual(direct?.alpn, ["h2"]);
-  for (const bad of ["proxy.example.com", "proxy:0", "proxy:65536", ":443", "::1:443", "a:b"]) {
-    assert.throws(
-      () => dialPlans(bad, CLUSTER),
-      /Invalid Teleport address .*expected host:port/,
-      bad,
-    );
-  }
-});
-
-Deno.test("httpsProxyFor follows Go's httpproxy rules", () => {
-  const P = "http://proxy.corp:3128";
-  const cases: [addr: string, env: Env, want: string | undefined][] = [
-    ["auth.example.com:3025", {}, undefined],
-    ["auth.example.com:3025", { HTTPS_PROXY: P }, "http://proxy.corp:3128"],
-    ["auth.example.com:3025", { https_proxy: P }, "http://proxy.corp:3128"],
-    // Uppercase wins; an empty value counts as unset.
-    [
-      "a.example.com:443",
-      { HTTPS_PROXY: P, https_proxy: "http://other:1" },
-      "http://proxy.corp:3128",
-    ],
-    ["a.example.com:443", { HTTPS_PROXY: "", https_proxy: "http://other:1" }, "http://other:1"],
-    // HTTP_PROXY is for http:// URLs only.
-    ["a.example.com:443", { HTTP_PROXY: P, http_proxy: P }, undefined],
-    // Scheme-less values are http://, default port 80.
-    ["a.example.com:443", { HTTPS_PROXY: "proxy.corp:3128" }, "http://proxy.corp:3128"],
-    ["a.example.com:443", { HTTPS_PROXY: "http://proxy.corp" }, "http://proxy.corp:80"],
-    ["a.example.com:443", { HTTPS_PROXY: "http://[fd00::1]:3128" }, "http://[fd00::1]:3128"],
-    // Never for localhost and loopback.
-    ["localhost:3025", { HTTPS_PROXY: P }, undefined],
-    ["127.0.0.1:3025", { HTTPS_PROXY: P }, undefined],
-    ["127.1.2.3:3025", { HTTPS_PROXY: P }, undefined],
-    ["[::1]:3025", { HTTPS_PROXY: P }, undefined],
-    // NO_PROXY (uppercase wins over lowercase).
-    ["a.example.com:443", { HTTPS_PROXY: P, NO_PROXY: "*" }, undefined],
-    ["a.example.com:443", { HTTPS_PROXY: P, no_proxy: "example.com" }, undefined],
-    ["example.com:443", { HTTPS_PROXY: P, NO_PROXY: "example.com" }, undefined],
-    ["notexample.com:443", { HTTPS_PROXY: P, NO_PROXY: "example.com" }, P],
-    ["a.example.com:443", { HTTPS_PROXY: P, NO_PROXY: ".example.com" }, undefined],
-    ["example.com:443", { HTTPS_PROXY: P, NO_PROXY: ".example.com" }, P],
-    ["a.example.com:443", { HTTPS_PROXY: P, NO_PROXY: "*.example.com" }, undefined],
-    ["A.Example.COM:443", { HTTPS_PROXY: P, NO_PROXY: " other.org , EXAMPLE.com " }, undefined],
-    ["a.example.com:443", { HTTPS_PROXY: P, NO_PROXY: "example.com:443" }, undefined],
-    ["a.example.com:3025", { HTTPS_PROXY: P, NO_PROXY: "example.com:443" }, P],
-    ["a.example.com:443", { HTTPS_PROXY: P, NO_PROXY: "other.org", no_proxy: "*" }, P],
-    ["10.1.2.3:3025", { HTTPS_PROXY: P, NO_PROXY: "10.0.0.0/8" }, undefined],
-    ["11.1.2.3:3025", { HTTPS_PROXY: P, NO_PROXY: "10.0.0.0/8" }, P],
-    ["10.1.2.3:3025", { HTTPS_PROXY: P, NO_PROXY: "10.1.2.3" }, undefined],
-    ["10.1.2.3:3025", { HTTPS_PROXY: P, NO_PROXY: "10.1.2.3:3025" }, undefined],
-    ["10.1.2.3:443", { HTTPS_PROXY: P, NO_PROXY: "10.1.2.3:3025" }, P],
-    ["[2001:db8::5]:443", { HTTPS_PROXY: P, NO_PROXY: "2001:db8::/32" }, undefined],
-    ["[2001:db8::5]:443", { HTTPS_PROXY: P, NO_PROXY: "[2001:db8::5]:443" }, undefined],
-    ["[2001:db9::5]:443", { HTTPS_PROXY: P, NO_PROXY: "2001:db8::/32" }, P],
-    ["[::ffff:10.1.2.3]:443", { HTTPS_PROXY: P, NO_PROXY: "10.0.0.0/8" }, undefined],
-  ];
-  for (const [addr, env, want] of cases) {
-    assert.equal(httpsProxyFor(addr, env)?.display, want, `${addr} ${JSON.stringify(env)}`);
-  }
-  const withAuth = httpsProxyFor("a.example.com:443", {
-    HTTPS_PROXY: "http://us%40r:p%3Ass@p:8080",
-  });
-  assert.equal(withAuth?.authorization, "Basic " + Buffer.from("us@r:p:ss").toString("base64"));
-  assert.equal(withAuth?.display, "http://p:8080", "credentials must stay out of the display form");
-  assert.throws(
-    () => httpsProxyFor("a.example.com:443", { HTTPS_PROXY: "socks5://p:1080" }),
-    /Unsupported HTTPS_PROXY scheme "socks5:"/,
-  );
-});
-
 Deno.test("CHANNEL_OPTIONS: keepalive ≥ 60 s, grpc-js's own proxy logic off", () => {
   assert.ok((CHANNEL_OPTIONS["grpc.keepalive_time_ms"] as number) >= 60_000);
   assert.equal(CHANNEL_OPTIONS["grpc.keepalive_timeout_ms"], 20_000);
@@ -400,12 +304,12 @@ Deno.test("parseClientHello reads ALPN and SNI, waits for whole records, refuses
 bounded(
   "grpc-js calls our _createSecureConnector: direct mutual TLS with ALPN h2",
   async (defer) => {
-    // If this fails after a grpc-js upgrade, dial.ts's hook is dead: port it.
+    // If this fails after a grpc-js upgrade, _grpc_connector.ts's hook is dead: port it.
     assert.equal(
       typeof (grpc.credentials.createSsl() as unknown as Record<string, unknown>)
         ._createSecureConnector,
       "function",
-      "grpc-js no longer has ChannelCredentials._createSecureConnector: dial.ts must be ported",
+      "grpc-js no longer has ChannelCredentials._createSecureConnector: _grpc_connector.ts must be ported",
     );
     const auth = await startAuthServer(defer);
     const ch = authChannel(auth.addr, DIRECT_PLAN, fixed(identity(clientA)), NO_ENV);
@@ -415,7 +319,7 @@ bounded(
     const stats = ch.credentials.stats;
     assert.ok(
       stats.connectors >= 1,
-      "grpc-js did not call _createSecureConnector: dial.ts must be ported",
+      "grpc-js did not call _createSecureConnector: _grpc_connector.ts must be ported",
     );
     assert.equal(stats.handshakes, 1, "grpc-js did not connect through our connector");
     assert.equal(stats.alpnProtocol, "h2");
@@ -812,76 +716,7 @@ bounded("an aborted signal stops connectAuth with its reason", async (defer) => 
   assert.equal(err.message, "shutting down");
 });
 
-// --- the GOAWAY guard (denoland/deno#36788) -------------------------------------
-
-/** One HTTP/2 frame: 9-byte header, then the payload. */
-function frame(type: number, streamId: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h.writeUInt32BE(streamId, 5);
-  return Buffer.concat([h, payload]);
-}
-
-function goawayFrame(lastStreamId: number, errorCode: number, debug: string): Buffer {
-  const p = Buffer.alloc(8);
-  p.writeUInt32BE(lastStreamId, 0);
-  p.writeUInt32BE(errorCode, 4);
-  return frame(7, 0, Buffer.concat([p, Buffer.from(debug)]));
-}
-
-/** Feeds `chunks`; returns what passed and the GOAWAYs reported. */
-function scan(chunks: Uint8Array[]): { passed: Buffer; goaways: Goaway[] } {
-  const scanner = new Http2FrameScanner();
-  const passed: Uint8Array[] = [];
-  const goaways: Goaway[] = [];
-  for (const c of chunks) {
-    const { pass, goaway } = scanner.feed(c);
-    passed.push(pass);
-    if (goaway) goaways.push(goaway);
-  }
-  return { passed: Buffer.concat(passed), goaways };
-}
-
-function bytewise(b: Buffer): Buffer[] {
-  return [...b].map((x) => Buffer.from([x]));
-}
-
-Deno.test("Http2FrameScanner passes frames through and stops at GOAWAY", () => {
-  const settings = frame(4, 0, Buffer.alloc(12, 1));
-  const data = frame(0, 1, Buffer.from("hello"));
-  const ping = frame(6, 0, Buffer.alloc(8, 2));
-  const before = Buffer.concat([settings, data, ping]);
-  const goaway = goawayFrame(3, 11, "too_many_pings");
-  const after = frame(0, 3, Buffer.from("late"));
-
-  for (
-    const chunks of [[before], bytewise(before), [before.subarray(0, 10), before.subarray(10)]]
-  ) {
-    assert.deepEqual(scan(chunks), { passed: before, goaways: [] });
-  }
-  const want = { lastStreamId: 3, errorCode: 11, debugData: "too_many_pings" };
-  const all = Buffer.concat([before, goaway, after]);
-  for (
-    const chunks of [
-      [all],
-      bytewise(all),
-      [
-        before.subarray(0, 20),
-        Buffer.concat([before.subarray(20), goaway.subarray(0, 4)]),
-        goaway.subarray(4),
-        after,
-      ],
-    ]
-  ) {
-    assert.deepEqual(scan(chunks), { passed: before, goaways: [want] });
-  }
-  // A GOAWAY first, and one without debug data.
-  assert.deepEqual(scan([goawayFrame(0, 0, ""), settings]), {
-    passed: Buffer.alloc(0),
-    goaways: [{ lastStreamId: 0, errorCode: 0, debugData: "" }],
-  });
-});
+// --- through the GOAWAY guard (denoland/deno#36788) ------------------------------
 
 bounded(
   "a server's GOAWAY ends the connection without reaching nghttp2; the client reconnects",

@@ -64,7 +64,7 @@ export function isTeleportError(
 }
 
 /** Size refusals worded by the backends Teleport runs on (etcd, DynamoDB, Firestore, gRPC). */
-const TOO_LARGE = /too large|exceeds the maximum|larger than max|message length|size limit/i;
+const TOO_LARGE = /too large|exceed(?:s|ed)? the maximum|larger than max|size limit/i;
 
 const KIND_OF_CODE: ReadonlyMap<number, TeleportErrorKind> = new Map([
   [status.CANCELLED, "cancelled"],
@@ -83,11 +83,17 @@ const KIND_OF_CODE: ReadonlyMap<number, TeleportErrorKind> = new Map([
   [status.UNAUTHENTICATED, "denied"],
 ]);
 
+/** Whether `error` is what grpc-js rejects a call with (a status with details). */
+function isGrpcStatus(error: unknown): error is { code: number; details: string; message: string } {
+  if (typeof error !== "object" || error === null || error instanceof DOMException) return false;
+  const { code, details } = error as { code?: unknown; details?: unknown };
+  return typeof code === "number" && typeof details === "string";
+}
+
 /** The kind of a gRPC status error (or of anything else a call may throw). */
 export function kindOfGrpcError(error: unknown): TeleportErrorKind {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code !== "number") return "other";
-  const details = String((error as { details?: unknown }).details ?? "");
+  if (!isGrpcStatus(error)) return "other";
+  const { code, details } = error;
   if (
     (code === status.RESOURCE_EXHAUSTED || code === status.INVALID_ARGUMENT ||
       code === status.UNKNOWN) && TOO_LARGE.test(details)
@@ -102,12 +108,9 @@ export function kindOfGrpcError(error: unknown): TeleportErrorKind {
  * through unchanged.
  */
 export function fromGrpcError(error: unknown, what: string): unknown {
-  if (error instanceof TeleportError) return error;
-  const code = (error as { code?: unknown } | undefined)?.code;
-  if (typeof code !== "number") return error;
+  if (error instanceof TeleportError || !isGrpcStatus(error)) return error;
   const kind = kindOfGrpcError(error);
-  const details = String((error as { details?: unknown }).details ?? "") ||
-    (error as Error).message;
+  const details = error.details || error.message;
   const message = `${what} failed: ${details}`;
   return kind === "compare_failed"
     ? new CompareFailedError(message, { cause: error, details })

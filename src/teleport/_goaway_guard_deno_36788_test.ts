@@ -1,0 +1,72 @@
+import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
+import { type Goaway, Http2FrameScanner } from "./_goaway_guard_deno_36788.ts";
+
+/** One HTTP/2 frame: 9-byte header, then the payload. */
+function frame(type: number, streamId: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h.writeUInt32BE(streamId, 5);
+  return Buffer.concat([h, payload]);
+}
+
+function goawayFrame(lastStreamId: number, errorCode: number, debug: string): Buffer {
+  const p = Buffer.alloc(8);
+  p.writeUInt32BE(lastStreamId, 0);
+  p.writeUInt32BE(errorCode, 4);
+  return frame(7, 0, Buffer.concat([p, Buffer.from(debug)]));
+}
+
+/** Feeds `chunks`; returns what passed and the GOAWAYs reported. */
+function scan(chunks: Uint8Array[]): { passed: Buffer; goaways: Goaway[] } {
+  const scanner = new Http2FrameScanner();
+  const passed: Uint8Array[] = [];
+  const goaways: Goaway[] = [];
+  for (const c of chunks) {
+    const { pass, goaway } = scanner.feed(c);
+    passed.push(pass);
+    if (goaway) goaways.push(goaway);
+  }
+  return { passed: Buffer.concat(passed), goaways };
+}
+
+function bytewise(b: Buffer): Buffer[] {
+  return [...b].map((x) => Buffer.from([x]));
+}
+
+Deno.test("Http2FrameScanner passes frames through and stops at GOAWAY", () => {
+  const settings = frame(4, 0, Buffer.alloc(12, 1));
+  const data = frame(0, 1, Buffer.from("hello"));
+  const ping = frame(6, 0, Buffer.alloc(8, 2));
+  const before = Buffer.concat([settings, data, ping]);
+  const goaway = goawayFrame(3, 11, "too_many_pings");
+  const after = frame(0, 3, Buffer.from("late"));
+
+  for (
+    const chunks of [[before], bytewise(before), [before.subarray(0, 10), before.subarray(10)]]
+  ) {
+    assert.deepEqual(scan(chunks), { passed: before, goaways: [] });
+  }
+  const want = { lastStreamId: 3, errorCode: 11, debugData: "too_many_pings" };
+  const all = Buffer.concat([before, goaway, after]);
+  for (
+    const chunks of [
+      [all],
+      bytewise(all),
+      [
+        before.subarray(0, 20),
+        Buffer.concat([before.subarray(20), goaway.subarray(0, 4)]),
+        goaway.subarray(4),
+        after,
+      ],
+    ]
+  ) {
+    assert.deepEqual(scan(chunks), { passed: before, goaways: [want] });
+  }
+  // A GOAWAY first, and one without debug data.
+  assert.deepEqual(scan([goawayFrame(0, 0, ""), settings]), {
+    passed: Buffer.alloc(0),
+    goaways: [{ lastStreamId: 0, errorCode: 0, debugData: "" }],
+  });
+});
