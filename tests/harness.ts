@@ -198,6 +198,18 @@ export interface InProcessPlugin {
   readonly done: Promise<number>;
 }
 
+/** In-process plugins started and not yet stopped (see `inProcessSettled`). */
+const live = new Set<InProcessPlugin>();
+
+/**
+ * Resolves once every in-process plugin that runs has nothing under way
+ * (the "nothing more is coming" of exactly-once assertions, without waiting
+ * for a quiet period).
+ */
+export async function inProcessSettled(): Promise<void> {
+  await Promise.all([...live].map((p) => p.settled()));
+}
+
 /** Runs the plugin in this process with fast retries; stop it before the test ends. */
 export function runInProcess(
   configPath: string,
@@ -250,7 +262,7 @@ export function runInProcess(
       timer = setTimeout(() => reject(new Error(`Plugin not ready within ${timeout} ms`)), timeout);
     }),
   ]).finally(() => clearTimeout(timer));
-  return {
+  const plugin: InProcessPlugin = {
     owner,
     statusAddr,
     ready,
@@ -262,6 +274,9 @@ export function runInProcess(
       return done;
     },
   };
+  live.add(plugin);
+  done.finally(() => live.delete(plugin)).catch(() => {});
+  return plugin;
 }
 
 export interface ChildPlugin {

@@ -5,9 +5,8 @@
  */
 import assert from "node:assert/strict";
 import type { FakeSmtpServer, ReceivedMessage } from "./smtp_server.ts";
+import { inProcessSettled } from "./harness.ts";
 
-/** How long the mailbox must stay quiet before "nothing more is coming" is believed. */
-export const QUIET_MS = 300;
 /** Poll interval while waiting for emails. */
 const POLL_MS = 20;
 
@@ -59,8 +58,8 @@ export function allMessages(servers: readonly FakeSmtpServer[]): ReceivedMessage
 }
 
 /**
- * Waits until `messages()` holds `expected.length` emails and stays quiet,
- * then checks that each expected email arrived exactly once and nothing else
+ * Waits until `messages()` holds `expected.length` emails and the in-process
+ * plugins have nothing left to do, then checks that each expected email arrived exactly once and nothing else
  * did. Reports duplicates and missing emails by key.
  */
 export async function expectEachOnce(
@@ -72,11 +71,7 @@ export async function expectEachOnce(
   while (messages().length < expected.length && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-  let count = -1;
-  while (count !== messages().length) {
-    count = messages().length;
-    await new Promise((r) => setTimeout(r, QUIET_MS));
-  }
+  await inProcessSettled();
   const seen = new Map<string, number>();
   for (const m of messages()) seen.set(emailKey(m), (seen.get(emailKey(m)) ?? 0) + 1);
   const duplicates = [...seen].filter(([, n]) => n > 1).map(([k, n]) => `${k} (x${n})`);

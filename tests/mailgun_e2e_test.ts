@@ -18,8 +18,6 @@ import { type FakeMailgun, type MailgunRequest, startMailgunServer } from "./mai
 
 /** Upper bound of one test. */
 const TEST_TIMEOUT_MS = 30_000;
-/** How long the API must stay quiet before "nothing more is coming" is believed. */
-const QUIET_MS = 250;
 
 const API_KEY = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
 const DOMAIN = "mg.example.com";
@@ -69,14 +67,6 @@ function textField(r: MailgunRequest, name = "text"): string {
   return (r.field(name) ?? "").replaceAll("\r\n", "\n");
 }
 
-async function quiet(api: FakeMailgun) {
-  let count = -1;
-  while (count !== api.requests.length) {
-    count = api.requests.length;
-    await new Promise((r) => setTimeout(r, QUIET_MS));
-  }
-}
-
 /** Recipient → root id (bare) from the stored threads. */
 function storedThreads(c: Cluster, requestId: string): Map<string, string> {
   const text = c.teleport.pluginData(requestId)?.email_threads ?? "";
@@ -110,7 +100,7 @@ mailgunTest(
           suggestedReviewers: ["bob@example.com", "carol@example.com"],
         }).Metadata!.Name!;
         await api.waitFor(4);
-        await quiet(api);
+        await plugin.settled();
         const sends = accepted(api);
         assert.equal(sends.length, 3);
         assert.deepEqual(sends.map((r) => r.field("to")).sort(), [
@@ -172,7 +162,7 @@ mailgunTest(
         });
         c.teleport.approve(id, "okay");
         await api.waitFor(7);
-        await quiet(api);
+        await plugin.settled();
         const replies = accepted(api).filter((r) => r.field("h:In-Reply-To") !== undefined);
         assert.equal(replies.length, 4);
         for (const email of [OPS, "bob@example.com"]) {
@@ -212,7 +202,7 @@ mailgunTest(
         const first = c.teleport.createRequest({ user: "alice", roles: ["editor"] }).Metadata!
           .Name!;
         await api.waitFor(4);
-        await quiet(api);
+        await plugin.settled();
         assert.deepEqual(api.requests.slice(1).map((r) => r.status), [429, 500, 200]);
         assert.equal(accepted(api).filter((r) => r.field("to") === OPS).length, 1);
         await eventually(() => storedThreads(c, first).size === 1, 5_000, "thread stored");
@@ -225,7 +215,7 @@ mailgunTest(
           5_000,
           "the permanent failure logged with the request",
         );
-        await quiet(api);
+        await plugin.settled();
         assert.equal(api.requests.length, 5, "a 400 is not retried");
         assert.equal(c.teleport.pluginData(second)?.email_failed, OPS);
       } finally {

@@ -11,6 +11,7 @@ import {
   type Cluster,
   eventually,
   type InProcessPlugin,
+  inProcessSettled,
   runInProcess,
   SENDER,
   spawnPlugin,
@@ -24,6 +25,8 @@ import type { TeleportTestServerOptions } from "./teleport_server.ts";
 const TEST_TIMEOUT_MS = 30_000;
 /** How long the mailbox must stay quiet before "nothing more is coming" is believed. */
 const QUIET_MS = 250;
+/** Claim lifetime of replicas in the HA tests (renewed every third of it while sending). */
+const REPLICA_CLAIM_TTL_MS = 2_000;
 /** Default wait for emails. */
 const MAIL_WAIT_MS = 10_000;
 
@@ -104,19 +107,25 @@ function threadsOf(messages: readonly ReceivedMessage[]): Thread[] {
   return [...byRoot.values()];
 }
 
-/** Waits for `n` messages, then for the mailbox to stay quiet, and checks there are exactly `n`. */
+/**
+ * Waits for `n` messages, then until the in-process plugins have nothing
+ * left to do, and checks there are exactly `n`. With `spawned` (plugins in
+ * child processes, which cannot tell us that) it waits for the mailbox to
+ * stay quiet instead.
+ */
 async function expectExactly(
   smtp: FakeSmtpServer,
   n: number,
   timeoutMs = MAIL_WAIT_MS,
+  spawned = false,
 ): Promise<ReceivedMessage[]> {
   await smtp.waitFor(n, timeoutMs);
-  await quiet(smtp);
+  await (spawned ? quiet(smtp) : inProcessSettled());
   assert.equal(smtp.messages.length, n, `exactly ${n} emails`);
   return [...smtp.messages];
 }
 
-/** Resolves once no new message arrived for `QUIET_MS`. */
+/** Resolves once no new message arrived for `QUIET_MS` (plugins in child processes only). */
 async function quiet(smtp: FakeSmtpServer, ms = QUIET_MS) {
   let count = -1;
   while (count !== smtp.messages.length) {
@@ -159,7 +168,11 @@ async function withCluster(
     const config = await cluster.writeConfig(
       opts.roleToRecipients ? { roleToRecipients: opts.roleToRecipients } : {},
     );
-    for (let i = 0; i < (opts.plugins ?? 1); i++) plugins.push(runInProcess(config));
+    // Replicas: a shorter claim, so the instance that lost a claim retries
+    // (and finds nothing left to do) within the test's settling.
+    const count = opts.plugins ?? 1;
+    const replica = count > 1 ? { claimTtlMs: REPLICA_CLAIM_TTL_MS } : {};
+    for (let i = 0; i < count; i++) plugins.push(runInProcess(config, replica));
     await Promise.all(plugins.map((p) => p.ready));
     await fn(cluster, plugins, config);
     for (const plugin of plugins.splice(0)) assert.equal(await plugin.stop(), 0);
@@ -480,7 +493,7 @@ e2e(
       // The dead process's claim (same host, pid gone) is taken over at once,
       // not after it expires (30 s).
       const second = await spawn(config);
-      const threads = threadsOf(await expectExactly(cluster.smtp, 3));
+      const threads = threadsOf(await expectExactly(cluster.smtp, 3, MAIL_WAIT_MS, true));
       assert.deepEqual(recipients(threads), ["bob@example.com", "carol@example.com", OPS]);
       await eventually(
         () => (data().email_threads ?? "").split(",").length === 3,
@@ -494,7 +507,7 @@ e2e(
       await killMidSend(cluster, second, 3, () => (data().email_replies ?? "") === `${OPS}=0+`);
 
       const third = await spawn(config);
-      const all = threadsOf(await expectExactly(cluster.smtp, 6));
+      const all = threadsOf(await expectExactly(cluster.smtp, 6, MAIL_WAIT_MS, true));
       for (const t of all) {
         assert.deepEqual(t.replies.map(statusLine), ["✅ APPROVED (ok)"], t.to);
       }
@@ -638,7 +651,7 @@ e2e(
         const second = runInProcess(config);
         try {
           await second.ready;
-          await quiet(c.smtp);
+          await second.settled();
           assert.equal(c.smtp.messages.length, 2, "nothing resent");
         } finally {
           assert.equal(await second.stop(), 0);
@@ -722,7 +735,7 @@ e2e("plugin data written by the Go plugin is continued in its threads", async ()
     const plugin = runInProcess(config);
     try {
       await plugin.ready;
-      await quiet(c.smtp);
+      await plugin.settled();
       assert.equal(c.smtp.messages.length, 0, "nothing is resent on startup");
       c.teleport.review(id, { author: "carol@example.com", proposedState: "APPROVED" });
       c.teleport.approve(id, "ok");

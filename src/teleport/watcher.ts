@@ -168,6 +168,12 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
 
   // Stopping: let what is in flight finish, then abort it.
   const grace = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
+  if (queue.size > 0) {
+    log.info("Finishing {count} event(s) in flight (for up to {grace} ms)", {
+      count: queue.size,
+      grace,
+    });
+  }
   const graceTimer = clock.setTimeout(
     () => tasksAbort.abort(new Error("Shutdown grace period over")),
     grace,
