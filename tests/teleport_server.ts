@@ -3,12 +3,13 @@
  * `@grpc/grpc-js` server on 127.0.0.1 with mutual TLS (client certificates
  * are verified against the fake's own CA), serving our embedded proto, so
  * every message a client decodes went through the same serializers and field
- * numbers as the product. It keeps access requests, plugin data and access
- * monitoring rules in memory, follows the semantics of
- * `teleport-wire/README.md` (watch INIT/PUT/DELETE, plugin-data
- * compare-and-swap, paging), and lets tests drive the cluster: create,
- * review, resolve and delete requests, drop streams, refuse clients, restart
- * on the same port, and see which client certificate each RPC came with.
+ * numbers as the product. Its state is a `FakeCluster` (tests/fake_cluster.ts:
+ * access requests, plugin data with its compare-and-swap, access monitoring
+ * rules); this file turns it into Teleport's messages and answers, following
+ * `teleport-wire/README.md` (watch INIT/PUT/DELETE, paging), and lets tests
+ * drive the cluster: create, review, resolve and delete requests, drop
+ * streams, refuse clients, restart on the same port, and see which client
+ * certificate each RPC came with.
  * Test-only: never imported by the product.
  */
 
@@ -22,20 +23,31 @@ import {
   type PbAccessMonitoringRule,
   type PbAccessRequest,
   type PbAccessRequestFilter,
-  type PbAccessReview,
   type PbEvent,
   type PbListAccessMonitoringRulesRequest,
   type PbListAccessRequestsRequest,
   type PbPluginData,
   type PbPluginDataFilter,
   type PbPluginDataUpdateParams,
-  type PbRequestState,
-  type PbResourceId,
   type PbTimestamp,
   type PbWatch,
   type PbWatchKind,
   teleportProto,
 } from "../src/teleport/proto.ts";
+import {
+  KIND_ACCESS_MONITORING_RULE,
+  KIND_ACCESS_REQUEST,
+  UNSET_TIME_SECONDS,
+} from "../src/teleport/convert.ts";
+import type { AccessRequest, AccessReview, RequestState } from "../src/teleport/types.ts";
+import {
+  type ClusterChange,
+  FAKE_PING,
+  FakeCluster,
+  type FakeRule,
+  type OrderedRequest,
+  StatusError,
+} from "./fake_cluster.ts";
 import {
   identityFileText,
   issueCert,
@@ -59,12 +71,10 @@ const WAIT_POLL_MS = 5;
 /** How long a new request stays pending when `expires` is not given (Teleport's default). */
 const DEFAULT_REQUEST_TTL_MS = 3600_000;
 
-/** Resource kind of access requests in watches and plugin data. */
-export const KIND_ACCESS_REQUEST = "access_request";
-/** Resource kind of access monitoring rules in watches. */
-export const KIND_ACCESS_MONITORING_RULE = "access_monitoring_rule";
+/** Resource kinds in watches and plugin data, as Teleport names them. */
+export { KIND_ACCESS_MONITORING_RULE, KIND_ACCESS_REQUEST };
 /** Go's zero `time.Time`: how Teleport encodes an unset non-nullable timestamp. */
-export const ZERO_TIME_SECONDS = -62135596800;
+export const ZERO_TIME_SECONDS = UNSET_TIME_SECONDS;
 
 /** The RPCs the fake serves, by method name. */
 export type TeleportMethod =
@@ -77,6 +87,8 @@ export type TeleportMethod =
   | "ListAccessMonitoringRulesWithFilter";
 
 export interface TeleportTestServerOptions {
+  /** The state to serve (shared with other servers or fake clients); default a new one. */
+  cluster?: FakeCluster;
   /** Default `"teleport.example.com"`. */
   clusterName?: string;
   /** Ping's ServerVersion; default `"17.4.8"`. */
@@ -201,12 +213,6 @@ interface Watcher {
   kinds: Set<string>;
 }
 
-interface StoredRequest {
-  seq: number;
-  createdMs: number;
-  value: PbAccessRequest;
-}
-
 type Handler = grpc.UntypedHandleCall;
 
 /**
@@ -229,6 +235,8 @@ export class TeleportTestServer {
   readonly serverCert: Pem;
   /** Every RPC with the client certificate it came on, oldest first. */
   readonly peers: PeerRecord[] = [];
+  /** The state served: access requests, plugin data, rules. */
+  readonly cluster: FakeCluster;
 
   advancedAccessWorkflows: boolean;
   proxyPublicAddr: string;
@@ -242,20 +250,17 @@ export class TeleportTestServer {
   #refusing = false;
   #now: () => Date;
   #keyType: KeyType;
-  #seq = 0;
-  #requests = new Map<string, StoredRequest>();
-  /** Request id → plugin name → data. Kept after the request is deleted, as Teleport does. */
-  #pluginData = new Map<string, Map<string, Record<string, string>>>();
-  #rules = new Map<string, PbAccessMonitoringRule>();
+  #unsubscribe: () => void;
   #watchers = new Set<Watcher>();
   #calls = new Map<TeleportMethod, number>();
   #injected = new Map<TeleportMethod, { status: InjectedStatus; times: number }>();
 
   private constructor(opts: TeleportTestServerOptions, ca: Pem, serverCert: Pem) {
-    this.clusterName = opts.clusterName ?? "teleport.example.com";
-    this.serverVersion = opts.serverVersion ?? "17.4.8";
-    this.advancedAccessWorkflows = opts.advancedAccessWorkflows ?? true;
-    this.proxyPublicAddr = opts.proxyPublicAddr ?? "teleport.example.com:443";
+    this.clusterName = opts.clusterName ?? FAKE_PING.clusterName;
+    this.serverVersion = opts.serverVersion ?? FAKE_PING.serverVersion;
+    this.advancedAccessWorkflows = opts.advancedAccessWorkflows ??
+      FAKE_PING.advancedAccessWorkflows;
+    this.proxyPublicAddr = opts.proxyPublicAddr ?? FAKE_PING.proxyPublicAddr;
     this.allowAccessMonitoringRules = opts.allowAccessMonitoringRules ?? true;
     this.listPageSize = opts.listPageSize ?? 2;
     this.implementListAccessRequests = opts.implementListAccessRequests ?? true;
@@ -264,12 +269,14 @@ export class TeleportTestServer {
     this.#keyType = opts.keyType ?? "rsa";
     this.ca = ca;
     this.serverCert = serverCert;
+    this.cluster = opts.cluster ?? new FakeCluster();
+    this.#unsubscribe = this.cluster.subscribe((change) => this.#broadcast(change));
   }
 
   /** Makes the PKI and starts serving on 127.0.0.1. */
   static async start(opts: TeleportTestServerOptions = {}): Promise<TeleportTestServer> {
     const keyType = opts.keyType ?? "rsa";
-    const ca = opts.ca ?? await makeCa(opts.clusterName ?? "teleport.example.com", { keyType });
+    const ca = opts.ca ?? await makeCa(opts.clusterName ?? FAKE_PING.clusterName, { keyType });
     const serverCert = await issueCert(ca, {
       commonName: TELEPORT_SERVER_NAME,
       dnsNames: [TELEPORT_SERVER_NAME, `*.${TELEPORT_SERVER_NAME}`, "localhost"],
@@ -367,72 +374,58 @@ export class TeleportTestServer {
   /** Creates a PENDING request and emits PUT; returns it as the wire carries it. */
   createRequest(o: CreateRequestOptions): PbAccessRequest {
     const id = o.id ?? crypto.randomUUID();
-    if (this.#requests.has(id)) throw new Error(`Access request "${id}" already exists`);
+    if (this.cluster.requests.has(id)) throw new Error(`Access request "${id}" already exists`);
     const created = o.created ?? this.#now();
-    const expires = o.expires ?? new Date(created.getTime() + DEFAULT_REQUEST_TTL_MS);
-    const resources: PbResourceId[] = (o.requestedResources ?? []).map((r) => ({
-      ClusterName: r.clusterName ?? this.clusterName,
-      Kind: r.kind,
-      Name: r.name,
-      SubResourceName: r.subResourceName ?? "",
-    }));
-    const value: PbAccessRequest = {
-      Kind: KIND_ACCESS_REQUEST,
-      Version: "v3",
-      Metadata: {
-        Name: id,
-        Namespace: "default",
-        Expires: timestamp(expires),
-        Revision: crypto.randomUUID(),
-      },
-      Spec: {
-        User: o.user,
-        Roles: [...o.roles],
-        State: "PENDING",
-        Created: timestamp(created),
-        Expires: timestamp(expires),
-        RequestReason: o.reason ?? "",
-        SuggestedReviewers: [...(o.suggestedReviewers ?? [])],
-        RequestedResourceIDs: resources,
-        LoginHint: o.loginHint ?? "",
-        MaxDuration: o.maxDuration ? timestamp(o.maxDuration) : zeroTime(),
-        SessionTTL: o.sessionTtl ? timestamp(o.sessionTtl) : zeroTime(),
-        ...(o.systemAnnotations ? { SystemAnnotations: labelValues(o.systemAnnotations) } : {}),
-      },
+    const request: AccessRequest = {
+      id,
+      user: o.user,
+      roles: [...o.roles],
+      state: "PENDING",
+      created,
+      expires: o.expires ?? new Date(created.getTime() + DEFAULT_REQUEST_TTL_MS),
+      requestReason: o.reason ?? "",
+      resolveReason: "",
+      systemAnnotations: structuredClone(o.systemAnnotations ?? {}),
+      reviews: [],
+      suggestedReviewers: [...(o.suggestedReviewers ?? [])],
+      requestedResources: (o.requestedResources ?? []).map((r) => ({
+        clusterName: r.clusterName ?? this.clusterName,
+        kind: r.kind,
+        name: r.name,
+        subResourceName: r.subResourceName ?? "",
+      })),
+      loginHint: o.loginHint ?? "",
+      ...(o.maxDuration ? { maxDuration: o.maxDuration } : {}),
+      ...(o.sessionTtl ? { sessionTtl: o.sessionTtl } : {}),
     };
-    this.#requests.set(id, { seq: this.#seq++, createdMs: created.getTime(), value });
-    this.#emitRequestPut(value);
-    return structuredClone(value);
+    return toPbAccessRequest(this.cluster.putRequest(request));
   }
 
   /** The stored request (a copy), or undefined. */
   request(id: string): PbAccessRequest | undefined {
-    const stored = this.#requests.get(id);
-    return stored && structuredClone(stored.value);
+    const stored = this.cluster.requests.get(id);
+    return stored && toPbAccessRequest(stored);
   }
 
   /** Ids of the stored requests, oldest first. */
   requestIds(): string[] {
-    return this.#sortedRequests(false).map((r) => r.value.Metadata?.Name ?? "");
+    return this.cluster.creationOrder().map((r) => r.request.id);
   }
 
   /** Appends a review (optionally resolving the request) and emits PUT. */
   review(id: string, o: ReviewOptions): PbAccessRequest {
-    const req = this.#mustRequest(id);
-    const spec = req.Spec ??= {};
-    const review: PbAccessReview = {
-      Author: o.author,
-      Roles: [...(o.roles ?? [])],
-      ProposedState: o.proposedState,
-      Reason: o.reason ?? "",
-      Created: timestamp(this.#now()),
+    const review: AccessReview = {
+      author: o.author,
+      roles: [...(o.roles ?? [])],
+      proposedState: o.proposedState,
+      reason: o.reason ?? "",
+      created: this.#now(),
     };
-    spec.Reviews = [...(spec.Reviews ?? []), review];
-    if (o.resolve) {
-      spec.State = o.proposedState;
-      spec.ResolveReason = o.reason ?? "";
-    }
-    return this.#touch(req);
+    return toPbAccessRequest(this.cluster.updateRequest(id, (r) => ({
+      ...r,
+      reviews: [...r.reviews, review],
+      ...(o.resolve ? { state: o.proposedState, resolveReason: o.reason ?? "" } : {}),
+    })));
   }
 
   /** Sets the state to APPROVED with `reason` and emits PUT. */
@@ -451,81 +444,42 @@ export class TeleportTestServer {
     reason = "",
     accessList?: { name: string; title: string },
   ): PbAccessRequest {
-    const req = this.#mustRequest(id);
-    if (accessList) {
-      (req.Spec ??= {}).accessList = { Name: accessList.name, Title: accessList.title };
-    }
-    return this.#resolve(id, "PROMOTED", reason);
+    return this.#resolve(id, "PROMOTED", reason, accessList && { accessList: { ...accessList } });
   }
 
   /** Deletes the request and emits DELETE; its plugin data stays, as in Teleport. */
   deleteRequest(id: string): void {
-    if (!this.#requests.delete(id)) throw new Error(`No access request "${id}"`);
-    this.#emit(KIND_ACCESS_REQUEST, {
-      Type: "DELETE",
-      ResourceHeader: {
-        Kind: KIND_ACCESS_REQUEST,
-        Version: "v3",
-        Metadata: { Name: id, Namespace: "default" },
-      },
-    });
+    this.cluster.deleteRequest(id);
   }
 
   /** Creates or replaces an access monitoring rule and emits PUT. */
   putRule(input: RuleInput): PbAccessMonitoringRule {
-    const rule: PbAccessMonitoringRule = {
-      metadata: { name: input.name, revision: crypto.randomUUID() },
-      kind: KIND_ACCESS_MONITORING_RULE,
-      version: "v1",
-      spec: {
-        subjects: [...(input.subjects ?? [KIND_ACCESS_REQUEST])],
-        states: [...(input.states ?? [])],
-        condition: input.condition ?? "",
-        ...(input.notification
-          ? {
-            notification: {
-              name: input.notification.name,
-              recipients: [...input.notification.recipients],
-            },
-          }
-          : {}),
-        desired_state: input.desiredState ?? "",
+    return toPbRule(this.cluster.putRule({
+      name: input.name,
+      subjects: [...(input.subjects ?? [KIND_ACCESS_REQUEST])],
+      states: [...(input.states ?? [])],
+      condition: input.condition ?? "",
+      notification: {
+        name: input.notification?.name ?? "",
+        recipients: [...(input.notification?.recipients ?? [])],
       },
-    };
-    this.#rules.set(input.name, rule);
-    this.#emit(KIND_ACCESS_MONITORING_RULE, {
-      Type: "PUT",
-      AccessMonitoringRule: structuredClone(rule),
-    });
-    return structuredClone(rule);
+      desiredState: input.desiredState ?? "",
+    }));
   }
 
   /** Deletes an access monitoring rule and emits DELETE. */
   deleteRule(name: string): void {
-    if (!this.#rules.delete(name)) throw new Error(`No access monitoring rule "${name}"`);
-    this.#emit(KIND_ACCESS_MONITORING_RULE, {
-      Type: "DELETE",
-      ResourceHeader: {
-        Kind: KIND_ACCESS_MONITORING_RULE,
-        Version: "v1",
-        Metadata: { Name: name },
-      },
-    });
+    this.cluster.deleteRule(name);
   }
 
   /** The data `plugin` stored on request `id` (a copy), or undefined. */
   pluginData(id: string, plugin = "email"): Record<string, string> | undefined {
-    const data = this.#pluginData.get(id)?.get(plugin);
-    return data && { ...data };
+    return this.cluster.getPluginData(id, plugin);
   }
 
   /** Replaces `plugin`'s data on `id` (no checks, no request needed); `{}` removes it. */
   setPluginData(id: string, data: Record<string, string>, plugin = "email"): void {
-    const entries = this.#pluginData.get(id) ?? new Map<string, Record<string, string>>();
-    const clean = Object.fromEntries(Object.entries(data).filter(([, v]) => v !== ""));
-    if (Object.keys(clean).length === 0) entries.delete(plugin);
-    else entries.set(plugin, clean);
-    this.#pluginData.set(id, entries);
+    this.cluster.setPluginData(id, data, plugin);
   }
 
   // -------------------------------------------------------------------------
@@ -583,6 +537,7 @@ export class TeleportTestServer {
   /** Hard teardown: cuts every connection at once; the server cannot be restarted. */
   close(): void {
     this.#closed = true;
+    this.#unsubscribe();
     const server = this.#server;
     this.#server = undefined;
     for (const w of [...this.#watchers]) {
@@ -664,9 +619,9 @@ export class TeleportTestServer {
         "GetAccessRequestsV2",
         "types.AccessRequestV3",
         (filter: PbAccessRequestFilter) =>
-          this.#sortedRequests(false)
-            .filter((r) => matchesFilter(r.value, filter))
-            .map((r) => structuredClone(r.value)),
+          this.cluster.creationOrder()
+            .filter((r) => matchesFilter(r.request, filter))
+            .map((r) => toPbAccessRequest(r.request)),
       ),
       GetPluginData: this.#unary(
         "GetPluginData",
@@ -819,8 +774,9 @@ export class TeleportTestServer {
     for (const w of this.#watchers) if (w.kinds.has(kind)) this.#write(w, event);
   }
 
-  #emitRequestPut(value: PbAccessRequest): void {
-    this.#emit(KIND_ACCESS_REQUEST, { Type: "PUT", AccessRequest: value });
+  /** A change of the cluster, to the watchers of its kind. */
+  #broadcast(change: ClusterChange): void {
+    this.#emit(change.kind, toPbEvent(change));
   }
 
   #endWatcher(w: Watcher, status: InjectedStatus): void {
@@ -828,31 +784,15 @@ export class TeleportTestServer {
     if (w.call.writable) w.call.emit("error", status);
   }
 
-  #mustRequest(id: string): PbAccessRequest {
-    const stored = this.#requests.get(id);
-    if (!stored) throw new Error(`No access request "${id}"`);
-    return stored.value;
-  }
-
-  #touch(req: PbAccessRequest): PbAccessRequest {
-    (req.Metadata ??= {}).Revision = crypto.randomUUID();
-    this.#emitRequestPut(req);
-    return structuredClone(req);
-  }
-
-  #resolve(id: string, state: PbRequestState, reason: string): PbAccessRequest {
-    const req = this.#mustRequest(id);
-    const spec = req.Spec ??= {};
-    spec.State = state;
-    spec.ResolveReason = reason;
-    return this.#touch(req);
-  }
-
-  #sortedRequests(descending: boolean): StoredRequest[] {
-    const all = [...this.#requests.values()].sort((a, b) =>
-      a.createdMs - b.createdMs || a.seq - b.seq
+  #resolve(
+    id: string,
+    state: RequestState,
+    reason: string,
+    extra: Partial<AccessRequest> = {},
+  ): PbAccessRequest {
+    return toPbAccessRequest(
+      this.cluster.updateRequest(id, (r) => ({ ...r, ...extra, state, resolveReason: reason })),
     );
-    return descending ? all.reverse() : all;
   }
 
   #listAccessRequests(req: PbListAccessRequestsRequest) {
@@ -863,9 +803,9 @@ export class TeleportTestServer {
       );
     }
     const descending = req.Descending === true;
-    const matching = this.#sortedRequests(descending).filter((r) =>
-      matchesFilter(r.value, req.Filter ?? {})
-    );
+    const ordered = this.cluster.creationOrder();
+    if (descending) ordered.reverse();
+    const matching = ordered.filter((r) => matchesFilter(r.request, req.Filter ?? {}));
     let start = 0;
     if (req.StartKey) {
       const key = parsePageKey(req.StartKey);
@@ -880,7 +820,7 @@ export class TeleportTestServer {
     const page = matching.slice(start, start + limit);
     const next = matching[start + limit];
     return {
-      AccessRequests: page.map((r) => structuredClone(r.value)),
+      AccessRequests: page.map((r) => toPbAccessRequest(r.request)),
       NextKey: next ? `${next.createdMs}/${next.seq}` : "",
     };
   }
@@ -892,29 +832,24 @@ export class TeleportTestServer {
         `unsupported resource kind ${JSON.stringify(filter.Kind ?? "")}`,
       );
     }
-    const ids = filter.Resource ? [filter.Resource] : [...this.#pluginData.keys()];
-    const out: PbPluginData[] = [];
-    for (const id of ids) {
-      const entries = this.#pluginData.get(id);
-      if (!entries) continue;
-      // Teleport's PluginDataFilter.Match: the plugin must have an entry; every entry is returned.
-      if (filter.Plugin && !entries.has(filter.Plugin)) continue;
-      out.push({
-        Kind: "plugin_data",
-        SubKind: KIND_ACCESS_REQUEST,
-        Version: "v3",
-        Metadata: { Name: id, Namespace: "default" },
-        Spec: {
-          Entries: Object.fromEntries(
-            [...entries].map(([plugin, data]) => [plugin, { Data: { ...data } }]),
-          ),
-        },
-      });
-    }
-    return out;
+    const found = this.cluster.findPluginData({
+      ...(filter.Resource ? { resource: filter.Resource } : {}),
+      ...(filter.Plugin ? { plugin: filter.Plugin } : {}),
+    });
+    return found.map(({ requestId, entries }) => ({
+      Kind: "plugin_data",
+      SubKind: KIND_ACCESS_REQUEST,
+      Version: "v3",
+      Metadata: { Name: requestId, Namespace: "default" },
+      Spec: {
+        Entries: Object.fromEntries(
+          Object.entries(entries).map(([plugin, data]) => [plugin, { Data: data }]),
+        ),
+      },
+    }));
   }
 
-  /** Teleport's `updateAccessRequestPluginData` and `PluginDataEntry.Update`. */
+  /** Teleport's `updateAccessRequestPluginData`; the compare-and-swap is the cluster's. */
   #updatePluginData(p: PbPluginDataUpdateParams): void {
     if (p.Kind !== KIND_ACCESS_REQUEST) {
       throw statusError(
@@ -922,34 +857,7 @@ export class TeleportTestServer {
         `unsupported resource kind ${JSON.stringify(p.Kind ?? "")}`,
       );
     }
-    const id = p.Resource ?? "";
-    const plugin = p.Plugin ?? "";
-    if (id === "" || plugin === "") {
-      throw statusError(grpc.status.INVALID_ARGUMENT, "missing resource or plugin name");
-    }
-    // The data object outlives its request; only creating one needs the request.
-    let entries = this.#pluginData.get(id);
-    if (!entries && !this.#requests.has(id)) {
-      throw statusError(grpc.status.NOT_FOUND, `access request ${JSON.stringify(id)} not found`);
-    }
-    entries ??= new Map();
-    const current = entries.get(plugin) ?? {};
-    for (const [key, want] of Object.entries(p.Expect ?? {})) {
-      if ((current[key] ?? "") !== want) {
-        throw statusError(
-          grpc.status.FAILED_PRECONDITION,
-          `expectations not met for field ${JSON.stringify(key)}`,
-        );
-      }
-    }
-    const next = { ...current };
-    for (const [key, value] of Object.entries(p.Set ?? {})) {
-      if (value === "") delete next[key];
-      else next[key] = value;
-    }
-    if (Object.keys(next).length === 0) entries.delete(plugin);
-    else entries.set(plugin, next);
-    this.#pluginData.set(id, entries);
+    this.cluster.updatePluginData(p.Resource ?? "", p.Set ?? {}, p.Expect ?? {}, p.Plugin ?? "");
   }
 
   #listRules(req: PbListAccessMonitoringRulesRequest) {
@@ -959,19 +867,13 @@ export class TeleportTestServer {
         `access denied to perform action "list" on "${KIND_ACCESS_MONITORING_RULE}"`,
       );
     }
-    const subjects = req.subjects ?? [];
-    const matching = [...this.#rules.values()]
-      .filter((r) => {
-        const spec = r.spec ?? {};
-        if (req.notification_name && spec.notification?.name !== req.notification_name) {
-          return false;
-        }
-        return subjects.every((s) => (spec.subjects ?? []).includes(s));
-      })
-      .sort((a, b) => (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? ""));
+    const matching = this.cluster.listRules({
+      subjects: req.subjects ?? [],
+      ...(req.notification_name ? { notificationName: req.notification_name } : {}),
+    });
     let start = 0;
     if (req.page_token) {
-      start = matching.findIndex((r) => (r.metadata?.name ?? "") >= (req.page_token ?? ""));
+      start = matching.findIndex((r) => r.name >= (req.page_token ?? ""));
       if (start < 0) start = matching.length;
     }
     const size = req.page_size && req.page_size > 0
@@ -979,8 +881,8 @@ export class TeleportTestServer {
       : this.listPageSize;
     const next = matching[start + size];
     return {
-      rules: matching.slice(start, start + size).map((r) => structuredClone(r)),
-      next_page_token: next?.metadata?.name ?? "",
+      rules: matching.slice(start, start + size).map(toPbRule),
+      next_page_token: next?.name ?? "",
     };
   }
 }
@@ -997,9 +899,98 @@ function zeroTime(): PbTimestamp {
   return { seconds: ZERO_TIME_SECONDS, nanos: 0 };
 }
 
-function labelValues(m: Record<string, string[]>) {
+function labelValues(m: Readonly<Record<string, readonly string[]>>) {
   return {
     Values: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, { Values: [...v] }])),
+  };
+}
+
+/**
+ * An access request as Teleport sends it: Go's zero time for the unset
+ * `MaxDuration` and `SessionTTL`, the expiry in both `Metadata` and `Spec`.
+ */
+function toPbAccessRequest(r: AccessRequest): PbAccessRequest {
+  const expires = r.expires && timestamp(r.expires);
+  return {
+    Kind: KIND_ACCESS_REQUEST,
+    Version: "v3",
+    Metadata: {
+      Name: r.id,
+      Namespace: "default",
+      ...(expires ? { Expires: expires } : {}),
+      Revision: r.revision ?? "",
+    },
+    Spec: {
+      User: r.user,
+      Roles: [...r.roles],
+      State: r.state,
+      ...(r.created ? { Created: timestamp(r.created) } : {}),
+      ...(expires ? { Expires: expires } : {}),
+      RequestReason: r.requestReason,
+      ResolveReason: r.resolveReason,
+      Reviews: r.reviews.map((v) => ({
+        Author: v.author,
+        Roles: [...v.roles],
+        ProposedState: v.proposedState,
+        Reason: v.reason,
+        ...(v.created ? { Created: timestamp(v.created) } : {}),
+      })),
+      SuggestedReviewers: [...r.suggestedReviewers],
+      RequestedResourceIDs: r.requestedResources.map((id) => ({
+        ClusterName: id.clusterName,
+        Kind: id.kind,
+        Name: id.name,
+        SubResourceName: id.subResourceName,
+      })),
+      LoginHint: r.loginHint,
+      MaxDuration: r.maxDuration ? timestamp(r.maxDuration) : zeroTime(),
+      SessionTTL: r.sessionTtl ? timestamp(r.sessionTtl) : zeroTime(),
+      ...(r.assumeStartTime ? { AssumeStartTime: timestamp(r.assumeStartTime) } : {}),
+      ...(r.resourceExpiry ? { ResourceExpiry: timestamp(r.resourceExpiry) } : {}),
+      ...(r.accessList
+        ? { accessList: { Name: r.accessList.name, Title: r.accessList.title } }
+        : {}),
+      ...(Object.keys(r.systemAnnotations).length > 0
+        ? { SystemAnnotations: labelValues(r.systemAnnotations) }
+        : {}),
+    },
+  };
+}
+
+function toPbRule(r: FakeRule): PbAccessMonitoringRule {
+  const { notification } = r;
+  return {
+    metadata: { name: r.name, revision: r.revision ?? "" },
+    kind: KIND_ACCESS_MONITORING_RULE,
+    version: "v1",
+    spec: {
+      subjects: [...r.subjects],
+      states: [...r.states],
+      condition: r.condition,
+      // A rule without a notification has none on the wire.
+      ...(notification.name !== "" || notification.recipients.length > 0
+        ? { notification: { name: notification.name, recipients: [...notification.recipients] } }
+        : {}),
+      desired_state: r.desiredState,
+    },
+  };
+}
+
+/** A cluster change as a watch event: PUT with the resource, DELETE with its header only. */
+function toPbEvent(change: ClusterChange): PbEvent {
+  if (change.type === "put") {
+    return change.kind === KIND_ACCESS_REQUEST
+      ? { Type: "PUT", AccessRequest: toPbAccessRequest(change.request) }
+      : { Type: "PUT", AccessMonitoringRule: toPbRule(change.rule) };
+  }
+  const isRequest = change.kind === KIND_ACCESS_REQUEST;
+  return {
+    Type: "DELETE",
+    ResourceHeader: {
+      Kind: change.kind,
+      Version: isRequest ? "v3" : "v1",
+      Metadata: isRequest ? { Name: change.name, Namespace: "default" } : { Name: change.name },
+    },
   };
 }
 
@@ -1013,10 +1004,10 @@ function watchKindCopy(k: PbWatchKind): PbWatchKind {
   };
 }
 
-function matchesFilter(req: PbAccessRequest, f: PbAccessRequestFilter): boolean {
-  if (f.ID && req.Metadata?.Name !== f.ID) return false;
-  if (f.User && req.Spec?.User !== f.User) return false;
-  if (f.State !== undefined && f.State !== "NONE" && f.State !== 0 && req.Spec?.State !== f.State) {
+function matchesFilter(req: AccessRequest, f: PbAccessRequestFilter): boolean {
+  if (f.ID && req.id !== f.ID) return false;
+  if (f.User && req.user !== f.User) return false;
+  if (f.State !== undefined && f.State !== "NONE" && f.State !== 0 && req.state !== f.State) {
     return false;
   }
   return true;
@@ -1030,15 +1021,8 @@ function parsePageKey(key: string): { createdMs: number; seq: number } {
   return { createdMs: Number(m[1]), seq: Number(m[2]) };
 }
 
-function comparePageKey(r: StoredRequest, key: { createdMs: number; seq: number }): number {
+function comparePageKey(r: OrderedRequest, key: { createdMs: number; seq: number }): number {
   return r.createdMs - key.createdMs || r.seq - key.seq;
-}
-
-class StatusError extends Error {
-  constructor(readonly code: grpc.status, details: string) {
-    super(details);
-    this.name = "StatusError";
-  }
 }
 
 function statusError(code: grpc.status, details: string): StatusError {
@@ -1046,7 +1030,7 @@ function statusError(code: grpc.status, details: string): StatusError {
 }
 
 function toStatus(err: unknown): InjectedStatus {
-  if (err instanceof StatusError) return { code: err.code, details: err.message };
+  if (err instanceof StatusError) return { code: err.code, details: err.details };
   return { code: grpc.status.INTERNAL, details: `fake auth server: ${String(err)}` };
 }
 

@@ -2,6 +2,7 @@
  * Jittered exponential backoff and an abortable sleep, shared by the watch
  * stream reconnects and the email retries.
  */
+import { REAL_CLOCK } from "./clock.ts";
 
 export interface BackoffOptions {
   /** First delay, before jitter. */
@@ -26,20 +27,9 @@ export function backoffDelay(
   return Math.round(raw * (0.5 + random() * 0.5));
 }
 
-/** Resolves after `ms`, or rejects with the signal's reason when it aborts first. */
+/** Resolves after `ms`, or rejects with the signal's reason when it aborts first (real time). */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener("abort", onAbort, { once: true });
-  });
+  return REAL_CLOCK.sleep(ms, signal);
 }
 
 export type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
