@@ -1,66 +1,17 @@
 /**
- * The notifier's logic against an in-memory Teleport (exact plugin-data
- * compare-and-swap semantics) and a recording mailer. The same behaviour is
+ * The notifier's logic against the in-memory cluster (the same plugin-data
+ * compare-and-swap as the gRPC test server's) and a recording mailer, on a
+ * fake clock. The same behaviour is
  * proven over real gRPC and SMTP in tests/notify_e2e_test.ts.
  */
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { NotifyApp } from "./app.ts";
 import { MailError, type OutgoingEmail } from "../mail/mailer.ts";
-import {
-  type AccessRequest,
-  type AccessReview,
-  CompareFailedError,
-  type PluginData,
-  type TeleportClient,
-} from "../teleport/types.ts";
-
-class MemoryTeleport implements TeleportClient {
-  requests = new Map<string, AccessRequest>();
-  data = new Map<string, Record<string, string>>();
-  ping() {
-    return Promise.resolve({
-      clusterName: "teleport.example.com",
-      serverVersion: "17.4.8",
-      advancedAccessWorkflows: true,
-      proxyPublicAddr: "teleport.example.com:443",
-    });
-  }
-  // deno-lint-ignore require-yield
-  async *watch() {
-    throw new Error("not used");
-  }
-  listAccessRequests(filter: { id?: string } = {}) {
-    return Promise.resolve(
-      [...this.requests.values()].filter((r) => !filter.id || r.id === filter.id),
-    );
-  }
-  getPluginData(id: string) {
-    const d = this.data.get(id);
-    return Promise.resolve(d ? { ...d } : undefined);
-  }
-  listPluginData() {
-    return Promise.resolve([...this.data].map(([requestId, data]) => ({ requestId, data })));
-  }
-  updatePluginData(id: string, set: PluginData, expect: PluginData) {
-    const stored = this.data.get(id);
-    if (!stored && !this.requests.has(id)) return Promise.reject(new Error("not found"));
-    const current = stored ?? {};
-    for (const [k, v] of Object.entries(expect)) {
-      if ((current[k] ?? "") !== v) {
-        return Promise.reject(new CompareFailedError(`expectations not met for field "${k}"`));
-      }
-    }
-    const next = { ...current };
-    for (const [k, v] of Object.entries(set)) v === "" ? delete next[k] : (next[k] = v);
-    this.data.set(id, next);
-    return Promise.resolve();
-  }
-  listAccessMonitoringRules() {
-    return Promise.resolve([]);
-  }
-  close() {}
-}
+import type { AccessRequest, AccessReview } from "../teleport/types.ts";
+import { FakeClock } from "../lib/clock.ts";
+import { Activity } from "../lib/activity.ts";
+import { FakeTeleportClient } from "../../tests/fake_cluster.ts";
 
 function request(id: string, patch: Partial<AccessRequest> = {}): AccessRequest {
   return {
@@ -88,13 +39,16 @@ interface Sent extends OutgoingEmail {
 }
 
 function setup(
-  teleport = new MemoryTeleport(),
+  teleport = new FakeTeleportClient(),
   opts: {
     owner?: string;
     fail?: (e: OutgoingEmail, n: number) => Error | undefined;
     claimTtlMs?: number;
+    clock?: FakeClock;
   } = {},
 ) {
+  const clock = opts.clock ?? new FakeClock(Date.UTC(2026, 10, 23));
+  const activity = new Activity();
   const sent: Sent[] = [];
   let n = 0;
   const app = new NotifyApp({
@@ -116,14 +70,16 @@ function setup(
     owner: opts.owner ?? "a",
     log: getLogger(["test"]),
     retryBackoff: { baseMs: 5, capMs: 20 },
+    clock,
+    activity,
     ...(opts.claimTtlMs ? { claimTtlMs: opts.claimTtlMs } : {}),
   });
-  return { app, sent, teleport };
+  return { app, sent, teleport, clock, activity };
 }
 
 const signal = () => AbortSignal.timeout(5000);
 
-async function put(app: NotifyApp, teleport: MemoryTeleport, r: AccessRequest) {
+async function put(app: NotifyApp, teleport: FakeTeleportClient, r: AccessRequest) {
   teleport.requests.set(r.id, r);
   await app.handleEvent({ type: "put", kind: "access_request", request: r }, signal());
 }
@@ -214,7 +170,7 @@ Deno.test("a recipient refused for good is logged and not retried; the others ge
 
 Deno.test("a transient failure is retried later without repeating what was sent", async () => {
   let failures = 2;
-  const { app, sent, teleport } = setup(undefined, {
+  const { app, sent, teleport, clock, activity } = setup(undefined, {
     fail: (e) =>
       e.to === "carol@example.com" && failures-- > 0
         ? new MailError("421 try later", { transient: true })
@@ -222,7 +178,13 @@ Deno.test("a transient failure is retried later without repeating what was sent"
   });
   await put(app, teleport, request("r5"));
   assert.equal(app.retryQueueDepth, 1);
-  for (let i = 0; i < 100 && sent.length < 3; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(sent.length, 2);
+  // Each retry is due within the backoff's cap (20 ms); two of them fail.
+  for (let i = 0; i < 2; i++) {
+    await clock.tick(20);
+    await activity.idle();
+  }
+  assert.equal(app.retryQueueDepth, 0);
   assert.deepEqual(sent.map((e) => e.to).sort(), [
     "bob@example.com",
     "carol@example.com",
@@ -232,10 +194,12 @@ Deno.test("a transient failure is retried later without repeating what was sent"
 });
 
 Deno.test("an instance that died mid-send: after its claim expires another sends only what is missing", async () => {
-  const teleport = new MemoryTeleport();
+  const teleport = new FakeTeleportClient();
+  const clock = new FakeClock(Date.UTC(2026, 10, 23));
   const dying = setup(teleport, {
     owner: "dead",
     claimTtlMs: 50,
+    clock,
     fail: (_e, n) => (n >= 1 ? new Error("killed") : undefined),
   });
   // Simulate the crash: the first email goes out, then the process is gone
@@ -243,18 +207,25 @@ Deno.test("an instance that died mid-send: after its claim expires another sends
   await put(dying.app, teleport, request("r6"));
   dying.app.stop();
   assert.equal(dying.sent.length, 1);
-  teleport.data.set("r6", { ...teleport.data.get("r6")!, email_claim: `dead;${Date.now() + 50}` });
+  teleport.data.set("r6", {
+    ...teleport.data.get("r6")!,
+    email_claim: `dead;${clock.now() + 50}`,
+  });
 
-  const next = setup(teleport, { owner: "b", claimTtlMs: 50 });
+  const next = setup(teleport, { owner: "b", claimTtlMs: 50, clock });
   await put(next.app, teleport, request("r6"));
   assert.equal(next.sent.length, 0, "the claim is still live");
-  for (let i = 0; i < 100 && next.sent.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(next.app.retryQueueDepth, 1, "looks again when the claim expires");
+  await clock.tick(49);
+  assert.equal(next.sent.length, 0, "not before the claim expired");
+  await clock.tick(2);
+  await next.activity.idle();
   assert.deepEqual(next.sent.map((e) => e.to), ["bob@example.com", "carol@example.com"]);
   next.app.stop();
 });
 
 Deno.test("two instances handling the same events send every email once", async () => {
-  const teleport = new MemoryTeleport();
+  const teleport = new FakeTeleportClient();
   const a = setup(teleport, { owner: "a" });
   const b = setup(teleport, { owner: "b" });
   const reqs = Array.from({ length: 8 }, (_, i) => request(`race-${i}`));
