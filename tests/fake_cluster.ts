@@ -104,6 +104,11 @@ export class FakeCluster {
   readonly rules = new Map<string, FakeRule>();
   /** Users by name → traits. */
   readonly users = new Map<string, Record<string, string[]>>();
+  /**
+   * Largest plugin-data record (JSON bytes of one plugin's map) the backend
+   * takes, as real ones cap an item (DynamoDB 400 KB); unlimited when unset.
+   */
+  maxPluginDataBytes: number | undefined;
 
   /**
    * Request id → plugin name → data. Outlives the request, as Teleport's
@@ -201,6 +206,14 @@ export class FakeCluster {
     for (const [key, value] of Object.entries(set)) {
       if (value === "") delete next[key];
       else next[key] = value;
+    }
+    const size = new TextEncoder().encode(JSON.stringify(next)).length;
+    if (this.maxPluginDataBytes !== undefined && size > this.maxPluginDataBytes) {
+      // DynamoDB's wording; Teleport passes the backend's refusal on.
+      throw new StatusError(
+        status.INVALID_ARGUMENT,
+        `Item size has exceeded the maximum allowed size (${size} > ${this.maxPluginDataBytes} bytes)`,
+      );
     }
     if (Object.keys(next).length === 0) entries.delete(plugin);
     else entries.set(plugin, next);

@@ -805,3 +805,37 @@ e2e("CR/LF in request values adds no header or recipient; HTML is escaped", asyn
     assert.doesNotMatch(headerBlock, /^Bcc:/im);
   });
 });
+
+e2e(
+  "a backend that caps plugin data at 60 KB: 2,000 suggested reviewers and a 100 KB reason, each email once",
+  async () => {
+    await withCluster({}, async (c) => {
+      c.teleport.cluster.maxPluginDataBytes = 60_000;
+      const reviewers = Array.from({ length: 2_000 }, (_, i) => `r${i}@example.com`);
+      const many = c.teleport.createRequest({
+        user: "alice",
+        roles: ["editor"],
+        suggestedReviewers: reviewers,
+      }).Metadata!.Name!;
+      const messages = await expectExactly(c.smtp, 100, 20_000);
+      assert.equal(new Set(messages.map((m) => m.envelope.to[0])).size, 100, "one each");
+      assert.ok(
+        capturedLogs.some((l) => l.includes(many) && /only the first 100 are emailed/.test(l)),
+        "the overflow is logged",
+      );
+      const stored = c.teleport.pluginData(many)!;
+      assert.equal(stored.email_threads!.split(",").length, 100);
+
+      const long = c.teleport.createRequest({
+        user: "bob",
+        roles: ["editor"],
+        reason: "why ".repeat(25_000),
+      }).Metadata!.Name!;
+      const [m] = (await expectExactly(c.smtp, 101)).slice(100);
+      assert.ok(textOf(m!).includes("why why"), "the email carries the reason");
+      assert.ok((c.teleport.pluginData(long)?.request_reason ?? "").length <= 1_000);
+      c.teleport.approve(long, "ok");
+      await expectExactly(c.smtp, 102);
+    });
+  },
+);

@@ -15,12 +15,13 @@ import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
 import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
 import { isPlainAddress } from "../lib/address.ts";
-import type {
-  AccessRequest,
-  PingInfo,
-  PluginData,
-  TeleportClient,
-  WatchEvent,
+import {
+  type AccessRequest,
+  isTeleportError,
+  type PingInfo,
+  type PluginData,
+  type TeleportClient,
+  type WatchEvent,
 } from "../teleport/types.ts";
 import { modifyPluginData } from "./cas.ts";
 import {
@@ -74,6 +75,15 @@ import {
 export const CLAIM_TTL_MS = 30_000;
 /** Retries of a request whose processing failed: 5 s doubling up to 10 min, for ever. */
 export const REQUEST_RETRY_BACKOFF: BackoffOptions = { baseMs: 5_000, capMs: 10 * 60_000 };
+/** Default of `delivery.max_recipients`: "new request" emails per request, at most. */
+export const DEFAULT_MAX_RECIPIENTS = 100;
+/**
+ * The request reason as kept in plugin data (the Go plugin's
+ * `request_reason`, shown when an expired request is reported): cut to this
+ * many characters so that a huge reason cannot make the record too large.
+ */
+export const MAX_STORED_REASON_CHARS = 1_000;
+
 /** Deadline of one reminder check (listing the requests and sending what is due). */
 export const REMINDER_CHECK_DEADLINE_MS = 5 * 60_000;
 /** Deadline of one retry of a request (reading it again and bringing it up to date). */
@@ -108,6 +118,8 @@ export interface AppDeps {
   readonly notifyRequester?: boolean;
   /** `[reminders]`: remind reviewers of pending requests nobody reviewed. */
   readonly reminders?: ReminderPolicy;
+  /** `delivery.max_recipients`: at most this many "new request" emails per request. */
+  readonly maxRecipients?: number;
 }
 
 /** Raised when our claim on a request was taken over (we were too slow): stop sending. */
@@ -131,6 +143,8 @@ interface RequestContext {
   readonly link: string | undefined;
   readonly resolution: Resolution | undefined;
   readonly signal: AbortSignal;
+  /** The records queued for this request's emails (rejected when their write fails). */
+  readonly records: Promise<void>[];
 }
 
 /** The email kinds, as logged and counted. */
@@ -145,6 +159,12 @@ export class NotifyApp {
   readonly #locks = new Map<string, Promise<void>>();
   readonly #retries = new Map<string, { timer: Timer; end: () => void }>();
   readonly #retryAttempts = new Map<string, number>();
+  /**
+   * Per request, records of emails that went out but could not be written
+   * (e.g. refused as too large): planned as done, so that no retry in this
+   * process sends them again; written with the request's next record.
+   */
+  readonly #unrecorded = new Map<string, RecordUpdate[]>();
   #reminderTimer: Timer | undefined;
   #stopped = false;
   /**
@@ -274,6 +294,15 @@ export class NotifyApp {
         if (retryAt === undefined) this.#retryAttempts.delete(id);
         else this.#scheduleRetry(id, Math.max(0, retryAt - this.#clock.now()));
       } catch (error) {
+        if (isTeleportError(error, "too_large")) {
+          this.#retryAttempts.delete(id);
+          this.#deps.log.with({ requestId: id }).error(
+            "The cluster refused this request's plugin data as too large; it is not retried " +
+              "(emails already sent are not sent again by this process): {error}",
+            { error },
+          );
+          return;
+        }
         const attempt = this.#retryAttempts.get(id) ?? 0;
         this.#retryAttempts.set(id, attempt + 1);
         const delay = backoffDelay(
@@ -296,7 +325,9 @@ export class NotifyApp {
     const id = targetId(target);
     const log = this.#deps.log.with({ requestId: id });
     let raw = await client.getPluginData(id, signal);
-    let data = raw === undefined ? undefined : decodePluginData(raw);
+    const unrecorded = this.#unrecorded.get(id) ?? [];
+    const withUnrecorded = (d: EmailPluginData) => unrecorded.reduce((acc, u) => u(acc), d);
+    let data = raw === undefined ? undefined : withUnrecorded(decodePluginData(raw));
     let claimedAlready = false;
 
     if (data === undefined) {
@@ -332,19 +363,22 @@ export class NotifyApp {
         }
         return undefined;
       }
-      data = claimed.data;
+      data = withUnrecorded(claimed.data);
       raw = claimed.raw;
       plan = this.#plan(target, data);
     }
 
     const recorder = new Recorder({
-      write: (update, known, s) => this.#writeUnderClaim(id, update, known, s),
-      release: (known, s) => this.#releaseClaim(id, known, s),
+      write: (update, known, s) => this.#writeUnderClaim(id, update, known, s, false),
+      release: (update, known, s) => this.#writeUnderClaim(id, update, known, s, true),
       clock: this.#clock,
       log,
       signal,
       raw,
     });
+    // What went out earlier but is not on record yet goes with the first write.
+    this.#unrecorded.delete(id);
+    const records = unrecorded.map((update) => recorder.record(update));
     const ctx: RequestContext = {
       id,
       target,
@@ -355,6 +389,7 @@ export class NotifyApp {
       link: this.#link(id),
       resolution: resolutionOf(target),
       signal,
+      records,
     };
     const renew = this.#clock.setInterval(() => recorder.renew(), this.#claimTtl / 3);
     const errors: unknown[] = [];
@@ -384,7 +419,7 @@ export class NotifyApp {
       if (opening.length > 0) {
         await settle(opening);
         // Threads opened now may owe replies (reviews that already exist).
-        plan = this.#plan(target, recorder.latest ?? data);
+        plan = this.#plan(target, recorder.view(data));
       }
       const replying = plan.replies.map(({ thread, items }) =>
         this.#replyInThread(ctx, thread, items, false)
@@ -402,21 +437,30 @@ export class NotifyApp {
         for (const { thread, count } of plan.reminders) {
           replying.push((async () => {
             await this.#sendOne(ctx, "reminder", thread.email, content, thread.messageId);
-            await recorder.record((d) => recordReminder(d, thread.email, count));
+            this.#record(ctx, (d) => recordReminder(d, thread.email, count));
           })());
         }
       }
       await settle(replying);
       const { resolution } = ctx;
       if (plan.markResolved && resolution) {
-        await recorder.record((d) => markResolved(d, resolution));
+        this.#record(ctx, (d) => markResolved(d, resolution));
       }
     } finally {
       renew.cancel();
+      // The last records and the claim's release: one write.
       await recorder.release();
+      await settle(records);
+      const left = recorder.unrecorded();
+      if (left.length > 0) this.#unrecorded.set(id, left);
     }
     if (errors.length > 0) throw errors[0];
     return undefined;
+  }
+
+  /** Queues a record of what was just sent; its write is awaited at the end of the request. */
+  #record(ctx: RequestContext, update: RecordUpdate): void {
+    ctx.records.push(ctx.recorder.record(update));
   }
 
   /** Sends the email that opens a thread and records the thread (or the refusal). */
@@ -429,7 +473,7 @@ export class NotifyApp {
   ): Promise<void> {
     const sent = await this.#sendOne(ctx, kind, to, content, undefined);
     if (sent === undefined) {
-      await ctx.recorder.record((d) => addFailed(d, to));
+      this.#record(ctx, (d) => addFailed(d, to));
       return;
     }
     const thread: EmailThread = {
@@ -437,7 +481,7 @@ export class NotifyApp {
       timestamp: formatThreadTimestamp(new Date(this.#clock.now())),
       messageId: sent.messageId,
     };
-    await ctx.recorder.record((d) => record(d, thread));
+    this.#record(ctx, (d) => record(d, thread));
   }
 
   #plan(target: Target, data: EmailPluginData | undefined) {
@@ -451,15 +495,29 @@ export class NotifyApp {
   async #create(request: AccessRequest, log: Logger, signal: AbortSignal) {
     await this.#rulesLoaded;
     const match = this.#deps.rules?.rules.recipientsFor(request);
-    const { recipients, notes } = routeRecipients(request, match, this.#deps.roleToRecipients);
-    for (const note of notes) logRoutingNote(log, note);
+    const routed = routeRecipients(request, match, this.#deps.roleToRecipients);
+    for (const note of routed.notes) logRoutingNote(log, note);
+    const max = this.#deps.maxRecipients ?? DEFAULT_MAX_RECIPIENTS;
+    const recipients = routed.recipients.slice(0, max);
+    if (routed.recipients.length > max) {
+      log.warn(
+        "This request names {count} recipients: only the first {max} are emailed " +
+          "(delivery.max_recipients); not emailed: {skipped}",
+        {
+          count: routed.recipients.length,
+          max,
+          skipped: routed.recipients.slice(max, max + 10).join(", ") +
+            (routed.recipients.length > max + 10 ? ", …" : ""),
+        },
+      );
+    }
     return await modifyPluginData(this.#deps.client, request.id, (current) => {
       if (current !== undefined) return undefined;
       const fresh: EmailPluginData = {
         ...EMPTY_PLUGIN_DATA,
         user: request.user,
         roles: request.roles,
-        requestReason: request.requestReason,
+        requestReason: truncate(request.requestReason, MAX_STORED_REASON_CHARS),
       };
       let next = setPlannedRecipients(fresh, recipients);
       if (this.#deps.notifyRequester && isPlainAddress(request.user)) {
@@ -485,11 +543,13 @@ export class NotifyApp {
     requester: boolean,
   ) {
     const { clusterName, link, resolution, facts } = ctx;
-    const latest = ctx.recorder.latest ?? EMPTY_PLUGIN_DATA;
+    const latest = ctx.recorder.view(ctx.recorder.latest ?? EMPTY_PLUGIN_DATA);
     let progress =
       (requester ? requesterProgress(latest) : threadProgress(latest).get(thread.email)) ??
         { reviews: 0, resolved: false };
     for (const item of items) {
+      // A record that could not be written (the claim lost, the record refused): stop here.
+      if (ctx.recorder.error !== undefined) throw ctx.recorder.error;
       const content = item.kind === "review"
         ? reviewMessage({ clusterName, requestId: facts.id, review: item.review, link })
         : resolutionMessage({ clusterName, request: facts, link, resolution: resolution! });
@@ -498,10 +558,12 @@ export class NotifyApp {
         ? { reviews: Math.max(progress.reviews, item.index + 1), resolved: progress.resolved }
         : { reviews: progress.reviews, resolved: true };
       const p = progress;
-      await ctx.recorder.record((d) =>
-        requester
-          ? recordRequesterReplies(d, p)
-          : recordReplies(d, thread.email, p, resolution ?? { tag: "EXPIRED", reason: "" })
+      this.#record(
+        ctx,
+        (d) =>
+          requester
+            ? recordRequesterReplies(d, p)
+            : recordReplies(d, thread.email, p, resolution ?? { tag: "EXPIRED", reason: "" }),
       );
     }
   }
@@ -567,25 +629,24 @@ export class NotifyApp {
     return { owner: this.#deps.owner, expiresAt: this.#clock.now() + this.#claimTtl };
   }
 
-  /** Applies `update` and renews our claim; fails if another instance took the claim over. */
+  /**
+   * Applies `update` and renews our claim (or, with `release`, gives it up);
+   * fails if another instance took the claim over.
+   */
   #writeUnderClaim(
     requestId: string,
-    update: RecordUpdate,
+    update: RecordUpdate | undefined,
     known: PluginData | undefined,
     signal: AbortSignal,
+    release: boolean,
   ) {
     return modifyPluginData(this.#deps.client, requestId, (current) => {
       if (current === undefined || readClaim(current)?.owner !== this.#deps.owner) {
+        if (release && update === undefined) return undefined;
         throw new LostClaimError(requestId);
       }
-      return setClaim(update(current), this.#newClaim());
-    }, this.#casOptions(signal, known));
-  }
-
-  #releaseClaim(requestId: string, known: PluginData | undefined, signal: AbortSignal) {
-    return modifyPluginData(this.#deps.client, requestId, (current) => {
-      if (current === undefined || readClaim(current)?.owner !== this.#deps.owner) return undefined;
-      return setClaim(current, undefined);
+      const next = update ? update(current) : current;
+      return setClaim(next, release ? undefined : this.#newClaim());
     }, this.#casOptions(signal, known));
   }
 
@@ -643,6 +704,14 @@ function logRoutingNote(log: Logger, note: RoutingNote): void {
       log.warn("No recipient for this request: check role_to_recipients");
       break;
   }
+}
+
+/** `text` cut to `max` UTF-16 units (never inside a surrogate pair), with "…" when longer. */
+function truncate(text: string, max: number): string {
+  if (text.length <= max) return text;
+  let cut = text.slice(0, max - 1);
+  if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
+  return cut + "…";
 }
 
 function hasClaim(data: EmailPluginData | undefined): boolean {

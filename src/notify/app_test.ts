@@ -308,3 +308,56 @@ Deno.test("reconcile finds requests created, reviewed or deleted while away", as
   assert.equal(after.filter((l) => l === "gone Role Request has been resolved:").length, 3);
   assert.equal((await app.reconcile(signal())).length, 0, "nothing left after");
 });
+
+Deno.test("a new request with three recipients costs two writes: the create (the claim), then its threads with the release", async () => {
+  const { app, sent, teleport } = setup();
+  await put(app, teleport, request("w1"));
+  assert.equal(sent.length, 3);
+  assert.equal(teleport.callCount("updatePluginData"), 2, JSON.stringify(teleport.updates));
+  const stored = teleport.data.get("w1")!;
+  assert.equal(stored.email_threads!.split(",").length, 3);
+  assert.equal(stored.email_claim, undefined, "released in the same write");
+});
+
+Deno.test("records the cluster refuses as too large: logged, not retried, and no email twice", async () => {
+  const { app, sent, teleport } = setup();
+  // The create goes through; every record after it is refused as too large.
+  let writes = 0;
+  teleport.beforeCall = (call) => {
+    if (call.method === "updatePluginData" && writes++ > 0) {
+      throw { code: 8, details: "request is too large" };
+    }
+  };
+  await put(app, teleport, request("big"));
+  assert.equal(sent.length, 3);
+  assert.equal(app.retryQueueDepth, 0, "too large is permanent");
+  // The same request again (a review, a reconcile): nothing is sent twice.
+  await put(app, teleport, request("big"));
+  const tasks = await app.reconcile(signal());
+  for (const task of tasks) await task.run(signal());
+  assert.equal(sent.length, 3);
+  // A review still goes out, once, into the threads kept in memory.
+  const r1 = review("bob@example.com", "APPROVED", "fine");
+  await put(app, teleport, request("big", { reviews: [r1] }));
+  await put(app, teleport, request("big", { reviews: [r1] }));
+  assert.equal(sent.length, 6);
+  assert.equal(new Set(sent.slice(3).map((e) => e.inReplyTo)).size, 3, "in each thread");
+});
+
+Deno.test("plugin data stays small: recipients capped, the stored reason cut", async () => {
+  const { app, sent, teleport } = setup();
+  const many = Array.from({ length: 2_000 }, (_, i) => `reviewer${i}@example.com`);
+  await put(
+    app,
+    teleport,
+    request("huge", { suggestedReviewers: many, requestReason: "x".repeat(100_000) }),
+  );
+  assert.equal(sent.length, 100, "delivery.max_recipients (default 100)");
+  assert.equal(sent[0]!.to, "ops@example.com");
+  const stored = teleport.data.get("huge")!;
+  const bytes = new TextEncoder().encode(JSON.stringify(stored)).length;
+  assert.ok(bytes < 40_000, `${bytes} bytes of plugin data`);
+  assert.equal(stored.request_reason!.length, 1_000);
+  assert.ok(stored.request_reason!.endsWith("…"));
+  assert.equal(teleport.callCount("updatePluginData"), 2);
+});

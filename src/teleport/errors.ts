@@ -96,7 +96,7 @@ export function kindOfGrpcError(error: unknown): TeleportErrorKind {
   const { code, details } = error;
   if (
     (code === status.RESOURCE_EXHAUSTED || code === status.INVALID_ARGUMENT ||
-      code === status.UNKNOWN) && TOO_LARGE.test(details)
+      code === status.UNKNOWN || code === status.INTERNAL) && TOO_LARGE.test(details)
   ) return "too_large";
   return KIND_OF_CODE.get(code) ?? "other";
 }

@@ -21,6 +21,7 @@ Deno.test("gRPC statuses are classified by kind where they enter", async (t) => 
     [status.RESOURCE_EXHAUSTED, "request is too large", "too_large"],
     [status.INVALID_ARGUMENT, "item size has exceeded the maximum allowed size", "too_large"],
     [status.RESOURCE_EXHAUSTED, "rate limited", "transient"],
+    [status.INTERNAL, "etcdserver: request is too large", "too_large"],
     [status.ALREADY_EXISTS, "", "other"],
   ];
   for (const [code, details, kind] of cases) {
