@@ -221,6 +221,8 @@ export function runInProcess(
     clock?: Clock;
     /** How often due reminders are looked for; default the plugin's. */
     reminderCheckMs?: number;
+    /** The process environment the plugin sees; default none. */
+    env?: Record<string, string>;
   } = {},
 ): InProcessPlugin {
   captureLogs();
@@ -233,7 +235,7 @@ export function runInProcess(
   let markListening!: (addr: string) => void;
   const statusAddr = new Promise<string>((resolve) => (markListening = resolve));
   const done = runPlugin(config, {
-    env: {},
+    env: o.env ?? {},
     identityFs: defaultIdentityFs(),
     createMailer: (c) =>
       c.mailer.kind === "smtp"
@@ -275,7 +277,7 @@ export function runInProcess(
     },
   };
   live.add(plugin);
-  done.finally(() => live.delete(plugin)).catch(() => {});
+  done.then(() => live.delete(plugin), () => live.delete(plugin));
   return plugin;
 }
 
@@ -339,6 +341,16 @@ export function spawnPlugin(configPath: string, env: Record<string, string> = {}
       });
     },
   };
+}
+
+/** Teardown of a child plugin: SIGKILL unless it is gone already, then its exit. */
+export async function killPlugin(plugin: ChildPlugin): Promise<void> {
+  try {
+    plugin.child.kill("SIGKILL");
+  } catch {
+    // Already gone.
+  }
+  await plugin.status;
 }
 
 /** Polls until `condition` holds. */

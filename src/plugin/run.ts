@@ -12,6 +12,7 @@ import { type Mailer, MailError, type OutgoingEmail } from "../mail/mailer.ts";
 import { sendWithRetry } from "../mail/retry.ts";
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
+import { envBool } from "../lib/env_bool.ts";
 import type { BackoffOptions } from "../lib/backoff.ts";
 import { type Metrics, NO_METRICS } from "../lib/metrics.ts";
 import { PromMetrics } from "../status/metrics.ts";
@@ -30,6 +31,12 @@ export const MAILER_HEALTH_TIMEOUT_MS = 20_000;
 const REQUEST_KIND = "access_request";
 /** How often due reminders are looked for (when `[reminders]` is on). */
 export const REMINDER_CHECK_MS = 60_000;
+/**
+ * Teleport's plugins exit when their watch stream is lost and this is true
+ * (the Helm chart sets it, so that Kubernetes restarts the pod); without it
+ * they, and we, reconnect in the process.
+ */
+export const FAIL_FAST_ENV = "TELEPORT_PLUGIN_FAIL_FAST";
 
 export interface PluginDeps {
   readonly env: Env;
@@ -129,6 +136,7 @@ async function runConnected(
   const { log } = deps;
   const clock = deps.clock ?? REAL_CLOCK;
   const activity = deps.activity ?? new Activity();
+  const failFast = envBool(deps.env, FAIL_FAST_ENV);
   const identities = new IdentityStore({
     config: config.teleport,
     fs: deps.identityFs,
@@ -184,6 +192,10 @@ async function runConnected(
       ...(deps.claimTtlMs ? { claimTtlMs: deps.claimTtlMs } : {}),
       ...(deps.requestRetry ? { retryBackoff: deps.requestRetry } : {}),
     });
+    if (failFast) {
+      log.info("{env} is on: a lost watch stream ends the plugin", { env: FAIL_FAST_ENV });
+    }
+    let retryWithoutRules = false;
     await runWatcher({
       client,
       kinds: () => rules.allowed ? [REQUEST_KIND, RULE_KIND] : [REQUEST_KIND],
@@ -203,9 +215,13 @@ async function runConnected(
         }
       },
       onDisconnect: (error) => {
+        const rulesWereWatched = rules.allowed;
         rules.checkWatchError(error);
+        // A watch refused for the rules' kind is retried without it, fail fast or not.
+        retryWithoutRules = rulesWereWatched && !rules.allowed;
         readiness.watchDown(`watch stream lost: ${(error as Error)?.message ?? error}`);
       },
+      giveUp: () => failFast && !retryWithoutRules,
       log: log.getChild("watcher"),
       activity,
     }, stop);

@@ -44,6 +44,11 @@ export interface WatcherOptions {
   onInit?(init: Extract<WatchEvent, { type: "init" }>, first: boolean): void;
   /** Called when a stream ends or fails, with why. */
   onDisconnect?(error: unknown): void;
+  /**
+   * Asked after `onDisconnect`: true ends the watcher (after the shutdown
+   * grace) with that error instead of reconnecting (`TELEPORT_PLUGIN_FAIL_FAST`).
+   */
+  giveUp?(error: unknown): boolean;
   readonly log: Logger;
   /** Counts the events being handled and the reconciles under way. */
   readonly activity?: Activity;
@@ -72,7 +77,9 @@ class InitTimeoutError extends Error {
 
 /**
  * Runs until `signal` aborts; then stops reading, lets in-flight handlers
- * finish for up to the grace period, aborts the rest and resolves.
+ * finish for up to the grace period, aborts the rest and resolves. With
+ * `giveUp`, a lost stream it gives up on ends it the same way, rejecting
+ * with that stream's error.
  */
 export async function runWatcher(options: WatcherOptions, signal: AbortSignal): Promise<void> {
   const clock = options.clock ?? REAL_CLOCK;
@@ -88,6 +95,7 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
   let seq = 0;
   let attempt = 0;
   let firstInit = true;
+  let failure: { error: unknown } | undefined;
 
   const submit = (key: string, run: (signal: AbortSignal) => Promise<void>) => {
     const end = activity.begin();
@@ -150,6 +158,11 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
       if (signal.aborted) break;
       const reason = streamAbort.signal.aborted ? streamAbort.signal.reason : error;
       options.onDisconnect?.(reason);
+      if (options.giveUp?.(reason)) {
+        log.error("Watch stream lost ({error}); not reconnecting", { error: reason });
+        failure = { error: reason };
+        break;
+      }
       const delay = backoffDelay(attempt++, RECONNECT_BACKOFF, random);
       log.warn("Watch stream lost ({error}); reconnecting in {delay} ms", {
         error: reason,
@@ -183,4 +196,5 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
   } finally {
     graceTimer.cancel();
   }
+  if (failure) throw failure.error;
 }
