@@ -1,0 +1,12 @@
+/**
+ * The V8 flags the plugin runs with: `scripts/build.sh` embeds them in the
+ * compiled binary (`deno compile --v8-flags`), the benchmark passes them to
+ * the plugin it spawns (`DENO_V8_FLAGS`), and `deno run -A main.ts start`
+ * users can set them the same way. Measured with `deno task bench`: see the
+ * README's benchmark section.
+ *
+ * Run as `deno run scripts/v8_flags.ts` it prints them (for build.sh).
+ */
+export const PLUGIN_V8_FLAGS = "";
+
+if (import.meta.main) console.log(PLUGIN_V8_FLAGS);
