@@ -117,7 +117,7 @@ async function run(command: string, args: string[]): Promise<string> {
   return text;
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (listener.addr as Deno.NetAddr).port;
   listener.close();
@@ -148,7 +148,7 @@ const POSTFIX_SERVICES = [
 /** A throw-away Postfix (Debian's package) that accepts everything over STARTTLS and discards it. */
 export async function startPostfix(cert: string, key: string): Promise<BenchSmtp> {
   const dir = await Deno.makeTempDir({ prefix: "teleport-email-bench-postfix-" });
-  const port = await freePort();
+  const port = freePort();
   const log = `${dir}/maillog`;
   const main = [
     "compatibility_level = 3.6",
