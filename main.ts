@@ -8,9 +8,7 @@ import { parseCommand, USAGE_HINT, UsageError } from "./src/cli/args.ts";
 import { runCommand } from "./src/cli/run.ts";
 import type { Config } from "./src/config/types.ts";
 import { logger } from "./src/lib/log.ts";
-import { createMailgunMailer } from "./src/mail/mailgun.ts";
 import type { Mailer } from "./src/mail/mailer.ts";
-import { createSmtpMailer } from "./src/mail/smtp.ts";
 import { runPlugin } from "./src/plugin/run.ts";
 import { defaultIdentityFs } from "./src/teleport/identity_store.ts";
 import { isOwnerGone, processOwner, realOwnerDeps } from "./src/lib/owner.ts";
@@ -19,20 +17,30 @@ import { isOwnerGone, processOwner, realOwnerDeps } from "./src/lib/owner.ts";
 const EXIT_USAGE = 2;
 /** Exit code after a second SIGINT (128 + 2, as shells report it). */
 const EXIT_INTERRUPTED = 130;
+/** On a second SIGINT, how long records of emails already sent may take to be written. */
+const EXIT_FLUSH_MS = 500;
 
 const encoder = new TextEncoder();
 const print = (text: string) => void Deno.stdout.writeSync(encoder.encode(text));
 const printError = (text: string) => void Deno.stderr.writeSync(encoder.encode(text));
 
-function createMailer(config: Config): Mailer {
+/** The configured mailer; only its own library is loaded (memory: see the README's benchmarks). */
+async function createMailer(config: Config): Promise<Mailer> {
   const { mailer, delivery } = config;
-  return mailer.kind === "smtp"
-    ? createSmtpMailer(mailer, delivery.sender)
-    : createMailgunMailer(mailer, delivery.sender);
+  if (mailer.kind === "smtp") {
+    const { createSmtpMailer } = await import("./src/mail/smtp.ts");
+    return createSmtpMailer(mailer, delivery.sender);
+  }
+  const { createMailgunMailer } = await import("./src/mail/mailgun.ts");
+  return createMailgunMailer(mailer, delivery.sender);
 }
 
 /** SIGTERM / SIGINT stop gracefully; a second SIGINT exits at once; SIGHUP reloads. */
-function installSignals(stop: AbortController, reloadListeners: (() => void)[]) {
+function installSignals(
+  stop: AbortController,
+  reloadListeners: (() => void)[],
+  exitHooks: (() => Promise<void>)[],
+) {
   const log = logger("signals");
   let interrupts = 0;
   Deno.addSignalListener("SIGTERM", () => {
@@ -40,7 +48,13 @@ function installSignals(stop: AbortController, reloadListeners: (() => void)[]) 
     stop.abort(new Error("SIGTERM"));
   });
   Deno.addSignalListener("SIGINT", () => {
-    if (++interrupts > 1) Deno.exit(EXIT_INTERRUPTED);
+    if (++interrupts > 1) {
+      // At once, but not before what was already sent is on record (bounded).
+      const flushed = Promise.allSettled(exitHooks.map((hook) => hook()));
+      const late = new Promise((resolve) => setTimeout(resolve, EXIT_FLUSH_MS));
+      void Promise.race([flushed, late]).then(() => Deno.exit(EXIT_INTERRUPTED));
+      return;
+    }
     log.info("SIGINT received: finishing in-flight emails (again to exit at once)");
     stop.abort(new Error("SIGINT"));
   });
@@ -53,7 +67,8 @@ function installSignals(stop: AbortController, reloadListeners: (() => void)[]) 
 async function runPluginWithRealDeps(config: Config): Promise<number> {
   const stop = new AbortController();
   const reloadListeners: (() => void)[] = [];
-  installSignals(stop, reloadListeners);
+  const exitHooks: (() => Promise<void>)[] = [];
+  installSignals(stop, reloadListeners, exitHooks);
   const ownerDeps = realOwnerDeps();
   const owner = processOwner(ownerDeps);
   return await runPlugin(config, {
@@ -61,6 +76,7 @@ async function runPluginWithRealDeps(config: Config): Promise<number> {
     identityFs: defaultIdentityFs(),
     createMailer,
     onReload: (listener) => reloadListeners.push(listener),
+    onForcedExit: (hook) => exitHooks.push(hook),
     log: logger(),
     owner,
     isOwnerGone: (other) => isOwnerGone(other, owner, ownerDeps),

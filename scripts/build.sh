@@ -133,6 +133,10 @@ for dir in "$deno_dir"/npm/*/bintrees/*/test; do
   if [[ -d "$dir" ]]; then excludes+=(--exclude "$dir"); fi
 done
 
+# The V8 flags the plugin runs with (scripts/v8_flags.ts), embedded in the binary.
+v8_flags="$("$DENO" run --quiet --no-config "$ROOT/scripts/v8_flags.ts")"
+if [[ -n "$v8_flags" ]]; then extra_flags+=("--v8-flags=$v8_flags"); fi
+
 for target in "${targets[@]}"; do
   arch="$(arch_of "$target")"
   mkdir -p -- "$OUT_DIR/$arch"

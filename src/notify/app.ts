@@ -166,6 +166,8 @@ export class NotifyApp {
    */
   readonly #unrecorded = new Map<string, RecordUpdate[]>();
   #reminderTimer: Timer | undefined;
+  /** The recorders of the requests being processed (flushed on shutdown). */
+  readonly #recorders = new Set<Recorder>();
   #stopped = false;
   /**
    * The latest rule listing (settled either way): new requests wait for it,
@@ -184,6 +186,11 @@ export class NotifyApp {
   /** Requests waiting for a retry. */
   get retryQueueDepth(): number {
     return this.#retries.size;
+  }
+
+  /** Writes at once every record still waiting to be written with others (shutdown). */
+  async flushRecords(): Promise<void> {
+    await Promise.allSettled([...this.#recorders].map((recorder) => recorder.flush()));
   }
 
   /** Cancels the pending retries and the reminder checks (shutdown). */
@@ -376,6 +383,7 @@ export class NotifyApp {
       signal,
       raw,
     });
+    this.#recorders.add(recorder);
     // What went out earlier but is not on record yet goes with the first write.
     this.#unrecorded.delete(id);
     const records = unrecorded.map((update) => recorder.record(update));
@@ -450,6 +458,7 @@ export class NotifyApp {
       renew.cancel();
       // The last records and the claim's release: one write.
       await recorder.release();
+      this.#recorders.delete(recorder);
       await settle(records);
       const left = recorder.unrecorded();
       if (left.length > 0) this.#unrecorded.set(id, left);

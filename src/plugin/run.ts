@@ -15,13 +15,18 @@ import { Activity } from "../lib/activity.ts";
 import { envBool } from "../lib/env_bool.ts";
 import type { BackoffOptions } from "../lib/backoff.ts";
 import { type Metrics, NO_METRICS } from "../lib/metrics.ts";
-import { PromMetrics } from "../status/metrics.ts";
-import { Readiness, startStatusServer, type StatusServer } from "../status/server.ts";
+import {
+  Readiness,
+  startStatusServer,
+  statusListenerWarning,
+  type StatusServer,
+} from "../status/server.ts";
 import { connectTeleport } from "../teleport/client.ts";
 import type { Env } from "../teleport/dial.ts";
 import type { IdentityFs } from "../teleport/identity.ts";
 import { IdentityStore } from "../teleport/identity_store.ts";
 import { runWatcher } from "../teleport/watcher.ts";
+import { TeleportError } from "../teleport/errors.ts";
 import { NotifyApp } from "../notify/app.ts";
 import { RULE_KIND, RuleSource } from "../notify/rules.ts";
 
@@ -41,9 +46,11 @@ export const FAIL_FAST_ENV = "TELEPORT_PLUGIN_FAIL_FAST";
 export interface PluginDeps {
   readonly env: Env;
   readonly identityFs: IdentityFs;
-  createMailer(config: Config): Mailer;
+  createMailer(config: Config): Mailer | Promise<Mailer>;
   /** Registers what SIGHUP does. */
   onReload(listener: () => void): void;
+  /** Registers what must happen, briefly, before a forced exit (a second SIGINT). */
+  onForcedExit?(hook: () => Promise<void>): void;
   readonly log: Logger;
   /** Unique per process: the owner name in plugin-data claims. */
   readonly owner: string;
@@ -81,9 +88,13 @@ export async function runPlugin(
   let metrics: Metrics = NO_METRICS;
   let status: StatusServer | undefined;
   if (config.status.listenAddr !== undefined) {
+    // prom-client is loaded only when the listener is on (memory).
+    const { PromMetrics } = await import("../status/metrics.ts");
     const prom = new PromMetrics();
     metrics = prom;
     status = startStatusServer(config.status.listenAddr, readiness, prom);
+    const exposed = statusListenerWarning(config.status.listenAddr);
+    if (exposed !== undefined) log.warn("{warning}", { warning: exposed });
     log.info("Status listener on http://{addr} (/healthz, /readyz, /metrics)", {
       addr: status.addr,
     });
@@ -110,7 +121,8 @@ function sendingWith(mailer: Mailer, deps: PluginDeps, readiness: Readiness, log
         signal,
         ...deps.sendRetry,
         onRetry: ({ attempt, error, delayMs }) => {
-          readiness.mailerDown(error.message);
+          // A host and a code only: the message may quote the server's answer.
+          readiness.mailerDown(error);
           log.warn(
             "Sending to {to} failed (try {attempt}): {error}; retrying in {delayMs} ms",
             { to: email.to, attempt, error, delayMs },
@@ -120,7 +132,7 @@ function sendingWith(mailer: Mailer, deps: PluginDeps, readiness: Readiness, log
       readiness.mailerUp();
       return sent;
     } catch (error) {
-      if (error instanceof MailError && error.transient) readiness.mailerDown(error.message);
+      if (error instanceof MailError && error.transient) readiness.mailerDown(error);
       throw error;
     }
   };
@@ -161,7 +173,7 @@ async function runConnected(
   deps.onReload(() => void identities.reload("SIGHUP"));
   identities.runRefresh(stop);
 
-  const mailer = deps.createMailer(config);
+  const mailer = await deps.createMailer(config);
   try {
     try {
       await mailer.checkHealth(
@@ -192,6 +204,10 @@ async function runConnected(
       ...(deps.claimTtlMs ? { claimTtlMs: deps.claimTtlMs } : {}),
       ...(deps.requestRetry ? { retryBackoff: deps.requestRetry } : {}),
     });
+    // Stopping: write the records of emails already sent at once, not at the
+    // end of their coalescing window.
+    stop.addEventListener("abort", () => void app.flushRecords(), { once: true });
+    deps.onForcedExit?.(() => app.flushRecords());
     if (failFast) {
       log.info("{env} is on: a lost watch stream ends the plugin", { env: FAIL_FAST_ENV });
     }
@@ -219,7 +235,10 @@ async function runConnected(
         rules.checkWatchError(error);
         // A watch refused for the rules' kind is retried without it, fail fast or not.
         retryWithoutRules = rulesWereWatched && !rules.allowed;
-        readiness.watchDown(`watch stream lost: ${(error as Error)?.message ?? error}`);
+        readiness.watchDown({
+          server: config.teleport.addr,
+          code: error instanceof TeleportError ? error.kind : undefined,
+        });
       },
       giveUp: () => failFast && !retryWithoutRules,
       log: log.getChild("watcher"),
