@@ -8,17 +8,12 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { exists, runCommand, type RunResult } from "./command.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const HOST_TARGET = `${Deno.build.arch}-unknown-linux-gnu`;
 const HOST_ARCH = Deno.build.arch === "x86_64" ? "amd64" : "arm64";
 const TAG = "v1.2.3-stamp-check";
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 /** Runs build.sh with the caller's environment minus DENORT_BIN, TARGETS and DENO_DIR, plus `env`. */
 async function build(repo: string, env: Record<string, string> = {}): Promise<RunResult> {
@@ -35,29 +30,12 @@ async function build(repo: string, env: Record<string, string> = {}): Promise<Ru
   ) {
     delete base[name];
   }
-  const output = await new Deno.Command("bash", {
+  return await runCommand("bash", {
     args: [join(repo, "scripts/build.sh")],
     cwd: "/",
     env: { ...base, DENO: Deno.execPath(), NO_COLOR: "1", ...env },
     clearEnv: true,
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
+  });
 }
 
 async function git(repo: string, ...args: string[]): Promise<void> {

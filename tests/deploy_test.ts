@@ -19,6 +19,7 @@ import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { type ConfigDeps, loadConfig } from "../src/config/load.ts";
 import type { LoadedConfig } from "../src/config/types.ts";
+import { exists, runCommand, type RunResult } from "./command.ts";
 
 /** The pinned helm release (Go module `helm.sh/helm/v3`, served by the Go module proxy). */
 const HELM_VERSION = "v3.22.0";
@@ -38,33 +39,6 @@ const DATA_DIR = "/var/lib/teleport/plugins/email";
 const MODE_0600 = 0o600;
 
 // --- helm: cached, or installed on request --------------------------------------------------
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `cmd` to completion with stdin closed; exit code and output as text. */
-async function runCommand(cmd: string, options: Deno.CommandOptions): Promise<RunResult> {
-  const output = await new Deno.Command(cmd, { stdin: "null", ...options }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
-}
 
 function helmCacheDir(): string | undefined {
   const cacheHome = Deno.env.get("XDG_CACHE_HOME") ||

@@ -20,6 +20,7 @@ import type {
   PingInfo,
   PluginData,
   TeleportClient,
+  TeleportUser,
   WatchEvent,
 } from "../src/teleport/types.ts";
 
@@ -273,6 +274,15 @@ export class FakeCluster {
   }
 
   /** Deletes a rule and emits DELETE. */
+  /** Teleport's `GetUser`: the user's traits, NOT_FOUND when there is no such user. */
+  getUser(name: string): { name: string; traits: Record<string, string[]> } {
+    const traits = this.users.get(name);
+    if (traits === undefined) {
+      throw new StatusError(status.NOT_FOUND, `user ${JSON.stringify(name)} is not found`);
+    }
+    return { name, traits: structuredClone(traits) };
+  }
+
   deleteRule(name: string): void {
     if (!this.rules.delete(name)) throw new Error(`No access monitoring rule "${name}"`);
     this.#emit({ type: "delete", kind: KIND_ACCESS_MONITORING_RULE, name });
@@ -365,6 +375,7 @@ const RPC_OF: Readonly<Record<FakeMethod, string>> = {
   updatePluginData: "UpdatePluginData",
   listPluginData: "GetPluginData",
   listAccessMonitoringRules: "ListAccessMonitoringRulesWithFilter",
+  getUser: "GetUser",
 };
 
 /** One call the fake client received (arguments copied). */
@@ -596,6 +607,16 @@ export class FakeTeleportClient implements TeleportClient {
     return this.cluster
       .listRules({ subjects: [KIND_ACCESS_REQUEST], notificationName: this.#plugin })
       .map(domainRule);
+  }
+
+  async getUser(name: string, signal?: AbortSignal): Promise<TeleportUser> {
+    await this.#enter({ method: "getUser" }, signal);
+    try {
+      const user = this.cluster.getUser(name);
+      return { name: user.name, roles: [], traits: user.traits };
+    } catch (error) {
+      throw this.#asClientError("getUser", error, undefined);
+    }
   }
 
   /** Ends open watch streams as the real client's close does (a cancelled call). */

@@ -12,6 +12,7 @@ import {
   eventually,
   type InProcessPlugin,
   inProcessSettled,
+  killPlugin,
   runInProcess,
   SENDER,
   spawnPlugin,
@@ -20,6 +21,7 @@ import {
 } from "./harness.ts";
 import type { FakeSmtpOptions, FakeSmtpServer, ReceivedMessage } from "./smtp_server.ts";
 import type { TeleportTestServerOptions } from "./teleport_server.ts";
+import { kindOf, textOf } from "./mailbox.ts";
 
 /** Upper bound of one test; a hang fails instead of blocking the suite. */
 const TEST_TIMEOUT_MS = 30_000;
@@ -32,21 +34,6 @@ const MAIL_WAIT_MS = 10_000;
 
 const CLUSTER = "teleport.example.com";
 const OPS = "ops@example.com";
-
-type Kind = "new" | "review" | "resolution";
-
-/** The plain-text body with LF line ends (SMTP carries CRLF). */
-function textOf(m: ReceivedMessage): string {
-  return (m.text ?? "").replaceAll("\r\n", "\n");
-}
-
-function kindOf(m: ReceivedMessage): Kind {
-  const text = textOf(m);
-  if (text.startsWith("You have a new Role Request:")) return "new";
-  if (text.startsWith("Role Request has been resolved:")) return "resolution";
-  if (/ reviewed the request/.test(text)) return "review";
-  throw new Error(`Unexpected email body:\n${text}`);
-}
 
 function bare(id: string | undefined): string {
   return (id ?? "").replace(/^<|>$/g, "");
@@ -515,14 +502,7 @@ e2e(
       third.child.kill("SIGTERM");
       assert.equal((await third.status).code, 0, third.output());
     } finally {
-      for (const child of children) {
-        try {
-          child.child.kill("SIGKILL");
-        } catch {
-          // Already gone.
-        }
-        await child.status;
-      }
+      for (const child of children) await killPlugin(child);
       await cluster.close();
     }
   },

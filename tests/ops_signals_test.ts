@@ -11,6 +11,7 @@ import {
   type ChildPlugin,
   type Cluster,
   eventually,
+  killPlugin,
   runInProcess,
   spawnPlugin,
   startCluster,
@@ -50,14 +51,7 @@ async function withChild(
     await plugin.waitFor(/Plugin is ready/);
     await fn(cluster, plugin, () => done);
   } finally {
-    if (plugin) {
-      try {
-        plugin.child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-      await plugin.status;
-    }
+    if (plugin) await killPlugin(plugin);
     await cluster.close();
   }
 }
@@ -130,7 +124,7 @@ ops("a second SIGINT while draining exits at once with 130", async () => {
 });
 
 ops("SIGHUP reloads the identity (new serial logged) and the plugin keeps running", async () => {
-  await withChild({}, async (c, plugin, exited) => {
+  await withChild({}, async (c, plugin, _exited) => {
     const before = createRequest(c, []);
     await c.smtp.waitFor(1);
     const serial = "5eed0123abcd";
@@ -281,14 +275,7 @@ ops("SIGTERM while starting (the mail server does not answer yet) exits 0 at onc
     assert.ok(Date.now() - sentAt < 3_000, "without waiting for the mail server");
     assert.doesNotMatch(plugin.output(), /ERROR/);
   } finally {
-    if (plugin) {
-      try {
-        plugin.child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-      await plugin.status;
-    }
+    if (plugin) await killPlugin(plugin);
     silent.close();
     for (const conn of held) conn.close();
     await accepting.catch(() => {});

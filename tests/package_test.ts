@@ -8,6 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { exists, runCommand, type RunResult } from "./command.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const REAL_VERSION = (JSON.parse(await Deno.readTextFile(join(REPO, "deno.json"))) as {
@@ -17,40 +18,17 @@ const PKG = "teleport-access-email";
 const STAND_IN = '#!/bin/sh\necho "teleport-email v0.0.0-test git:test deno0"\n';
 const IS_ROOT = Deno.uid() === 0;
 
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
 async function run(
   cmd: string,
   args: string[],
   options: { cwd?: string; env?: Record<string, string> } = {},
 ): Promise<RunResult> {
-  const output = await new Deno.Command(cmd, {
+  return await runCommand(cmd, {
     args,
     cwd: options.cwd ?? REPO,
     env: { ...Deno.env.toObject(), ...options.env },
     clearEnv: true,
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
+  });
 }
 
 async function mode(path: string): Promise<number> {
@@ -76,12 +54,18 @@ async function dropPrivileges(): Promise<string[] | null> {
 }
 const AS_NOBODY = await dropPrivileges();
 
+interface Scratch {
+  dir: string;
+  repo: string;
+  binary: string;
+}
+
 /**
  * A scratch directory (world-traversable, so `nobody` can reach into it) with
  * a minimal repository: the real pack.sh, install.sh, unit and deno.json, a
  * stand-in README.md and the stand-in binary at bin/teleport-email.
  */
-async function scratch(): Promise<{ dir: string; repo: string; binary: string }> {
+async function scratch(): Promise<Scratch> {
   const dir = await Deno.makeTempDir({ prefix: "teleport-email-pack-" });
   await Deno.chmod(dir, 0o755);
   const repo = join(dir, "repo");
@@ -94,6 +78,18 @@ async function scratch(): Promise<{ dir: string; repo: string; binary: string }>
   await Deno.mkdir(join(dir, "bin"));
   await Deno.writeTextFile(binary, STAND_IN, { mode: 0o700 });
   return { dir, repo, binary };
+}
+
+/** A test with a fresh {@linkcode scratch} directory, removed however the test ends. */
+function packTest(name: string, fn: (s: Scratch) => Promise<void>): void {
+  Deno.test(name, async () => {
+    const s = await scratch();
+    try {
+      await fn(s);
+    } finally {
+      await Deno.remove(s.dir, { recursive: true });
+    }
+  });
 }
 
 /** Packs with the scratch repo's pack.sh; returns the tarball path it printed. */
@@ -138,9 +134,9 @@ Deno.test("the systemd unit is Teleport's, and says why it has no PIDFile", asyn
   assert.match(unit, /^# No PIDFile=\/run\/teleport-email\.pid.*Type=simple/ms);
 });
 
-Deno.test("pack.sh names the tarball after deno.json's version and the arch, from any cwd", async () => {
-  const { dir, repo } = await scratch();
-  try {
+packTest(
+  "pack.sh names the tarball after deno.json's version and the arch, from any cwd",
+  async ({ dir, repo }) => {
     // Relative binary and output paths are taken from the caller's cwd.
     const tarball = await pack(repo, ["../bin/teleport-email", "arm64", "out"], {
       cwd: join(dir, "repo"),
@@ -149,14 +145,12 @@ Deno.test("pack.sh names the tarball after deno.json's version and the arch, fro
       tarball,
       join(dir, "repo", "out", `${PKG}-v${REAL_VERSION}-linux-arm64-bin.tar.gz`),
     );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
-Deno.test("the tarball holds teleport-access-email/ with five files, modes set, owned by root", async () => {
-  const { dir, repo, binary } = await scratch();
-  try {
+packTest(
+  "the tarball holds teleport-access-email/ with five files, modes set, owned by root",
+  async ({ dir, repo, binary }) => {
     const tarball = await pack(repo, [binary, "amd64", join(dir, "out")], {
       env: { SOURCE_DATE_EPOCH: "1700000000" },
     });
@@ -194,39 +188,27 @@ Deno.test("the tarball holds teleport-access-email/ with five files, modes set, 
     );
     assert.equal(await Deno.readTextFile(join(pkg, "README.md")), "# stand-in README\n");
     assert.equal((await Deno.stat(join(pkg, "VERSION"))).mtime?.getTime(), 1700000000_000);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  },
+);
+
+packTest("packing the same inputs twice gives the same bytes", async ({ dir, repo, binary }) => {
+  const env = { SOURCE_DATE_EPOCH: "1700000000" };
+  const first = await pack(repo, [binary, "amd64", join(dir, "a")], { env });
+  const second = await pack(repo, [binary, "amd64", join(dir, "b")], { env });
+  assert.deepEqual(await Deno.readFile(first), await Deno.readFile(second));
 });
 
-Deno.test("packing the same inputs twice gives the same bytes", async () => {
-  const { dir, repo, binary } = await scratch();
-  try {
-    const env = { SOURCE_DATE_EPOCH: "1700000000" };
-    const first = await pack(repo, [binary, "amd64", join(dir, "a")], { env });
-    const second = await pack(repo, [binary, "amd64", join(dir, "b")], { env });
-    assert.deepEqual(await Deno.readFile(first), await Deno.readFile(second));
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+packTest("pack.sh takes VERSION from the environment when set", async ({ dir, repo, binary }) => {
+  const tarball = await pack(repo, [binary, "amd64", dir], { env: { VERSION: "9.8.7-rc.1" } });
+  assert.equal(tarball, join(dir, `${PKG}-v9.8.7-rc.1-linux-amd64-bin.tar.gz`));
+  const pkg = await unpack(tarball, dir);
+  assert.equal(await Deno.readTextFile(join(pkg, "VERSION")), "9.8.7-rc.1\n");
 });
 
-Deno.test("pack.sh takes VERSION from the environment when set", async () => {
-  const { dir, repo, binary } = await scratch();
-  try {
-    const tarball = await pack(repo, [binary, "amd64", dir], { env: { VERSION: "9.8.7-rc.1" } });
-    assert.equal(tarball, join(dir, `${PKG}-v9.8.7-rc.1-linux-amd64-bin.tar.gz`));
-    const pkg = await unpack(tarball, dir);
-    assert.equal(await Deno.readTextFile(join(pkg, "VERSION")), "9.8.7-rc.1\n");
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
-
-Deno.test("pack.sh refuses bad arguments and missing inputs with a clear error", async () => {
-  const { dir, repo, binary } = await scratch();
-  const packSh = join(repo, "scripts/pack.sh");
-  try {
+packTest(
+  "pack.sh refuses bad arguments and missing inputs with a clear error",
+  async ({ dir, repo, binary }) => {
+    const packSh = join(repo, "scripts/pack.sh");
     const usage = await run("bash", [packSh, binary]);
     assert.equal(usage.code, 2);
     assert.match(usage.stderr, /usage: .*<binary> <amd64\|arm64> \[outdir\]/);
@@ -251,10 +233,8 @@ Deno.test("pack.sh refuses bad arguments and missing inputs with a clear error",
     for await (const entry of Deno.readDir(dir)) {
       assert.ok(!entry.name.endsWith(".tar.gz"), `a failed pack left ${entry.name}`);
     }
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
-});
+  },
+);
 
 /** Unpacks a fresh package and returns it with an empty install root beside it. */
 async function unpackedPackage(): Promise<{ dir: string; pkg: string; root: string }> {
@@ -262,6 +242,29 @@ async function unpackedPackage(): Promise<{ dir: string; pkg: string; root: stri
   const tarball = await pack(repo, [binary, "amd64", join(dir, "out")]);
   const pkg = await unpack(tarball, dir);
   return { dir, pkg, root: join(dir, "root") };
+}
+
+/**
+ * An install test (skipped when `ignore`) with a freshly {@linkcode unpackedPackage}
+ * and its empty install root, removed however the test ends.
+ */
+function installTest(
+  name: string,
+  opts: { ignore: boolean },
+  fn: (p: { pkg: string; root: string }) => Promise<void>,
+): void {
+  Deno.test({
+    name,
+    ignore: opts.ignore,
+    async fn() {
+      const { dir, pkg, root } = await unpackedPackage();
+      try {
+        await fn({ pkg, root });
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
 }
 
 async function install(
@@ -274,142 +277,111 @@ async function install(
   return await run(argv[0]!, argv.slice(1), { cwd: "/", env });
 }
 
-Deno.test({
-  name: "install puts binary, data dir and unit in place with their modes, and prints next steps",
-  ignore: !IS_ROOT,
-  async fn() {
-    const { dir, pkg, root } = await unpackedPackage();
-    try {
-      const result = await install(pkg, { INSTALL_ROOT: root });
-      assert.equal(result.code, 0, result.stderr);
+installTest(
+  "install puts binary, data dir and unit in place with their modes, and prints next steps",
+  { ignore: !IS_ROOT },
+  async ({ pkg, root }) => {
+    const result = await install(pkg, { INSTALL_ROOT: root });
+    assert.equal(result.code, 0, result.stderr);
 
-      const bin = join(root, "usr/local/bin/teleport-email");
-      assert.equal(await Deno.readTextFile(bin), STAND_IN);
-      assert.equal(await mode(bin), 0o755);
-      const data = join(root, "var/lib/teleport/plugins/email");
-      assert.ok((await Deno.lstat(data)).isDirectory);
-      assert.equal(await mode(data), 0o755);
-      const unit = join(root, "etc/systemd/system/teleport-email.service");
-      assert.equal(
-        await Deno.readTextFile(unit),
-        await Deno.readTextFile(join(REPO, "teleport-email.service")),
-      );
-      assert.equal(await mode(unit), 0o644);
-      assert.equal(await exists(join(root, "etc/teleport-email.toml")), false);
-      for (const leftovers of ["usr/local/bin", "etc/systemd/system"]) {
-        for await (const entry of Deno.readDir(join(root, leftovers))) {
-          assert.ok(!entry.name.startsWith("."), `temporary file ${entry.name} left behind`);
-        }
+    const bin = join(root, "usr/local/bin/teleport-email");
+    assert.equal(await Deno.readTextFile(bin), STAND_IN);
+    assert.equal(await mode(bin), 0o755);
+    const data = join(root, "var/lib/teleport/plugins/email");
+    assert.ok((await Deno.lstat(data)).isDirectory);
+    assert.equal(await mode(data), 0o755);
+    const unit = join(root, "etc/systemd/system/teleport-email.service");
+    assert.equal(
+      await Deno.readTextFile(unit),
+      await Deno.readTextFile(join(REPO, "teleport-email.service")),
+    );
+    assert.equal(await mode(unit), 0o644);
+    assert.equal(await exists(join(root, "etc/teleport-email.toml")), false);
+    for (const leftovers of ["usr/local/bin", "etc/systemd/system"]) {
+      for await (const entry of Deno.readDir(join(root, leftovers))) {
+        assert.ok(!entry.name.startsWith("."), `temporary file ${entry.name} left behind`);
       }
-
-      assert.match(result.stdout, /teleport-email v0\.0\.0-test git:test/);
-      assert.match(
-        result.stdout,
-        /\/usr\/local\/bin\/teleport-email configure \| sudo tee \/etc\/teleport-email\.toml/,
-      );
-      assert.match(result.stdout, /sudo systemctl enable --now teleport-email/);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
     }
-  },
-});
 
-Deno.test({
-  name: "install run again succeeds, keeps the config and the data dir's mode, same files",
+    assert.match(result.stdout, /teleport-email v0\.0\.0-test git:test/);
+    assert.match(
+      result.stdout,
+      /\/usr\/local\/bin\/teleport-email configure \| sudo tee \/etc\/teleport-email\.toml/,
+    );
+    assert.match(result.stdout, /sudo systemctl enable --now teleport-email/);
+  },
+);
+
+installTest("install run again succeeds, keeps the config and the data dir's mode, same files", {
   ignore: !IS_ROOT,
-  async fn() {
-    const { dir, pkg, root } = await unpackedPackage();
-    try {
-      assert.equal((await install(pkg, { INSTALL_ROOT: root })).code, 0);
-      const config = join(root, "etc/teleport-email.toml");
-      await Deno.writeTextFile(config, "# operator's config\n", { mode: 0o600 });
-      const data = join(root, "var/lib/teleport/plugins/email");
-      await Deno.chmod(data, 0o700);
-      const unit = join(root, "etc/systemd/system/teleport-email.service");
-      const unitBefore = await Deno.readTextFile(unit);
+}, async ({ pkg, root }) => {
+  assert.equal((await install(pkg, { INSTALL_ROOT: root })).code, 0);
+  const config = join(root, "etc/teleport-email.toml");
+  await Deno.writeTextFile(config, "# operator's config\n", { mode: 0o600 });
+  const data = join(root, "var/lib/teleport/plugins/email");
+  await Deno.chmod(data, 0o700);
+  const unit = join(root, "etc/systemd/system/teleport-email.service");
+  const unitBefore = await Deno.readTextFile(unit);
 
-      const again = await install(pkg, { INSTALL_ROOT: root });
-      assert.equal(again.code, 0, again.stderr);
-      assert.equal(await Deno.readTextFile(config), "# operator's config\n");
-      assert.equal(await mode(config), 0o600);
-      assert.equal(await mode(data), 0o700);
-      assert.equal(await Deno.readTextFile(unit), unitBefore);
-      assert.equal(await mode(unit), 0o644);
-      assert.equal(await mode(join(root, "usr/local/bin/teleport-email")), 0o755);
-      assert.match(again.stdout, /Kept your existing \/etc\/teleport-email\.toml/);
-      assert.doesNotMatch(again.stdout, /sudo tee/);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+  const again = await install(pkg, { INSTALL_ROOT: root });
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(await Deno.readTextFile(config), "# operator's config\n");
+  assert.equal(await mode(config), 0o600);
+  assert.equal(await mode(data), 0o700);
+  assert.equal(await Deno.readTextFile(unit), unitBefore);
+  assert.equal(await mode(unit), 0o644);
+  assert.equal(await mode(join(root, "usr/local/bin/teleport-email")), 0o755);
+  assert.match(again.stdout, /Kept your existing \/etc\/teleport-email\.toml/);
+  assert.doesNotMatch(again.stdout, /sudo tee/);
 });
 
-Deno.test({
-  name: "install honours BINDIR, and the unit's ExecStart follows it",
+installTest(
+  "install honours BINDIR, and the unit's ExecStart follows it",
+  { ignore: !IS_ROOT },
+  async ({ pkg, root }) => {
+    const result = await install(pkg, { INSTALL_ROOT: root, BINDIR: "/opt/teleport/bin/" });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(await mode(join(root, "opt/teleport/bin/teleport-email")), 0o755);
+    assert.equal(await exists(join(root, "usr/local/bin/teleport-email")), false);
+    const unit = await Deno.readTextFile(join(root, "etc/systemd/system/teleport-email.service"));
+    assert.match(
+      unit,
+      /^ExecStart=\/opt\/teleport\/bin\/teleport-email start --config=\/etc\/teleport-email\.toml$/m,
+    );
+    assert.match(result.stdout, /\/opt\/teleport\/bin\/teleport-email configure \|/);
+
+    const relative = await install(pkg, { INSTALL_ROOT: root, BINDIR: "bin" });
+    assert.equal(relative.code, 1);
+    assert.match(relative.stderr, /BINDIR must be an absolute path, got "bin"/);
+  },
+);
+
+installTest("install refuses a binary that does not run here and keeps the installed one", {
   ignore: !IS_ROOT,
-  async fn() {
-    const { dir, pkg, root } = await unpackedPackage();
-    try {
-      const result = await install(pkg, { INSTALL_ROOT: root, BINDIR: "/opt/teleport/bin/" });
-      assert.equal(result.code, 0, result.stderr);
-      assert.equal(await mode(join(root, "opt/teleport/bin/teleport-email")), 0o755);
-      assert.equal(await exists(join(root, "usr/local/bin/teleport-email")), false);
-      const unit = await Deno.readTextFile(join(root, "etc/systemd/system/teleport-email.service"));
-      assert.match(
-        unit,
-        /^ExecStart=\/opt\/teleport\/bin\/teleport-email start --config=\/etc\/teleport-email\.toml$/m,
-      );
-      assert.match(result.stdout, /\/opt\/teleport\/bin\/teleport-email configure \|/);
+}, async ({ pkg, root }) => {
+  assert.equal((await install(pkg, { INSTALL_ROOT: root })).code, 0);
+  // An ELF header for another machine: the kernel refuses to exec it.
+  const foreign = new Uint8Array(64);
+  foreign.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]);
+  await Deno.writeFile(join(pkg, "teleport-email"), foreign, { mode: 0o755 });
 
-      const relative = await install(pkg, { INSTALL_ROOT: root, BINDIR: "bin" });
-      assert.equal(relative.code, 1);
-      assert.match(relative.stderr, /BINDIR must be an absolute path, got "bin"/);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+  const result = await install(pkg, { INSTALL_ROOT: root });
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /does not run on this machine .*architecture/);
+  const bin = join(root, "usr/local/bin");
+  assert.equal(await Deno.readTextFile(join(bin, "teleport-email")), STAND_IN);
+  for await (const entry of Deno.readDir(bin)) {
+    assert.equal(entry.name, "teleport-email");
+  }
 });
 
-Deno.test({
-  name: "install refuses a binary that does not run here and keeps the installed one",
-  ignore: !IS_ROOT,
-  async fn() {
-    const { dir, pkg, root } = await unpackedPackage();
-    try {
-      assert.equal((await install(pkg, { INSTALL_ROOT: root })).code, 0);
-      // An ELF header for another machine: the kernel refuses to exec it.
-      const foreign = new Uint8Array(64);
-      foreign.set([0x7f, 0x45, 0x4c, 0x46, 2, 1, 1, 0]);
-      await Deno.writeFile(join(pkg, "teleport-email"), foreign, { mode: 0o755 });
-
-      const result = await install(pkg, { INSTALL_ROOT: root });
-      assert.equal(result.code, 1);
-      assert.match(result.stderr, /does not run on this machine .*architecture/);
-      const bin = join(root, "usr/local/bin");
-      assert.equal(await Deno.readTextFile(join(bin, "teleport-email")), STAND_IN);
-      for await (const entry of Deno.readDir(bin)) {
-        assert.equal(entry.name, "teleport-email");
-      }
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
-});
-
-Deno.test({
-  name: "install as a non-root user fails with a clear error and writes nothing",
+installTest("install as a non-root user fails with a clear error and writes nothing", {
   ignore: AS_NOBODY === null,
-  async fn() {
-    const { dir, pkg, root } = await unpackedPackage();
-    try {
-      const result = await install(pkg, { INSTALL_ROOT: root }, AS_NOBODY!);
-      assert.equal(result.code, 1);
-      assert.match(result.stderr, /^teleport-email install: error: must run as root \(try: sudo /);
-      assert.equal(await exists(root), false);
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
-  },
+}, async ({ pkg, root }) => {
+  const result = await install(pkg, { INSTALL_ROOT: root }, AS_NOBODY!);
+  assert.equal(result.code, 1);
+  assert.match(result.stderr, /^teleport-email install: error: must run as root \(try: sudo /);
+  assert.equal(await exists(root), false);
 });
 
 if (AS_NOBODY === null) {

@@ -460,3 +460,65 @@ e2e(
     assert.equal(c.teleport.pluginData("slow")?.email_reminders, `${OPS}=2`);
   },
 );
+
+// ---------------------------------------------------------------------------
+// Rules on the requesting user's traits (GetUser)
+
+const TEAM_DBA = 'contains(user.traits["team"], "dba")';
+const TRAIT_RULES = [
+  emailRule("route-team-dba", TEAM_DBA, [DBA_TEAM]),
+  emailRule("route-not-dba", `!${TEAM_DBA} && access_request.spec.user == "bob"`, [
+    "bob-manager@example.com",
+  ]),
+];
+
+function withUsers(c: Cluster) {
+  c.teleport.cluster.users.set("alice", { team: ["dba", "oncall"] });
+  c.teleport.cluster.users.set("bob", { team: ["web"] });
+}
+
+for (const legacy of [false, true]) {
+  e2e(
+    `rules on user.traits route by the requester's team (${
+      legacy ? "legacy AuthService.GetUser" : "UsersService.GetUser"
+    })`,
+    {
+      rules: TRAIT_RULES,
+      config: { roleToRecipients: { "*": [OPS] } },
+      ...(legacy ? { teleport: { implementUsersService: false } } : {}),
+    },
+    async ({ c }) => {
+      withUsers(c);
+      c.teleport.createRequest({ id: "by-alice", user: "alice", roles: ["editor"] });
+      c.teleport.createRequest({ id: "by-bob", user: "bob", roles: ["editor"] });
+      c.teleport.createRequest({ id: "by-carol", user: "carol", roles: ["editor"] });
+      assert.deepEqual(await expectMail(c.smtp, 0, 3), [
+        `by-alice new ${DBA_TEAM}`,
+        "by-bob new bob-manager@example.com",
+        `by-carol new ${OPS}`,
+      ]);
+      const calls = c.teleport.callCount(legacy ? "GetUser" : "UsersService/GetUser");
+      assert.ok(calls >= 3, `the users were read (${calls} calls)`);
+    },
+  );
+}
+
+e2e(
+  "a role that may not read users: one warning, and the rules see no traits",
+  {
+    rules: TRAIT_RULES,
+    config: { roleToRecipients: { "*": [OPS] } },
+    teleport: { allowReadUsers: false },
+  },
+  async ({ c, plugin }) => {
+    withUsers(c);
+    c.teleport.createRequest({ id: "by-alice", user: "alice", roles: ["editor"] });
+    c.teleport.createRequest({ id: "by-bob", user: "bob", roles: ["editor"] });
+    assert.deepEqual(await expectMail(c.smtp, 0, 2), [
+      `by-alice new ${OPS}`,
+      "by-bob new bob-manager@example.com",
+    ]);
+    const warned = logsOf(plugin).filter((l) => /does not let this plugin read users/.test(l));
+    assert.equal(warned.length, 1, warned.join(""));
+  },
+);

@@ -6,9 +6,9 @@
  * for the right reason; and the plugin run as an operator runs it.
  */
 
-import { withTeardown } from "./bounded.ts";
+import { type Defer, withTeardown } from "./bounded.ts";
+import { rejection } from "./assert.ts";
 import assert from "node:assert/strict";
-import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/logtape";
 import { connectTeleport, GrpcTeleportClient } from "../src/teleport/client.ts";
 import { authAlpnProtocol, type CredentialsSource, type Env } from "../src/teleport/dial.ts";
 import { RECONNECT_BACKOFF, runWatcher } from "../src/teleport/watcher.ts";
@@ -16,7 +16,6 @@ import { CompareFailedError, isTeleportError, type WatchEvent } from "../src/tel
 import { loadConfig } from "../src/config/load.ts";
 import { runPlugin } from "../src/plugin/run.ts";
 import { defaultIdentityFs } from "../src/teleport/identity_store.ts";
-import { formatTextLine } from "../src/lib/log.ts";
 import type { Mailer } from "../src/mail/mailer.ts";
 import { issueCert, makeCa } from "./pki.ts";
 import {
@@ -24,9 +23,10 @@ import {
   TeleportTestServer,
   type TeleportTestServerOptions,
 } from "./teleport_server.ts";
-import { startRoutingProxy } from "./routing_proxy.ts";
+import { startAuthRoutingProxy } from "./routing_proxy.ts";
 import { startConnectProxy } from "./connect_proxy.ts";
-import { eventually, spawnPlugin, startCluster } from "./harness.ts";
+import { eventually, killPlugin, spawnPlugin, startCluster } from "./harness.ts";
+import { captureTestLogs, type TestLogger } from "./test_log.ts";
 
 /** Upper bound of one test; each should take well under 5 s. */
 const TEST_TIMEOUT_MS = 15_000;
@@ -47,31 +47,10 @@ const NO_ENV: Env = {};
 
 // --- logs ------------------------------------------------------------------
 
-/** Every log line of this test module, as the product formats it. */
-const logLines: string[] = [];
-resetSync();
-configureSync({
-  reset: true,
-  sinks: { memory: (record: LogRecord) => void logLines.push(formatTextLine(record)) },
-  loggers: [
-    { category: ["test"], sinks: ["memory"], lowestLevel: "debug" },
-    { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-  ],
-});
-
-/** A logger whose lines (and only those) come back from `lines()`. */
-function testLogger(name: string) {
-  const category = ["test", `${name}-${crypto.randomUUID().slice(0, 8)}`];
-  const tag = category.join("·");
-  return {
-    log: getLogger(category).with({ t: tag }),
-    lines: () => logLines.filter((l) => l.includes(`t=${tag}`)),
-  };
-}
+/** Loggers whose lines (and only those) come back from `lines()`. */
+const testLogger = captureTestLogs();
 
 // --- helpers ---------------------------------------------------------------
-
-type Defer = (f: () => unknown) => void;
 
 /**
  * A test with a deadline and a teardown stack run however it ends.
@@ -120,7 +99,7 @@ async function connect(
     credentials?: CredentialsSource;
     addr?: string;
     env?: Env;
-    log?: ReturnType<typeof testLogger>["log"];
+    log?: TestLogger["log"];
   } = {},
 ): Promise<GrpcTeleportClient> {
   const identity = o.identity ?? await server.issueClientIdentity();
@@ -164,16 +143,6 @@ function openWatch(client: GrpcTeleportClient, defer: Defer, kinds = ["access_re
       }
     },
   };
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof Error, `expected an Error, got ${String(e)}`);
-    return e;
-  }
-  assert.fail("expected a rejection");
 }
 
 // --- 1. connect + ping -----------------------------------------------------
@@ -506,11 +475,7 @@ bounded("HTTPS_PROXY: the direct route goes through HTTP CONNECT", async (defer)
 
 bounded("HTTPS_PROXY to a proxy on :443: TLS routing inside the CONNECT tunnel", async (defer) => {
   const server = await startServer(defer);
-  const routing = await startRoutingProxy({
-    expectedAlpn: authAlpnProtocol(server.clusterName),
-    backend: { host: "127.0.0.1", port: server.port },
-  });
-  defer(() => routing.close());
+  const routing = await startAuthRoutingProxy(defer, server.clusterName, server.port);
   const connectProxy = await startConnectProxy({
     route: () => ({ host: "127.0.0.1", port: routing.port }),
   });
@@ -531,12 +496,7 @@ bounded(
     const cluster = await startCluster();
     defer(() => cluster.close());
     const plugin = spawnPlugin(await cluster.writeConfig());
-    defer(async () => {
-      try {
-        plugin.child.kill("SIGKILL");
-      } catch { /* already gone */ }
-      await plugin.status;
-    });
+    defer(() => killPlugin(plugin));
     await plugin.waitFor(/Plugin is ready/, CHILD_READY_MS);
     const first = cluster.teleport.serialsSeen;
     assert.equal(first.length, 1);
@@ -613,11 +573,7 @@ bounded(
 
 bounded("TLS routing: through a proxy that routes on the auth ALPN", async (defer) => {
   const server = await startServer(defer);
-  const proxy = await startRoutingProxy({
-    expectedAlpn: authAlpnProtocol(server.clusterName),
-    backend: { host: "127.0.0.1", port: server.port },
-  });
-  defer(() => proxy.close());
+  const proxy = await startAuthRoutingProxy(defer, server.clusterName, server.port);
   const { log, lines } = testLogger("routing");
   const client = await connect(defer, server, { addr: proxy.addr, log });
   assert.equal((await client.ping()).clusterName, server.clusterName);

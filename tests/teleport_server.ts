@@ -84,7 +84,9 @@ export type TeleportMethod =
   | "GetAccessRequestsV2"
   | "GetPluginData"
   | "UpdatePluginData"
-  | "ListAccessMonitoringRulesWithFilter";
+  | "ListAccessMonitoringRulesWithFilter"
+  | "UsersService/GetUser"
+  | "GetUser";
 
 export interface TeleportTestServerOptions {
   /** The state to serve (shared with other servers or fake clients); default a new one. */
@@ -103,6 +105,10 @@ export interface TeleportTestServerOptions {
    * (PERMISSION_DENIED) in others, and the list RPC answers PERMISSION_DENIED.
    */
   allowAccessMonitoringRules?: boolean;
+  /** Whether the client may read users (GetUser); false answers PERMISSION_DENIED. Default true. */
+  allowReadUsers?: boolean;
+  /** false: `teleport.users.v1.UsersService` answers UNIMPLEMENTED (an older server); default true. */
+  implementUsersService?: boolean;
   /** Largest page of the list RPCs, whatever the client asks; default 2 (exercises paging). */
   listPageSize?: number;
   /** false: ListAccessRequests answers UNIMPLEMENTED (an old server); default true. */
@@ -241,6 +247,8 @@ export class TeleportTestServer {
   advancedAccessWorkflows: boolean;
   proxyPublicAddr: string;
   allowAccessMonitoringRules: boolean;
+  allowReadUsers: boolean;
+  implementUsersService: boolean;
   listPageSize: number;
   implementListAccessRequests: boolean;
 
@@ -262,6 +270,8 @@ export class TeleportTestServer {
       FAKE_PING.advancedAccessWorkflows;
     this.proxyPublicAddr = opts.proxyPublicAddr ?? FAKE_PING.proxyPublicAddr;
     this.allowAccessMonitoringRules = opts.allowAccessMonitoringRules ?? true;
+    this.allowReadUsers = opts.allowReadUsers ?? true;
+    this.implementUsersService = opts.implementUsersService ?? true;
     this.listPageSize = opts.listPageSize ?? 2;
     this.implementListAccessRequests = opts.implementListAccessRequests ?? true;
     this.#port = opts.port ?? 0;
@@ -568,6 +578,7 @@ export class TeleportTestServer {
     const proto = teleportProto();
     server.addService(proto.AuthService.service, this.#authHandlers());
     server.addService(proto.AccessMonitoringRulesService.service, this.#amrHandlers());
+    server.addService(proto.UsersService.service, this.#usersHandlers());
     const creds = grpc.ServerCredentials.createSsl(
       Buffer.from(this.ca.cert),
       [{
@@ -628,6 +639,11 @@ export class TeleportTestServer {
         "proto.PluginDataSeq",
         (filter: PbPluginDataFilter) => ({ PluginData: this.#getPluginData(filter) }),
       ),
+      GetUser: this.#unary(
+        "GetUser",
+        "types.UserV2",
+        (req: { Name?: string }) => this.#getUser(req.Name ?? ""),
+      ),
       UpdatePluginData: this.#unary(
         "UpdatePluginData",
         "google.protobuf.Empty",
@@ -636,6 +652,44 @@ export class TeleportTestServer {
           return {};
         },
       ),
+    };
+  }
+
+  #usersHandlers(): grpc.UntypedServiceImplementation {
+    return {
+      GetUser: this.#unary(
+        "UsersService/GetUser",
+        "teleport.users.v1.GetUserResponse",
+        (req: { name?: string }) => {
+          if (!this.implementUsersService) {
+            throw statusError(
+              grpc.status.UNIMPLEMENTED,
+              "unknown service teleport.users.v1.UsersService",
+            );
+          }
+          return { user: this.#getUser(req.name ?? "") };
+        },
+      ),
+    };
+  }
+
+  /** A user as `types.UserV2`, after the permission check both GetUser calls make. */
+  #getUser(name: string) {
+    if (!this.allowReadUsers) {
+      throw statusError(
+        grpc.status.PERMISSION_DENIED,
+        `access denied to perform action "read" on "user"`,
+      );
+    }
+    const user = this.cluster.getUser(name);
+    const Values = Object.fromEntries(
+      Object.entries(user.traits).map(([key, values]) => [key, { Values: values }]),
+    );
+    return {
+      Kind: "user",
+      Version: "v2",
+      Metadata: { Name: user.name },
+      Spec: { Traits: { Values } },
     };
   }
 

@@ -14,6 +14,7 @@ import {
   decodeMessage,
   messageType,
   teleportProto,
+  USERS_SERVICE,
 } from "../src/teleport/proto.ts";
 import { listWireVectors, readWireVector } from "./fixtures/wire.ts";
 
@@ -23,28 +24,25 @@ const readVector = readWireVector;
 
 const ts = (seconds: number, nanos = 0) => ({ seconds, nanos });
 
+/** The fields of `teleport.header.v1.Metadata`, unset. */
+const METADATA_DEFAULTS = {
+  name: "",
+  namespace: "",
+  description: "",
+  labels: {},
+  expires: null,
+  revision: "",
+};
+
+/** `types.Metadata`: the same fields as `teleport.header.v1.Metadata`, named in Go's case. */
 function metadata(o: Record<string, unknown>) {
-  return {
-    Name: "",
-    Namespace: "",
-    Description: "",
-    Labels: {},
-    Expires: null,
-    Revision: "",
-    ...o,
-  };
+  const goCase = (name: string) => name[0]!.toUpperCase() + name.slice(1);
+  const unset = Object.entries(METADATA_DEFAULTS).map(([name, value]) => [goCase(name), value]);
+  return { ...Object.fromEntries(unset), ...o };
 }
 
 function headerMetadata(o: Record<string, unknown>) {
-  return {
-    name: "",
-    namespace: "",
-    description: "",
-    labels: {},
-    expires: null,
-    revision: "",
-    ...o,
-  };
+  return { ...METADATA_DEFAULTS, ...o };
 }
 
 function review(o: Record<string, unknown>) {
@@ -137,145 +135,123 @@ interface Vector {
 
 const EVENT = { service: AUTH_SERVICE, name: "WatchEvents", side: "response" } as const;
 
+/** A `proto.Event` vector, as the watch stream delivers it. */
+function eventVector(expected: Record<string, unknown>): Vector {
+  return { type: "proto.Event", method: EVENT, expected };
+}
+
+/** The `proto.Event` of a PUT access request. */
+function requestPut(meta: Record<string, unknown>, spec: Record<string, unknown>): Vector {
+  return eventVector({
+    Type: "PUT",
+    Resource: "AccessRequest",
+    AccessRequest: accessRequest(meta, spec),
+  });
+}
+
 const VECTORS: Record<string, Vector> = {
-  "event_delete.bin": {
-    type: "proto.Event",
-    method: EVENT,
-    expected: {
-      Type: "DELETE",
-      Resource: "ResourceHeader",
-      ResourceHeader: {
-        Kind: "access_request",
-        SubKind: "",
-        Version: "v3",
-        Metadata: metadata({ Name: REQUEST_ID, Namespace: "default" }),
-      },
+  "event_delete.bin": eventVector({
+    Type: "DELETE",
+    Resource: "ResourceHeader",
+    ResourceHeader: {
+      Kind: "access_request",
+      SubKind: "",
+      Version: "v3",
+      Metadata: metadata({ Name: REQUEST_ID, Namespace: "default" }),
     },
-  },
-  "event_init.bin": { type: "proto.Event", method: EVENT, expected: { Type: "INIT" } },
-  "event_init_watch_status.bin": {
-    type: "proto.Event",
-    method: EVENT,
-    expected: {
-      Type: "INIT",
-      Resource: "WatchStatus",
-      WatchStatus: {
-        Kind: "watch_status",
-        SubKind: "",
-        Version: "v1",
-        Metadata: metadata({ Name: "watch_status" }),
-        Spec: { Kinds: [watchKind("access_request"), watchKind("access_monitoring_rule")] },
-      },
+  }),
+  "event_init.bin": eventVector({ Type: "INIT" }),
+  "event_init_watch_status.bin": eventVector({
+    Type: "INIT",
+    Resource: "WatchStatus",
+    WatchStatus: {
+      Kind: "watch_status",
+      SubKind: "",
+      Version: "v1",
+      Metadata: metadata({ Name: "watch_status" }),
+      Spec: { Kinds: [watchKind("access_request"), watchKind("access_monitoring_rule")] },
     },
-  },
-  "event_put_amr.bin": {
-    type: "proto.Event",
-    method: EVENT,
-    expected: {
-      Type: "PUT",
-      Resource: "AccessMonitoringRule",
-      AccessMonitoringRule: amrRule({
-        name: "route-dba",
-        revision: "r1",
-        recipients: ["dba-team@example.com", "oncall@example.com"],
+  }),
+  "event_put_amr.bin": eventVector({
+    Type: "PUT",
+    Resource: "AccessMonitoringRule",
+    AccessMonitoringRule: amrRule({
+      name: "route-dba",
+      revision: "r1",
+      recipients: ["dba-team@example.com", "oncall@example.com"],
+    }),
+  }),
+  "event_put_approved.bin": requestPut({ Name: REQUEST_ID, Namespace: "default" }, {
+    User: "alice@example.com",
+    Roles: ["editor", "dba"],
+    State: "APPROVED",
+    Created: ts(1795392000),
+    Expires: ts(1795435200),
+    RequestReason: REASON,
+    ResolveReason: "ok, go",
+    Reviews: [
+      review({
+        Author: "bob@example.com",
+        Roles: ["editor-reviewer"],
+        ProposedState: "APPROVED",
+        Reason: "looks fine",
+        Created: ts(1795392600),
       }),
-    },
-  },
-  "event_put_approved.bin": {
-    type: "proto.Event",
-    method: EVENT,
-    expected: {
-      Type: "PUT",
-      Resource: "AccessRequest",
-      AccessRequest: accessRequest({ Name: REQUEST_ID, Namespace: "default" }, {
-        User: "alice@example.com",
-        Roles: ["editor", "dba"],
-        State: "APPROVED",
-        Created: ts(1795392000),
-        Expires: ts(1795435200),
-        RequestReason: REASON,
-        ResolveReason: "ok, go",
-        Reviews: [
-          review({
-            Author: "bob@example.com",
-            Roles: ["editor-reviewer"],
-            ProposedState: "APPROVED",
-            Reason: "looks fine",
-            Created: ts(1795392600),
-          }),
-          review({
-            Author: "carol@example.com",
-            ProposedState: "APPROVED",
-            Reason: "ok, go",
-            Created: ts(1795392660),
-          }),
-        ],
-        SuggestedReviewers: ["bob@example.com"],
+      review({
+        Author: "carol@example.com",
+        ProposedState: "APPROVED",
+        Reason: "ok, go",
+        Created: ts(1795392660),
       }),
+    ],
+    SuggestedReviewers: ["bob@example.com"],
+  }),
+  "event_put_pending.bin": requestPut(
+    { Name: REQUEST_ID, Namespace: "default", Expires: ts(1795435200) },
+    {
+      User: "alice@example.com",
+      Roles: ["editor", "dba"],
+      State: "PENDING",
+      Created: ts(1795392000, 123000000),
+      Expires: ts(1795435200),
+      RequestReason: REASON,
+      SuggestedReviewers: ["bob@example.com", "not-an-email"],
     },
-  },
-  "event_put_pending.bin": {
-    type: "proto.Event",
-    method: EVENT,
-    expected: {
-      Type: "PUT",
-      Resource: "AccessRequest",
-      AccessRequest: accessRequest(
-        { Name: REQUEST_ID, Namespace: "default", Expires: ts(1795435200) },
-        {
-          User: "alice@example.com",
-          Roles: ["editor", "dba"],
-          State: "PENDING",
-          Created: ts(1795392000, 123000000),
-          Expires: ts(1795435200),
-          RequestReason: REASON,
-          SuggestedReviewers: ["bob@example.com", "not-an-email"],
-        },
-      ),
+  ),
+  "event_put_promoted.bin": requestPut(
+    {
+      Name: "5d7c1a90-8e2b-4f3e-b1a4-0c9d8e7f6a51",
+      Namespace: "default",
+      Expires: ts(1795478400),
+      Revision: "7f1e2d",
     },
-  },
-  "event_put_promoted.bin": {
-    type: "proto.Event",
-    method: EVENT,
-    expected: {
-      Type: "PUT",
-      Resource: "AccessRequest",
-      AccessRequest: accessRequest(
-        {
-          Name: "5d7c1a90-8e2b-4f3e-b1a4-0c9d8e7f6a51",
-          Namespace: "default",
-          Expires: ts(1795478400),
-          Revision: "7f1e2d",
-        },
-        {
-          User: "dave@example.com",
-          Roles: ["access"],
-          State: "PROMOTED",
-          Created: ts(1795392000),
-          Expires: ts(1795478400),
-          RequestReason: "Need node access <b>now</b>",
-          ResolveReason: "promoted to access list",
-          SystemAnnotations: { Values: { pagerduty_services: { Values: ["svc-a", "svc-b"] } } },
-          Thresholds: [{ Name: "default", Filter: "", Approve: 1, Deny: 1 }],
-          SuggestedReviewers: ["erin@example.com"],
-          RequestedResourceIDs: [
-            resourceId({ ClusterName: "teleport.example.com", Kind: "node", Name: "db-prod-1" }),
-            resourceId({
-              ClusterName: "teleport.example.com",
-              Kind: "kube_cluster",
-              Name: "prod",
-              SubResourceName: "default/pod-a",
-            }),
-          ],
-          LoginHint: "root",
-          MaxDuration: ts(1795420800),
-          SessionTTL: ts(-62135596800),
-          accessList: { Name: "al-7", Title: "Prod DB Admins" },
-          AssumeStartTime: ts(1795395600),
-        },
-      ),
+    {
+      User: "dave@example.com",
+      Roles: ["access"],
+      State: "PROMOTED",
+      Created: ts(1795392000),
+      Expires: ts(1795478400),
+      RequestReason: "Need node access <b>now</b>",
+      ResolveReason: "promoted to access list",
+      SystemAnnotations: { Values: { pagerduty_services: { Values: ["svc-a", "svc-b"] } } },
+      Thresholds: [{ Name: "default", Filter: "", Approve: 1, Deny: 1 }],
+      SuggestedReviewers: ["erin@example.com"],
+      RequestedResourceIDs: [
+        resourceId({ ClusterName: "teleport.example.com", Kind: "node", Name: "db-prod-1" }),
+        resourceId({
+          ClusterName: "teleport.example.com",
+          Kind: "kube_cluster",
+          Name: "prod",
+          SubResourceName: "default/pod-a",
+        }),
+      ],
+      LoginHint: "root",
+      MaxDuration: ts(1795420800),
+      SessionTTL: ts(-62135596800),
+      accessList: { Name: "al-7", Title: "Prod DB Admins" },
+      AssumeStartTime: ts(1795395600),
     },
-  },
+  ),
   "list_access_requests_response.bin": {
     type: "proto.ListAccessRequestsResponse",
     method: { service: AUTH_SERVICE, name: "ListAccessRequests", side: "response" },
@@ -304,6 +280,38 @@ const VECTORS: Record<string, Vector> = {
     expected: {
       rules: [amrRule({ name: "route-dba", recipients: ["dba-team@example.com"] })],
       next_page_token: "",
+    },
+  },
+  "get_user_response.bin": {
+    type: "teleport.users.v1.GetUserResponse",
+    method: { service: USERS_SERVICE, name: "GetUser", side: "response" },
+    expected: {
+      user: {
+        Kind: "user",
+        SubKind: "",
+        Version: "v2",
+        Metadata: metadata({ Name: "alice" }),
+        Spec: {
+          Roles: ["requester"],
+          Traits: {
+            Values: { logins: { Values: ["alice"] }, team: { Values: ["dba", "oncall"] } },
+          },
+        },
+      },
+    },
+  },
+  "user_v2.bin": {
+    type: "types.UserV2",
+    method: { service: AUTH_SERVICE, name: "GetUser", side: "response" },
+    expected: {
+      Kind: "user",
+      SubKind: "",
+      Version: "v2",
+      Metadata: metadata({ Name: "bob" }),
+      Spec: {
+        Roles: ["requester", "reviewer"],
+        Traits: { Values: { "github-teams": { Values: ["core"] } } },
+      },
     },
   },
   "ping_response.bin": {

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { EXIT_FAILURE } from "./exit_codes.ts";
 import { startCommand, type StartDeps } from "./start.ts";
+import { moduleGraph } from "../../tests/command.ts";
 
 /** A valid config (no SMTP auth, so no secret file) logging to `logFile` in `format`. */
 function config(logFile: string, format: "text" | "json", smtpHostKey = "host"): string {
@@ -79,16 +80,7 @@ Deno.test("in JSON format the fatal line carries the error's message", async () 
 });
 
 Deno.test("start.ts does not import run.ts (no import cycle between the commands)", async () => {
-  const start = fileURLToPath(new URL("./start.ts", import.meta.url));
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", start],
-    env: { DENO_NO_UPDATE_CHECK: "1" },
-  }).output();
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-  const { modules } = JSON.parse(new TextDecoder().decode(output.stdout)) as {
-    modules: { specifier: string }[];
-  };
-  const specifiers = modules.map((m) => m.specifier);
+  const specifiers = await moduleGraph(fileURLToPath(new URL("./start.ts", import.meta.url)));
   assert.ok(specifiers.some((s) => s.endsWith("/src/cli/start.ts")));
   assert.deepEqual(specifiers.filter((s) => s.endsWith("/src/cli/run.ts")), []);
 });

@@ -60,6 +60,7 @@ import {
 import { routeRecipients, type RoutingNote } from "./recipients.ts";
 import type { RuleSource } from "./rules.ts";
 import { Recorder, type RecordUpdate } from "./recorder.ts";
+import { UserTraits } from "./traits.ts";
 import {
   type MessageContent,
   newRequestMessage,
@@ -154,6 +155,7 @@ export class NotifyApp {
   readonly #deps: AppDeps;
   readonly #clock: Clock;
   readonly #activity: Activity;
+  readonly #traits: UserTraits;
   readonly #random: () => number;
   readonly #claimTtl: number;
   readonly #locks = new Map<string, Promise<void>>();
@@ -179,6 +181,7 @@ export class NotifyApp {
     this.#deps = deps;
     this.#clock = deps.clock ?? REAL_CLOCK;
     this.#activity = deps.activity ?? new Activity();
+    this.#traits = new UserTraits(deps.client, deps.log.getChild("users"), this.#clock);
     this.#random = deps.random ?? Math.random;
     this.#claimTtl = deps.claimTtlMs ?? CLAIM_TTL_MS;
   }
@@ -503,7 +506,12 @@ export class NotifyApp {
    */
   async #create(request: AccessRequest, log: Logger, signal: AbortSignal) {
     await this.#rulesLoaded;
-    const match = this.#deps.rules?.rules.recipientsFor(request);
+    const rules = this.#deps.rules?.rules;
+    // The requester's traits, for rules on `user.traits`: read only when there are rules.
+    const traits = rules && rules.size > 0
+      ? await this.#traits.get(request.user, signal)
+      : undefined;
+    const match = rules?.recipientsFor(request, traits);
     const routed = routeRecipients(request, match, this.#deps.roleToRecipients);
     for (const note of routed.notes) logRoutingNote(log, note);
     const max = this.#deps.maxRecipients ?? DEFAULT_MAX_RECIPIENTS;

@@ -27,6 +27,7 @@ import {
   setRequesterThread,
 } from "./progress.ts";
 import type { AccessRequest, AccessReview, RequestState } from "../teleport/types.ts";
+import { newAccessRequest } from "../../tests/requests.ts";
 
 const HOUR = 3_600_000;
 const CREATED = new Date("2026-03-02T09:00:00Z");
@@ -44,21 +45,13 @@ function review(author: string, proposedState: "APPROVED" | "DENIED" = "APPROVED
 function request(state: RequestState, patch: Partial<AccessRequest> = {}): Target {
   return {
     kind: "request",
-    request: {
-      id: "req-1",
+    request: newAccessRequest("req-1", {
       user: ALICE,
-      roles: ["editor"],
       state,
       created: CREATED,
-      requestReason: "",
       resolveReason: state === "PENDING" ? "" : "because",
-      systemAnnotations: {},
-      reviews: [],
-      suggestedReviewers: [],
-      requestedResources: [],
-      loginHint: "",
       ...patch,
-    },
+    }),
   };
 }
 

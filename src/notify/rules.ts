@@ -10,6 +10,8 @@ import {
   type AccessMonitoringRule,
   type AccessRequest,
   isTeleportError,
+  KIND_ACCESS_MONITORING_RULE,
+  KIND_ACCESS_REQUEST,
   type TeleportClient,
   type TeleportErrorKind,
 } from "../teleport/types.ts";
@@ -17,10 +19,10 @@ import { type Condition, evaluateCondition, parseCondition } from "./condition.t
 import { isPlainAddress } from "../lib/address.ts";
 
 /** The subject and notification name a rule must have to concern us. */
-export const RULE_SUBJECT = "access_request";
+export const RULE_SUBJECT = KIND_ACCESS_REQUEST;
 export const RULE_NOTIFICATION = "email";
 /** The watch kind of the rules. */
-export const RULE_KIND = "access_monitoring_rule";
+export const RULE_KIND = KIND_ACCESS_MONITORING_RULE;
 /** Failures that mean "this cluster will not give us access monitoring rules". */
 const RULES_REFUSED: readonly TeleportErrorKind[] = [
   "denied",

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import type { Logger } from "@logtape/logtape";
 import { concernsEmail, RuleSet } from "./rules.ts";
 import type { AccessMonitoringRule, AccessRequest } from "../teleport/types.ts";
+import { newAccessRequest } from "../../tests/requests.ts";
 
 interface LogCall {
   level: string;
@@ -33,20 +34,7 @@ function recordingLogger(): { log: Logger; calls: LogCall[] } {
 }
 
 function request(patch: Partial<AccessRequest> = {}): AccessRequest {
-  return {
-    id: "req-1",
-    user: "alice",
-    roles: ["dba"],
-    state: "PENDING",
-    requestReason: "",
-    resolveReason: "",
-    systemAnnotations: {},
-    reviews: [],
-    suggestedReviewers: [],
-    requestedResources: [],
-    loginHint: "",
-    ...patch,
-  };
+  return newAccessRequest("req-1", { roles: ["dba"], ...patch });
 }
 
 function rule(

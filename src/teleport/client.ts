@@ -8,10 +8,12 @@ import * as grpc from "@grpc/grpc-js";
 import type { Logger } from "@logtape/logtape";
 import {
   type PbEvent,
+  type PbGetUserResponse,
   type PbListAccessMonitoringRulesResponse,
   type PbListAccessRequestsResponse,
   type PbPingResponse,
   type PbPluginDataSeq,
+  type PbUser,
   teleportProto,
 } from "./proto.ts";
 import {
@@ -20,6 +22,7 @@ import {
   toAccessRequest,
   toPingInfo,
   toPluginData,
+  toUser,
   toWatchEvent,
 } from "./convert.ts";
 import {
@@ -36,6 +39,7 @@ import {
   type PingInfo,
   type PluginData,
   type TeleportClient,
+  type TeleportUser,
   type WatchEvent,
 } from "./types.ts";
 
@@ -78,6 +82,9 @@ export class GrpcTeleportClient implements TeleportClient {
   readonly channel: AuthChannel;
   #auth!: grpc.Client;
   #amr!: grpc.Client;
+  #users!: grpc.Client;
+  /** Set once the server answered that it has no `UsersService` (older Teleport). */
+  #legacyGetUser = false;
   readonly #watches = new Set<grpc.ClientReadableStream<unknown>>();
   /** Connections replaced by `reconnect()`, closed after a grace period. */
   readonly #retired = new Map<ReturnType<typeof setTimeout>, grpc.Client[]>();
@@ -96,6 +103,10 @@ export class GrpcTeleportClient implements TeleportClient {
       ...options,
       channelOverride: this.#auth.getChannel(),
     });
+    this.#users = new proto.UsersService(target, credentials, {
+      ...options,
+      channelOverride: this.#auth.getChannel(),
+    });
   }
 
   /**
@@ -106,14 +117,16 @@ export class GrpcTeleportClient implements TeleportClient {
   reconnect(): void {
     const oldAuth = this.#auth;
     const oldAmr = this.#amr;
+    const oldUsers = this.#users;
     this.#open();
     for (const call of this.#watches) call.cancel();
     const timer = setTimeout(() => {
       this.#retired.delete(timer);
+      oldUsers.close();
       oldAmr.close();
       oldAuth.close();
     }, OLD_CONNECTION_GRACE_MS);
-    this.#retired.set(timer, [oldAmr, oldAuth]);
+    this.#retired.set(timer, [oldUsers, oldAmr, oldAuth]);
   }
 
   #unary<Req, Res>(client: grpc.Client, method: string, request: Req, signal?: AbortSignal) {
@@ -272,6 +285,31 @@ export class GrpcTeleportClient implements TeleportClient {
     return out;
   }
 
+  async getUser(name: string, signal?: AbortSignal): Promise<TeleportUser> {
+    if (!this.#legacyGetUser) {
+      try {
+        const res = await this.#unary<object, PbGetUserResponse>(
+          this.#users,
+          "GetUser",
+          { name, with_secrets: false },
+          signal,
+        );
+        return toUser(res.user, name);
+      } catch (error) {
+        if (!isTeleportError(error, "unsupported")) throw error;
+        // As Teleport's client does: servers before teleport.users.v1 have the legacy call.
+        this.#legacyGetUser = true;
+      }
+    }
+    const user = await this.#unary<object, PbUser>(
+      this.#auth,
+      "GetUser",
+      { Name: name, WithSecrets: false },
+      signal,
+    );
+    return toUser(user, name);
+  }
+
   close(): void {
     for (const [timer, clients] of this.#retired) {
       clearTimeout(timer);
@@ -279,6 +317,7 @@ export class GrpcTeleportClient implements TeleportClient {
     }
     this.#retired.clear();
     for (const call of this.#watches) call.cancel();
+    this.#users.close();
     this.#amr.close();
     this.#auth.close();
   }

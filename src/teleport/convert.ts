@@ -4,15 +4,18 @@
  * this schema does not know, and empty strings that mean "not set".
  */
 
-import type {
-  AccessMonitoringRule,
-  AccessRequest,
-  AccessReview,
-  PingInfo,
-  PluginData,
-  RequestState,
-  ResourceId,
-  WatchEvent,
+import {
+  type AccessMonitoringRule,
+  type AccessRequest,
+  type AccessReview,
+  KIND_ACCESS_MONITORING_RULE,
+  KIND_ACCESS_REQUEST,
+  type PingInfo,
+  type PluginData,
+  type RequestState,
+  type ResourceId,
+  type TeleportUser,
+  type WatchEvent,
 } from "./types.ts";
 import type {
   PbAccessMonitoringRule,
@@ -25,6 +28,7 @@ import type {
   PbRequestState,
   PbResourceId,
   PbTimestamp,
+  PbUser,
 } from "./proto.ts";
 
 /**
@@ -33,9 +37,8 @@ import type {
  */
 export const UNSET_TIME_SECONDS = -62135596800;
 
-/** Resource kinds as Teleport names them. */
-export const KIND_ACCESS_REQUEST = "access_request";
-export const KIND_ACCESS_MONITORING_RULE = "access_monitoring_rule";
+// Defined with the domain types; still exported here for the code that converts messages.
+export { KIND_ACCESS_MONITORING_RULE, KIND_ACCESS_REQUEST };
 
 const REQUEST_STATES: readonly RequestState[] = [
   "NONE",
@@ -236,4 +239,13 @@ export function toPluginData(
  */
 function optional<K extends string, V>(key: K, value: V | undefined): { [P in K]?: V } {
   return value === undefined ? {} : { [key]: value } as { [P in K]?: V };
+}
+
+/** `types.UserV2` → the user's name, roles and traits. */
+export function toUser(pb: PbUser | null | undefined, name: string): TeleportUser {
+  return {
+    name: pb?.Metadata?.Name || name,
+    roles: pb?.Spec?.Roles ?? [],
+    traits: toLabelValues(pb?.Spec?.Traits),
+  };
 }

@@ -6,19 +6,23 @@ import {
   toPingInfo,
   toPluginData,
   toRequestState,
+  toUser,
   toWatchEvent,
   UNSET_TIME_SECONDS,
 } from "./convert.ts";
 import {
   decodeMessage,
   type PbEvent,
+  type PbGetUserResponse,
   type PbListAccessMonitoringRulesResponse,
   type PbListAccessRequestsResponse,
   type PbPingResponse,
   type PbPluginDataSeq,
+  type PbUser,
 } from "./proto.ts";
 import type { AccessRequest } from "./types.ts";
 import { readWireVector } from "../../tests/fixtures/wire.ts";
+import { emptyAccessRequest } from "../../tests/requests.ts";
 
 async function decodeVector<T>(name: string, type: string): Promise<T> {
   return decodeMessage<T>(type, await readWireVector(name));
@@ -252,22 +256,29 @@ Deno.test("convert: events the plugin does not handle become undefined", () => {
 });
 
 Deno.test("convert: hand-built messages without defaults convert to empty values", () => {
-  assert.deepEqual(toAccessRequest({}), {
-    id: "",
-    user: "",
-    roles: [],
-    state: "NONE",
-    requestReason: "",
-    resolveReason: "",
-    systemAnnotations: {},
-    reviews: [],
-    suggestedReviewers: [],
-    requestedResources: [],
-    loginHint: "",
-  });
+  assert.deepEqual(toAccessRequest({}), emptyAccessRequest());
   const withProto = toAccessRequest({
     Spec: { SystemAnnotations: { Values: JSON.parse('{"__proto__": {"Values": ["x"]}}') } },
   });
   assert.deepEqual(Object.keys(withProto.systemAnnotations), ["__proto__"]);
   assert.equal(Object.getPrototypeOf(withProto.systemAnnotations), Object.prototype);
+});
+
+Deno.test("convert: a user's traits from UsersService.GetUser and the legacy AuthService.GetUser", async () => {
+  const res = await decodeVector<PbGetUserResponse>(
+    "get_user_response.bin",
+    "teleport.users.v1.GetUserResponse",
+  );
+  assert.deepEqual(toUser(res.user, "alice"), {
+    name: "alice",
+    roles: ["requester"],
+    traits: { logins: ["alice"], team: ["dba", "oncall"] },
+  });
+  const legacy = await decodeVector<PbUser>("user_v2.bin", "types.UserV2");
+  assert.deepEqual(toUser(legacy, "bob"), {
+    name: "bob",
+    roles: ["requester", "reviewer"],
+    traits: { "github-teams": ["core"] },
+  });
+  assert.deepEqual(toUser(undefined, "ghost"), { name: "ghost", roles: [], traits: {} });
 });

@@ -14,6 +14,8 @@ import { PROTO_FILES } from "./proto_embedded.ts";
 export const AUTH_SERVICE = "proto.AuthService";
 /** gRPC service name of the access monitoring rules service. */
 export const AMR_SERVICE = "teleport.accessmonitoringrules.v1.AccessMonitoringRulesService";
+/** The users service (`GetUser`); older servers have only `AuthService.GetUser`. */
+export const USERS_SERVICE = "teleport.users.v1.UsersService";
 
 /**
  * How decoded messages look: Teleport's field names as written, enums as
@@ -41,6 +43,7 @@ export interface TeleportProto {
   /** `new AuthService(address, credentials, options)`; `.service` for a server. */
   readonly AuthService: grpc.ServiceClientConstructor;
   readonly AccessMonitoringRulesService: grpc.ServiceClientConstructor;
+  readonly UsersService: grpc.ServiceClientConstructor;
 }
 
 let cached: TeleportProto | undefined;
@@ -61,6 +64,7 @@ export function buildTeleportProto(files: Readonly<Record<string, string>>): Tel
     packageDefinition,
     AuthService: serviceConstructor(grpcObject, AUTH_SERVICE),
     AccessMonitoringRulesService: serviceConstructor(grpcObject, AMR_SERVICE),
+    UsersService: serviceConstructor(grpcObject, USERS_SERVICE),
   };
 }
 
@@ -170,6 +174,18 @@ export interface PbWatchStatus {
 /** `wrappers.LabelValues`. */
 export interface PbLabelValues {
   Values?: Record<string, { Values?: string[] } | null>;
+}
+
+/** `types.UserV2`, the parts we read. */
+export interface PbUser {
+  Kind?: string;
+  Metadata?: PbMetadata | null;
+  Spec?: { Roles?: string[]; Traits?: PbLabelValues | null } | null;
+}
+
+/** `teleport.users.v1.GetUserResponse`. */
+export interface PbGetUserResponse {
+  user?: PbUser | null;
 }
 
 /** `types.PromotedAccessList`. */

@@ -160,6 +160,12 @@ message ListAccessRequestsResponse {
   string NextKey = 2;
 }
 
+// The legacy way to read a user (servers before teleport.users.v1).
+message GetUserRequest {
+  string Name = 1;
+  bool WithSecrets = 2;
+}
+
 service AuthService {
   rpc Ping(PingRequest) returns (PingResponse);
   rpc WatchEvents(Watch) returns (stream Event);
@@ -168,6 +174,8 @@ service AuthService {
   rpc GetAccessRequestsV2(types.AccessRequestFilter) returns (stream types.AccessRequestV3);
   rpc GetPluginData(types.PluginDataFilter) returns (PluginDataSeq);
   rpc UpdatePluginData(types.PluginDataUpdateParams) returns (google.protobuf.Empty);
+  // Older servers' way to read a user (teleport.users.v1.UsersService first).
+  rpc GetUser(GetUserRequest) returns (types.UserV2);
 }
 `,
   "teleport/legacy/types/types.proto":
@@ -355,6 +363,22 @@ message PluginDataUpdateParams {
   map<string, string> Set = 4;
   map<string, string> Expect = 5;
 }
+
+// A Teleport user, as far as routing by access monitoring rules needs it:
+// its traits (\`user.traits\` in rule conditions).
+message UserV2 {
+  string Kind = 1;
+  string SubKind = 2;
+  string Version = 3;
+  Metadata Metadata = 4;
+  UserSpecV2 Spec = 5;
+}
+
+// Fields 1-3 (external identities) and 6 on are left out: not read.
+message UserSpecV2 {
+  repeated string Roles = 4;
+  wrappers.LabelValues Traits = 5;
+}
 `,
   "teleport/legacy/types/wrappers/wrappers.proto":
     `// The slice of Teleport's \`wrappers\` package that access requests use.
@@ -372,6 +396,30 @@ message StringValues {
 // Multi-valued labels (annotations, traits) keyed by name.
 message LabelValues {
   map<string, StringValues> Values = 1;
+}
+`,
+  "teleport/users/v1/users_service.proto":
+    `// The slice of Teleport's Users service that an access-request notifier
+// calls: reading the requesting user's traits. Names and field numbers as
+// in Teleport's api/proto/teleport/users/v1/users_service.proto.
+syntax = "proto3";
+
+package teleport.users.v1;
+
+import "teleport/legacy/types/types.proto";
+
+message GetUserRequest {
+  string name = 1;
+  bool current_user = 2;
+  bool with_secrets = 3;
+}
+
+message GetUserResponse {
+  types.UserV2 user = 1;
+}
+
+service UsersService {
+  rpc GetUser(GetUserRequest) returns (GetUserResponse);
 }
 `,
 };

@@ -64,6 +64,10 @@ export interface AccessMonitoringRule {
   readonly notification: { readonly name: string; readonly recipients: readonly string[] };
 }
 
+/** Resource kinds as Teleport names them: watch kinds, and the subject of a request's rules. */
+export const KIND_ACCESS_REQUEST = "access_request";
+export const KIND_ACCESS_MONITORING_RULE = "access_monitoring_rule";
+
 /** One event of the watch stream, INIT first. */
 export type WatchEvent =
   | {
@@ -78,6 +82,13 @@ export type WatchEvent =
     readonly rule: AccessMonitoringRule;
   }
   | { readonly type: "delete"; readonly kind: string; readonly name: string };
+
+/** A Teleport user: what routing by access monitoring rules reads (`user.traits`). */
+export interface TeleportUser {
+  readonly name: string;
+  readonly roles: readonly string[];
+  readonly traits: Readonly<Record<string, readonly string[]>>;
+}
 
 /** What `Ping` tells about the cluster. */
 export interface PingInfo {
@@ -117,5 +128,11 @@ export interface TeleportClient {
   /** Every request's plugin data of this plugin (GetPluginData without a resource), including requests already deleted. */
   listPluginData(signal?: AbortSignal): Promise<{ requestId: string; data: PluginData }[]>;
   listAccessMonitoringRules(signal?: AbortSignal): Promise<AccessMonitoringRule[]>;
+  /**
+   * The user `name` (`teleport.users.v1.UsersService/GetUser`, or the legacy
+   * `AuthService/GetUser` on servers without it); rejects `not_found` or
+   * `denied` as the server says.
+   */
+  getUser(name: string, signal?: AbortSignal): Promise<TeleportUser>;
   close(): void;
 }

@@ -3,27 +3,12 @@ import { getLogger } from "@logtape/logtape";
 import { eventKey, runWatcher, type WatcherOptions } from "./watcher.ts";
 import type { AccessRequest, WatchEvent } from "./types.ts";
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
-
-function request(id: string, state: AccessRequest["state"] = "PENDING"): AccessRequest {
-  return {
-    id,
-    user: "u@example.com",
-    roles: ["editor"],
-    state,
-    requestReason: "",
-    resolveReason: "",
-    systemAnnotations: {},
-    reviews: [],
-    suggestedReviewers: [],
-    requestedResources: [],
-    loginHint: "",
-  };
-}
+import { newAccessRequest } from "../../tests/requests.ts";
 
 const put = (id: string, state: AccessRequest["state"] = "PENDING"): WatchEvent => ({
   type: "put",
   kind: "access_request",
-  request: request(id, state),
+  request: newAccessRequest(id, { state }),
 });
 const INIT: WatchEvent = { type: "init" };
 

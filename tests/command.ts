@@ -1,0 +1,44 @@
+/**
+ * Running programs to completion for black-box tests (the CLI, the build and
+ * packaging scripts, `deno info`): exit code and output as text, stdin
+ * closed. Test-only: never imported by the product.
+ */
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `cmd` with `options` (stdin closed unless they say otherwise) and collects its output. */
+export async function runCommand(cmd: string, options: Deno.CommandOptions): Promise<RunResult> {
+  const output = await new Deno.Command(cmd, { stdin: "null", ...options }).output();
+  const decoder = new TextDecoder();
+  return {
+    code: output.code,
+    stdout: decoder.decode(output.stdout),
+    stderr: decoder.decode(output.stderr),
+  };
+}
+
+/** The specifiers of every module `path` loads, itself included (`deno info --json`). */
+export async function moduleGraph(path: string): Promise<string[]> {
+  const { code, stdout, stderr } = await runCommand(Deno.execPath(), {
+    args: ["info", "--json", path],
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+  });
+  if (code !== 0) throw new Error(`deno info "${path}" failed: ${stderr}`);
+  const { modules } = JSON.parse(stdout) as { modules: { specifier: string }[] };
+  return modules.map((m) => m.specifier);
+}
+
+/** Whether anything (a file, directory or link) is at `path`. */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return false;
+    throw error;
+  }
+}
