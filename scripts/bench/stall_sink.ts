@@ -13,14 +13,20 @@ if (!certPath || !keyPath) throw new Error("usage: stall_sink.ts <cert.pem> <key
 const encoder = new TextEncoder();
 const out = (line: string) => Deno.stdout.writeSync(encoder.encode(line + "\n"));
 
+/** The parts of smtp-server 3.13's callbacks the sink uses (the package has no types). */
+type Done = (error: Error | null, result?: { user: string }) => void;
+interface DataStream {
+  on(event: "data" | "end", listener: () => void): void;
+}
+
 const server = new SMTPServer({
   key: Deno.readTextFileSync(keyPath),
   cert: Deno.readTextFileSync(certPath),
   logger: false,
-  onAuth(_auth, _session, callback) {
+  onAuth(_auth: unknown, _session: unknown, callback: Done) {
     callback(null, { user: "bench" });
   },
-  onData(stream, _session, callback) {
+  onData(stream: DataStream, _session: unknown, callback: Done) {
     stream.on("data", () => {});
     stream.on("end", () => {
       callback();
