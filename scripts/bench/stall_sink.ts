@@ -29,7 +29,7 @@ const server = new SMTPServer({
   onData(stream: DataStream, _session: unknown, callback: Done) {
     stream.on("data", () => {});
     stream.on("end", () => {
-      callback();
+      callback(null);
       out("+");
     });
   },
