@@ -85,6 +85,11 @@ export const DEFAULT_MAX_RECIPIENTS = 100;
  */
 export const MAX_STORED_REASON_CHARS = 1_000;
 
+/** Default of `delivery.catch_up_window`: one day. */
+export const DEFAULT_CATCH_UP_WINDOW_MS = 24 * 3_600_000;
+/** Ids of skipped requests named in the log line, at most. */
+const MAX_LOGGED_IDS = 10;
+
 /** Deadline of one reminder check (listing the requests and sending what is due). */
 export const REMINDER_CHECK_DEADLINE_MS = 5 * 60_000;
 /** Deadline of one retry of a request (reading it again and bringing it up to date). */
@@ -121,6 +126,13 @@ export interface AppDeps {
   readonly reminders?: ReminderPolicy;
   /** `delivery.max_recipients`: at most this many "new request" emails per request. */
   readonly maxRecipients?: number;
+  /**
+   * `delivery.catch_up_window`: a pending request that no instance has
+   * handled yet is caught up after a (re)connect only if it was created
+   * within this window (a first deployment must not mail a stale backlog);
+   * 0 catches up none. Requests seen on the watch stream are always handled.
+   */
+  readonly catchUpWindowMs?: number;
 }
 
 /** Raised when our claim on a request was taken over (we were too slow): stop sending. */
@@ -258,11 +270,20 @@ export class NotifyApp {
     const dataById = new Map(stored.map((s) => [s.requestId, decodePluginData(s.data)]));
     const tasks: KeyedTask[] = [];
     const seen = new Set<string>();
+    const stale: string[] = [];
+    const window = this.#deps.catchUpWindowMs ?? DEFAULT_CATCH_UP_WINDOW_MS;
+    const oldest = this.#clock.now() - window;
     for (const request of requests) {
       seen.add(request.id);
       const target: Target = { kind: "request", request };
       const data = dataById.get(request.id);
       const pendingNew = data === undefined && request.state === "PENDING";
+      // A request without a creation time cannot be told stale: it is caught up.
+      const created = request.created?.getTime() ?? Infinity;
+      if (pendingNew && (window <= 0 || created < oldest)) {
+        stale.push(request.id);
+        continue;
+      }
       if (!pendingNew && isEmptyPlan(this.#plan(target, data)) && !hasClaim(data)) continue;
       tasks.push({ key: `access_request/${request.id}`, run: (s) => this.process(target, s) });
     }
@@ -271,6 +292,18 @@ export class NotifyApp {
       const target: Target = { kind: "deleted", requestId };
       if (isEmptyPlan(this.#plan(target, data))) continue;
       tasks.push({ key: `access_request/${requestId}`, run: (s) => this.process(target, s) });
+    }
+    if (stale.length > 0) {
+      this.#deps.log.info(
+        "Not emailing {count} pending request(s) created before the catch-up window " +
+          "({windowH} h, delivery.catch_up_window) that no instance handled: {ids}",
+        {
+          count: stale.length,
+          windowH: window / 3_600_000,
+          ids: stale.slice(0, MAX_LOGGED_IDS).join(", ") +
+            (stale.length > MAX_LOGGED_IDS ? ", …" : ""),
+        },
+      );
     }
     this.#deps.log.info("Reconciling {count} access request(s) after (re)connecting", {
       count: tasks.length,

@@ -361,3 +361,34 @@ Deno.test("plugin data stays small: recipients capped, the stored reason cut", a
   assert.ok(stored.request_reason!.endsWith("…"));
   assert.equal(teleport.callCount("updatePluginData"), 2);
 });
+
+Deno.test("a first start catches up pending requests of the last day only (delivery.catch_up_window)", async () => {
+  const { app, sent, teleport, clock } = setup();
+  const now = clock.now();
+  teleport.requests.set("fresh", request("fresh", { created: new Date(now - 3_600_000) }));
+  teleport.requests.set("stale", request("stale", { created: new Date(now - 3 * 86_400_000) }));
+  // A stale request some instance already handled is followed up all the same.
+  await put(app, teleport, request("handled", { created: new Date(now - 3 * 86_400_000) }));
+  teleport.requests.set(
+    "handled",
+    request("handled", {
+      created: new Date(now - 3 * 86_400_000),
+      state: "APPROVED",
+      resolveReason: "ok",
+    }),
+  );
+  const before = sent.length;
+  const tasks = await app.reconcile(signal());
+  assert.deepEqual(tasks.map((t) => t.key).sort(), [
+    "access_request/fresh",
+    "access_request/handled",
+  ]);
+  for (const t of tasks) await t.run(signal());
+  assert.deepEqual(
+    [...new Set(sent.slice(before).map((e) => e.subject.split(" ").at(-1)))].sort(),
+    ["fresh", "handled"],
+  );
+  // An event for the stale request (it changed) is handled as usual.
+  await put(app, teleport, request("stale", { created: new Date(now - 3 * 86_400_000) }));
+  assert.ok(sent.some((e) => e.subject.endsWith(" stale")));
+});

@@ -28,14 +28,24 @@ export function recipientsFor(
     return roleToRecipients[WILDCARD_ROLE] ?? [];
   };
 
+  return dedupeAddresses([...request.roles.flatMap(listFor), ...request.suggestedReviewers]);
+}
+
+/**
+ * Each address once, in first-seen order, spelled as first seen: addresses
+ * that differ only in letter case are one mailbox in practice (`OPS@x`,
+ * `ops@x`, `Ops@x` get one email). Entries that are not plain addresses go
+ * to `dropped`, each once.
+ */
+export function dedupeAddresses(entries: Iterable<string>): Recipients {
   const seen = new Set<string>();
   const recipients: string[] = [];
   const dropped: string[] = [];
-  const candidates = [...request.roles.flatMap(listFor), ...request.suggestedReviewers];
-  for (const candidate of candidates) {
-    if (seen.has(candidate)) continue;
-    seen.add(candidate);
-    (isPlainAddress(candidate) ? recipients : dropped).push(candidate);
+  for (const entry of entries) {
+    const key = entry.toLowerCase();
+    if (seen.has(key)) continue;
+    seen.add(key);
+    (isPlainAddress(entry) ? recipients : dropped).push(entry);
   }
   return { recipients, dropped };
 }

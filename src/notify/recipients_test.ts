@@ -173,3 +173,14 @@ Deno.test("routeRecipients: rules decide when they name someone, else the role m
     assert.deepEqual(routing.notes, [{ kind: "no_recipient" }]);
   });
 });
+
+Deno.test("addresses that differ only in letter case are one recipient, spelled as first seen", () => {
+  const { recipients } = recipientsFor(
+    {
+      roles: ["dev"],
+      suggestedReviewers: ["OPS@example.com", "ops@example.com", "Eng@Example.com"],
+    },
+    { "*": ["x@example.com"], dev: ["Ops@Example.com", "eng@example.com"] },
+  );
+  assert.deepEqual(recipients, ["Ops@Example.com", "eng@example.com"]);
+});

@@ -16,7 +16,7 @@ import {
   type TeleportErrorKind,
 } from "../teleport/types.ts";
 import { type Condition, evaluateCondition, parseCondition } from "./condition.ts";
-import { isPlainAddress } from "../lib/address.ts";
+import { dedupeAddresses } from "./recipients.ts";
 
 /** The subject and notification name a rule must have to concern us. */
 export const RULE_SUBJECT = KIND_ACCESS_REQUEST;
@@ -142,16 +142,9 @@ export class RuleSet {
       }
     }
     if (matched.length === 0) return undefined;
-    const seen = new Set<string>();
-    const recipients: string[] = [];
-    const dropped: string[] = [];
-    for (const { rule } of matched) {
-      for (const entry of rule.notification.recipients) {
-        if (seen.has(entry)) continue;
-        seen.add(entry);
-        (isPlainAddress(entry) ? recipients : dropped).push(entry);
-      }
-    }
+    const { recipients, dropped } = dedupeAddresses(
+      matched.flatMap(({ rule }) => rule.notification.recipients),
+    );
     return { recipients, dropped, rules: matched.map((m) => m.rule.name) };
   }
 }
