@@ -52,10 +52,10 @@ Deno.test("recipientsFor follows SPEC §5 in a stable order", () => {
       ],
     },
     {
-      name: "only exact duplicates are merged",
+      name: "duplicates that differ only in letter case are merged (issue 11: one mailbox)",
       roles: [],
       suggested: ["Bob@example.com", "bob@example.com"],
-      recipients: ["Bob@example.com", "bob@example.com"],
+      recipients: ["Bob@example.com"],
     },
     {
       name: "entries that are not plain addresses are dropped and reported once",
