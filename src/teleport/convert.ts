@@ -78,7 +78,10 @@ export function toAccessRequest(pb: PbAccessRequest): AccessRequest {
     roles: [...(spec.Roles ?? [])],
     state: toRequestState(spec.State),
     ...optional("created", toDate(spec.Created)),
-    ...optional("expires", toDate(meta.Expires)),
+    // As Teleport's `Expiry()`: v18 keeps a pending request's own expiry in
+    // Spec.ResourceExpiry, older servers in Metadata.Expires.
+    ...optional("expires", toDate(spec.ResourceExpiry) ?? toDate(meta.Expires)),
+    ...optional("accessExpires", toDate(spec.Expires)),
     requestReason: spec.RequestReason ?? "",
     resolveReason: spec.ResolveReason ?? "",
     systemAnnotations: toLabelValues(spec.SystemAnnotations),

@@ -40,6 +40,7 @@ Deno.test("convert: event_put_promoted becomes a PROMOTED request with every det
     state: "PROMOTED",
     created: at(1795392000),
     expires: at(1795478400),
+    accessExpires: at(1795478400),
     requestReason: "Need node access <b>now</b>",
     resolveReason: "promoted to access list",
     systemAnnotations: { pagerduty_services: ["svc-a", "svc-b"] },
@@ -281,4 +282,15 @@ Deno.test("convert: a user's traits from UsersService.GetUser and the legacy Aut
     traits: { "github-teams": ["core"] },
   });
   assert.deepEqual(toUser(undefined, "ghost"), { name: "ghost", roles: [], traits: {} });
+});
+
+Deno.test("convert: a request's own expiry is Spec.ResourceExpiry, else Metadata.Expires; access ends at Spec.Expires", () => {
+  const ts = (seconds: number) => ({ seconds, nanos: 0 });
+  const v18 = toAccessRequest({
+    Metadata: { Name: "r1", Expires: ts(1_800_000_000) },
+    Spec: { ResourceExpiry: ts(1_790_000_000), Expires: ts(1_795_000_000) },
+  });
+  assert.deepEqual([v18.expires, v18.accessExpires], [at(1_790_000_000), at(1_795_000_000)]);
+  const older = toAccessRequest({ Metadata: { Name: "r2", Expires: ts(1_800_000_000) }, Spec: {} });
+  assert.deepEqual([older.expires, older.accessExpires], [at(1_800_000_000), undefined]);
 });

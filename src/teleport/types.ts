@@ -36,8 +36,13 @@ export interface AccessRequest {
   readonly roles: readonly string[];
   readonly state: RequestState;
   readonly created?: Date;
-  /** When the pending request itself expires. */
+  /**
+   * When the pending request itself expires: `Spec.ResourceExpiry`, else
+   * `Metadata.Expires` (Teleport's `Expiry()`).
+   */
   readonly expires?: Date;
+  /** When granted access ends (`Spec.Expires`, Teleport's `GetAccessExpiry()`). */
+  readonly accessExpires?: Date;
   readonly requestReason: string;
   readonly resolveReason: string;
   readonly systemAnnotations: Readonly<Record<string, readonly string[]>>;
