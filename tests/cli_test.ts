@@ -5,30 +5,20 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { parse as parseToml } from "smol-toml";
+import { runCommand, type RunResult } from "./command.ts";
 
 const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 
-export interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { RunResult };
 
 /** Runs `deno run -A main.ts …args` in `cwd` (default: a temp dir, to prove cwd does not matter). */
 export async function runMain(args: string[], options: { cwd?: string } = {}): Promise<RunResult> {
   const cwd = options.cwd ?? await Deno.makeTempDir();
-  const output = await new Deno.Command(Deno.execPath(), {
+  return await runCommand(Deno.execPath(), {
     args: ["run", "-A", MAIN, ...args],
     cwd,
     env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
-    stdin: "null",
-  }).output();
-  const decoder = new TextDecoder();
-  return {
-    code: output.code,
-    stdout: decoder.decode(output.stdout),
-    stderr: decoder.decode(output.stderr),
-  };
+  });
 }
 
 Deno.test("version prints one line: teleport-email v<version> git:<ref> deno<version>", async () => {

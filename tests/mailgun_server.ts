@@ -6,6 +6,7 @@
  * Records every request; scripted answers (429, 500, 400, a slow one...) are
  * served first, in order. Torn down hard by `close()`.
  */
+import { arrivals } from "./arrivals.ts";
 
 /** Default wait of `waitFor`. */
 const DEFAULT_WAIT_MS = 5_000;
@@ -16,6 +17,8 @@ export interface ScriptedAnswer {
   body?: unknown;
   /** Answer only after this long (to exercise client timeouts). */
   delayMs?: number;
+  /** Response headers, e.g. `{ "retry-after": "7" }`. */
+  headers?: Record<string, string>;
 }
 
 export interface FakeMailgunOptions {
@@ -54,10 +57,10 @@ export interface FakeMailgun {
   close(): Promise<void>;
 }
 
-function json(status: number, body: unknown): Response {
+function json(status: number, body: unknown, headers: Record<string, string> = {}): Response {
   return typeof body === "string"
-    ? new Response(body, { status, headers: { "content-type": "text/plain" } })
-    : Response.json(body ?? {}, { status });
+    ? new Response(body, { status, headers: { "content-type": "text/plain", ...headers } })
+    : Response.json(body ?? {}, { status, headers });
 }
 
 function basicAuth(header: string | null): { username: string; password: string } | undefined {
@@ -75,7 +78,7 @@ export function startMailgunServer(opts: FakeMailgunOptions): FakeMailgun {
   const requests: MailgunRequest[] = [];
   const ids: string[] = [];
   const scripted: ScriptedAnswer[] = [];
-  const waiters: Array<() => void> = [];
+  const answered = arrivals(requests, "requests");
   const controller = new AbortController();
 
   async function answer(req: Request, record: MailgunRequest): Promise<Response> {
@@ -84,7 +87,7 @@ export function startMailgunServer(opts: FakeMailgunOptions): FakeMailgun {
       if (next.delayMs) {
         await new Promise((resolve) => setTimeout(resolve, next.delayMs));
       }
-      return json(next.status, next.body);
+      return json(next.status, next.body, next.headers);
     }
     const auth = record.auth;
     if (!auth || auth.username !== "api" || auth.password !== opts.apiKey) {
@@ -135,7 +138,7 @@ export function startMailgunServer(opts: FakeMailgunOptions): FakeMailgun {
       const response = await answer(req, record);
       record.status = response.status;
       requests.push(record);
-      for (const wake of waiters.splice(0)) wake();
+      answered.arrived();
       return response;
     },
   );
@@ -148,19 +151,7 @@ export function startMailgunServer(opts: FakeMailgunOptions): FakeMailgun {
       scripted.push(...answers);
     },
     async waitFor(n, timeoutMs = DEFAULT_WAIT_MS) {
-      const deadline = Date.now() + timeoutMs;
-      while (requests.length < n) {
-        const left = deadline - Date.now();
-        if (left <= 0) {
-          throw new Error(`Timed out waiting for ${n} requests: got ${requests.length}`);
-        }
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve);
-          timer = setTimeout(resolve, left);
-        });
-        clearTimeout(timer);
-      }
+      await answered.waitFor(n, timeoutMs);
       return requests;
     },
     async close() {

@@ -1,12 +1,15 @@
 /**
  * A real SMTP server for tests (the `smtp-server` package) on 127.0.0.1:0:
  * STARTTLS or implicit TLS with a given certificate, optional required AUTH,
- * scripted failures, and the received messages parsed just enough to check
+ * scripted failures, a STARTTLS that is offered and then refused, AUTH
+ * attempts recorded (and whether they came in the clear), replies that echo
+ * the credentials, and the received messages parsed just enough to check
  * what a mailer wrote (headers decoded, quoted-printable/base64 bodies,
  * nested multiparts). Torn down hard by `close()`.
  */
 import { SMTPServer, type SMTPServerOptions, type SMTPServerSession } from "smtp-server";
 import type net from "node:net";
+import { arrivals } from "./arrivals.ts";
 
 /** How long `close()` lets smtp-server say goodbye before sockets are destroyed. */
 const CLOSE_GRACE_MS = 100;
@@ -32,6 +35,20 @@ export interface FakeSmtpOptions {
   starttls?: boolean;
   /** AUTH required with exactly these credentials; absent: no AUTH offered. */
   auth?: { username: string; password: string };
+  /** SASL mechanisms offered with `auth`; default PLAIN and LOGIN. */
+  authMethods?: string[];
+  /**
+   * Offer STARTTLS (as `starttls` does) but answer the command with this
+   * reply, as a server with a broken TLS setup or a middlebox that strips it.
+   * AUTH is then accepted in the clear, as a careless server would.
+   */
+  refuseStarttls?: SmtpReply;
+  /**
+   * A failed AUTH is answered with the credentials echoed back as the client
+   * sent them: the AUTH PLAIN blob, the base64 password of AUTH LOGIN and the
+   * password itself (servers that log or echo "what they got" exist).
+   */
+  echoCredentials?: boolean;
   /** Reply to the first `count` MAIL FROM commands with `reply`. */
   failMailFrom?: { count: number; reply: SmtpReply };
   /** Reply to the first `count` messages (after DATA) with `reply`. */
@@ -89,6 +106,8 @@ export interface FakeSmtpServer {
   readonly connectionCount: number;
   /** Failed AUTH attempts, with the username tried. */
   readonly authFailures: string[];
+  /** Every AUTH received, in order: who, and whether the session was encrypted then. */
+  readonly authAttempts: Array<{ username: string; secure: boolean }>;
   /** Messages held by `stallRecipients` right now (on open connections). */
   readonly stalledCount: number;
   /** Stops stalling and accepts the held messages. */
@@ -109,15 +128,17 @@ function smtpError(reply: SmtpReply): Error & { responseCode: number } {
 export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeSmtpServer> {
   const messages: ReceivedMessage[] = [];
   const authFailures: string[] = [];
+  const authAttempts: Array<{ username: string; secure: boolean }> = [];
   const sockets = new Set<net.Socket>();
-  const waiters: Array<() => void> = [];
+  const received = arrivals(messages, "messages");
   let mailFromCount = 0;
   let dataCount = 0;
   let connectionCount = 0;
   let stall = new Set((opts.stallRecipients ?? []).map((r) => r.toLowerCase()));
   const held: Array<{ sessionId: string; accept: () => void }> = [];
 
-  const starttls = opts.starttls ?? (opts.tls !== undefined && !opts.secure);
+  const starttls = opts.refuseStarttls !== undefined ||
+    (opts.starttls ?? (opts.tls !== undefined && !opts.secure));
   const disabledCommands: string[] = [];
   if (!starttls) disabledCommands.push("STARTTLS");
   if (!opts.auth) disabledCommands.push("AUTH");
@@ -127,10 +148,13 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
     secure: opts.secure ?? false,
     disabledCommands,
     authOptional: !opts.auth,
+    ...(opts.authMethods ? { authMethods: opts.authMethods } : {}),
+    ...(opts.refuseStarttls ? { allowInsecureAuth: true } : {}),
     closeTimeout: CLOSE_GRACE_MS,
     ...(opts.tls ? { cert: opts.tls.cert, key: opts.tls.key } : {}),
     onConnect(_session, callback) {
       connectionCount++;
+      if (opts.refuseStarttls) refuseStarttlsOnNewConnections(opts.refuseStarttls);
       callback();
     },
     onClose(session) {
@@ -138,13 +162,21 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
         if (held[i]!.sessionId === session.id) held.splice(i, 1);
       }
     },
-    onAuth(auth, _session, callback) {
+    onAuth(auth, session, callback) {
+      authAttempts.push({ username: auth.username ?? "", secure: session.secure });
       const want = opts.auth;
       if (want && auth.username === want.username && auth.password === want.password) {
         return callback(null, { user: auth.username });
       }
       authFailures.push(auth.username ?? "");
-      callback(smtpError({ code: 535, message: "5.7.8 Authentication credentials invalid" }));
+      let message = "5.7.8 Authentication credentials invalid";
+      if (opts.echoCredentials) {
+        const user = auth.username ?? "";
+        const pass = auth.password ?? "";
+        message += `: got ${base64(`\0${user}\0${pass}`)} / ${base64(user)} ${base64(pass)}` +
+          ` (${pass})`;
+      }
+      callback(smtpError({ code: 535, message }));
     },
     onMailFrom(_address, _session, callback) {
       mailFromCount++;
@@ -166,7 +198,7 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
         if (fail && dataCount <= fail.count) return callback(smtpError(fail.reply));
         const accept = () => {
           messages.push(receivedMessage(concat(chunks), session));
-          for (const wake of waiters.splice(0)) wake();
+          received.arrived();
           callback();
         };
         const stalled = stall.has("*") ||
@@ -177,6 +209,20 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
     },
   };
   const server = new SMTPServer(options);
+  /** Gives every connection not yet seen a STARTTLS handler that answers `reply`. */
+  const refused = new WeakSet<object>();
+  function refuseStarttlsOnNewConnections(reply: SmtpReply) {
+    // smtp-server looks its command handlers up on the connection (`handler_<VERB>`).
+    const connections = (server as unknown as { connections: Set<StarttlsHandler> }).connections;
+    for (const connection of connections) {
+      if (refused.has(connection)) continue;
+      refused.add(connection);
+      connection.handler_STARTTLS = function (_command, callback) {
+        this.send(reply.code, reply.message);
+        callback();
+      };
+    }
+  }
   // Client-side resets (a test's aborted handshake, say) are expected here.
   server.on("error", () => {});
   server.server.on("connection", (socket: net.Socket) => {
@@ -204,6 +250,7 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
       return connectionCount;
     },
     authFailures,
+    authAttempts,
     get stalledCount() {
       return held.length;
     },
@@ -215,19 +262,7 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
       stall = new Set(recipients.map((r) => r.toLowerCase()));
     },
     async waitFor(n, timeoutMs = DEFAULT_WAIT_MS) {
-      const deadline = Date.now() + timeoutMs;
-      while (messages.length < n) {
-        const left = deadline - Date.now();
-        if (left <= 0) {
-          throw new Error(`Timed out waiting for ${n} messages: got ${messages.length}`);
-        }
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        await new Promise<void>((resolve) => {
-          waiters.push(resolve);
-          timer = setTimeout(resolve, left);
-        });
-        clearTimeout(timer);
-      }
+      await received.waitFor(n, timeoutMs);
       return messages;
     },
     async close() {
@@ -237,6 +272,18 @@ export async function startSmtpServer(opts: FakeSmtpOptions = {}): Promise<FakeS
       for (const socket of sockets) socket.destroy();
     },
   };
+}
+
+/** The part of smtp-server's connection a refused STARTTLS replaces. */
+interface StarttlsHandler {
+  handler_STARTTLS(this: StarttlsHandler, command: unknown, callback: () => void): void;
+  send(code: number, message: string): void;
+}
+
+function base64(text: string): string {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
 }
 
 function concat(chunks: Uint8Array[]): Uint8Array {

@@ -7,6 +7,7 @@
  * current directory, not to the config file's directory, as in the Go plugin.
  */
 import { parse, TomlError } from "smol-toml";
+import { MIB, readBoundedTextFileSync } from "../lib/read_file.ts";
 import { ConfigError, describeReadError } from "./error.ts";
 import type { LoadedConfig } from "./types.ts";
 import { type ConfigDeps, validateConfig } from "./validate.ts";
@@ -17,9 +18,15 @@ export type { ConfigDeps } from "./validate.ts";
 /** The command that writes an example config file, for the hint when none is found. */
 const CONFIGURE_COMMAND = "teleport-email configure";
 
-/** Reads files from the local file system. */
+/** Largest config file: the template is 5 KiB, a config with hundreds of roles well under 1 MiB. */
+const CONFIG_FILE_LIMIT = MIB;
+
+/**
+ * Reads files from the local file system: regular files only (a FIFO would
+ * block, `/dev/zero` would never end) and at most `limit` bytes each.
+ */
 const DEFAULT_CONFIG_DEPS: ConfigDeps = {
-  readTextFile: (path) => Deno.readTextFileSync(path),
+  readTextFile: (path, limit) => readBoundedTextFileSync(path, limit),
 };
 
 /**
@@ -30,7 +37,7 @@ export function loadConfig(path: string, deps: ConfigDeps = DEFAULT_CONFIG_DEPS)
   const quoted = JSON.stringify(path);
   let text: string;
   try {
-    text = deps.readTextFile(path);
+    text = deps.readTextFile(path, CONFIG_FILE_LIMIT);
   } catch (error) {
     let problem = `Cannot read config file ${quoted}: ${describeReadError(error)}`;
     if (error instanceof Deno.errors.NotFound) {

@@ -9,8 +9,9 @@ import { STARTTLS_POLICIES, type StarttlsPolicy } from "./types.ts";
 /** What each `smtp.starttls_policy` does, for the template's comment. */
 const STARTTLS_POLICY_HELP: Readonly<Record<StarttlsPolicy, string>> = {
   mandatory: "fail when the server does not offer STARTTLS",
-  opportunistic: "use STARTTLS when the server offers it, else send in plaintext",
-  disabled: "never use STARTTLS",
+  opportunistic:
+    "use STARTTLS when the server offers it, else send in plaintext (never the password)",
+  disabled: "never use STARTTLS (with a username, needs allow_insecure_auth = true)",
 };
 
 const STARTTLS_POLICY_LINES = STARTTLS_POLICIES
@@ -32,7 +33,8 @@ addr = "teleport.example.com:443"
 identity = "/var/lib/teleport/plugins/email/identity"
 # Reload the identity file periodically (for short-lived tbot certificates).
 refresh_identity = true
-# How often to reload it, as a Go duration ("30s", "1m", "1h30m"). Default: "1m".
+# How often to reload it, as a Go duration ("30s", "1m", "1h30m"); at least "1s".
+# Default: "1m".
 refresh_identity_interval = "1m"
 
 # Alternative to identity, from \`tctl auth sign --format=tls\` (all three together;
@@ -58,6 +60,11 @@ ${STARTTLS_POLICY_LINES}
 starttls_policy = "mandatory"
 # Extra CA certificates (PEM) to trust for the SMTP server, besides the system ones.
 # ca_file = "/var/lib/teleport/plugins/email/smtp_ca.pem"
+# The password never travels unencrypted: with "opportunistic" and a server that offers
+# no STARTTLS (or refuses it), sending fails instead; "disabled" with a username is an
+# error. Only for a relay you reach over a trusted network, accept cleartext AUTH
+# (a warning is logged at every start):
+# allow_insecure_auth = false
 
 # [mailgun]
 # domain = "mg.example.com"
@@ -65,8 +72,11 @@ starttls_policy = "mandatory"
 # private_key = "..."
 # # private_key_file = "/var/lib/teleport/plugins/email/mailgun_private_key"
 # # API endpoint; use "https://api.eu.mailgun.net" for the EU region.
-# # Default: "https://api.mailgun.net".
+# # Default: "https://api.mailgun.net". No user info ("https://user:pass@…").
 # api_base = "https://api.mailgun.net"
+# # An http:// api_base (other than loopback) sends the key unencrypted and is refused
+# # unless this is true (a warning is logged at every start):
+# allow_insecure_http = false
 
 [delivery]
 # From: address, optionally with a display name: "Teleport <noreply@example.com>".

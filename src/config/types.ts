@@ -44,6 +44,13 @@ export interface SmtpConfig {
   readonly starttlsPolicy: StarttlsPolicy;
   /** `smtp.ca_file`: extra CA certificates (PEM text, already read) to trust. */
   readonly ca?: string;
+  /**
+   * `smtp.allow_insecure_auth`, default false: AUTH may go over a connection
+   * that is not encrypted (no STARTTLS offered, STARTTLS refused, or
+   * `starttls_policy = "disabled"`). Without it the mailer refuses to send the
+   * password in the clear and the send or health check fails.
+   */
+  readonly allowInsecureAuth?: boolean;
 }
 
 export interface MailgunConfig {
@@ -51,8 +58,13 @@ export interface MailgunConfig {
   readonly domain: string;
   /** From `mailgun.private_key` or the trimmed contents of `mailgun.private_key_file`. */
   readonly privateKey: Secret;
-  /** `mailgun.api_base`, default `https://api.mailgun.net`, no trailing slash. */
+  /** `mailgun.api_base`, default `https://api.mailgun.net`, no trailing slash, no user info. */
   readonly apiBase: string;
+  /**
+   * `mailgun.allow_insecure_http`, default false: an `http://` `api_base` off
+   * the loopback interface is accepted (the key then travels unencrypted).
+   */
+  readonly allowInsecureHttp?: boolean;
 }
 
 /** `[log]`, normalised: severities in lower case, output aliases resolved. */

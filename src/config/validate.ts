@@ -11,6 +11,8 @@
  */
 import { isPlainAddress, parseMailbox } from "../lib/address.ts";
 import { parseDuration } from "../lib/duration.ts";
+import { isLoopbackHost, withoutUserInfo } from "../lib/net_address.ts";
+import { KIB, MIB } from "../lib/read_file.ts";
 import { Secret } from "../lib/secret.ts";
 import { ConfigError, describeReadError } from "./error.ts";
 import {
@@ -29,16 +31,31 @@ export { ConfigError } from "./error.ts";
 
 /** What validation needs from the outside world. */
 export interface ConfigDeps {
-  /** Reads a whole text file (secret files, `smtp.ca_file`); throws `Deno.errors.*`. */
-  readTextFile(path: string): string;
+  /**
+   * Reads a whole text file (secret files, `smtp.ca_file`) of at most `limit`
+   * bytes; throws `Deno.errors.*`, or an error whose message says why the
+   * file was refused ("is larger than the 64 KiB limit").
+   */
+  readTextFile(path: string, limit: number): string;
 }
 
 /** `teleport.addr` when neither it nor `auth_server` is set. */
 const DEFAULT_TELEPORT_ADDR = "localhost:3025";
 /** `teleport.refresh_identity_interval` when unset: one minute, as in the Go plugin. */
 const DEFAULT_REFRESH_IDENTITY_INTERVAL_MS = 60_000;
+/**
+ * Shortest `teleport.refresh_identity_interval`: tbot renews certificates in
+ * minutes, so re-reading more than once a second only burns CPU ("1ns" spun).
+ */
+const MIN_REFRESH_IDENTITY_INTERVAL_MS = 1_000;
+/** Largest secret file (`smtp.password_file`, `mailgun.private_key_file`): a key is a line. */
+const SECRET_FILE_LIMIT = 64 * KIB;
+/** Largest `smtp.ca_file`: a generous CA bundle (the Mozilla one is ~220 KiB). */
+const CA_FILE_LIMIT = 4 * MIB;
 /** `smtp.port` when unset: submission with STARTTLS. */
 const DEFAULT_SMTP_PORT = 587;
+/** The `smtp.port` of implicit TLS (RFC 8314), where the STARTTLS policy does not apply. */
+const IMPLICIT_TLS_PORT = 465;
 /** `mailgun.api_base` when unset: Mailgun's US region. */
 const DEFAULT_MAILGUN_API_BASE = "https://api.mailgun.net";
 /** `reminders.max` when unset. */
@@ -58,8 +75,17 @@ export const CONFIG_KEYS = {
     "client_crt",
     "root_cas",
   ],
-  mailgun: ["domain", "private_key", "private_key_file", "api_base"],
-  smtp: ["host", "port", "username", "password", "password_file", "starttls_policy", "ca_file"],
+  mailgun: ["domain", "private_key", "private_key_file", "api_base", "allow_insecure_http"],
+  smtp: [
+    "host",
+    "port",
+    "username",
+    "password",
+    "password_file",
+    "starttls_policy",
+    "ca_file",
+    "allow_insecure_auth",
+  ],
   delivery: ["sender", "recipients", "notify_requester"],
   role_to_recipients: [],
   log: ["output", "severity", "format"],
@@ -217,11 +243,22 @@ class Review {
     return value === "" ? undefined : value;
   }
 
+  /** An optional boolean; `undefined` when unset. */
+  boolean(table: Table, section: string, key: string): boolean | undefined | Invalid {
+    if (!Object.hasOwn(table, key)) return undefined;
+    const value = table[key];
+    if (typeof value !== "boolean") {
+      this.problem(`${section}.${key}`, `must be a boolean, got ${describe(value)}`);
+      return INVALID;
+    }
+    return value;
+  }
+
   /** Reads a secret file once; its contents, trimmed, must not be empty. */
   secretFile(deps: ConfigDeps, key: string, path: string): Secret | Invalid {
     let text: string;
     try {
-      text = deps.readTextFile(path);
+      text = deps.readTextFile(path, SECRET_FILE_LIMIT);
     } catch (error) {
       this.problem(key, `cannot read ${quote(path)}: ${describeReadError(error)}`);
       return INVALID;
@@ -315,6 +352,12 @@ function validateTeleport(raw: Table, review: Review): TeleportConfig | undefine
         refreshIdentityIntervalMs = parseDuration(value);
         if (refreshIdentityIntervalMs === 0) {
           review.problem(key, `must be longer than zero, got ${quote(value)}`);
+        } else if (refreshIdentityIntervalMs < MIN_REFRESH_IDENTITY_INTERVAL_MS) {
+          review.problem(
+            key,
+            "must be at least 1s (re-reading the identity file more often only burns CPU), " +
+              `got ${quote(value)}`,
+          );
         }
       } catch (error) {
         review.problem(key, lowerFirst((error as Error).message));
@@ -411,7 +454,7 @@ function validateSmtp(table: Table, deps: ConfigDeps, review: Review): SmtpConfi
   const caFile = review.string(table, "smtp", "ca_file");
   if (typeof caFile === "string") {
     try {
-      ca = deps.readTextFile(caFile);
+      ca = deps.readTextFile(caFile, CA_FILE_LIMIT);
       if (!ca.includes(PEM_CERTIFICATE_MARKER)) {
         ok = false;
         review.problem("smtp.ca_file", `file ${quote(caFile)} holds no PEM certificate`);
@@ -419,6 +462,38 @@ function validateSmtp(table: Table, deps: ConfigDeps, review: Review): SmtpConfi
     } catch (error) {
       ok = false;
       review.problem("smtp.ca_file", `cannot read ${quote(caFile)}: ${describeReadError(error)}`);
+    }
+  }
+
+  const allowInsecureAuth = review.boolean(table, "smtp", "allow_insecure_auth");
+  if (allowInsecureAuth === INVALID) ok = false;
+  else if (ok) {
+    // Credentials only go out when a username is set; the session is TLS from the first
+    // byte on port 465, and with a mandatory STARTTLS before AUTH can be sent.
+    const key = "smtp.allow_insecure_auth";
+    const tlsOnly = port === IMPLICIT_TLS_PORT || starttlsPolicy === "mandatory";
+    if (allowInsecureAuth === true) {
+      if (username === undefined) {
+        review.warning(key, "has no effect without smtp.username");
+      } else if (tlsOnly) {
+        const why = port === IMPLICIT_TLS_PORT
+          ? "on port 465 (implicit TLS)"
+          : `with starttls_policy ${quote(starttlsPolicy)}`;
+        review.warning(key, `has no effect ${why} (the password only travels over TLS)`);
+      } else {
+        review.warning(
+          key,
+          "is true: the SMTP password is sent unencrypted whenever the server offers no STARTTLS " +
+            "or refuses it; anyone on the path can read it",
+        );
+      }
+    } else if (username !== undefined && starttlsPolicy === "disabled" && !tlsOnly) {
+      ok = false;
+      review.problem(
+        "smtp.starttls_policy",
+        '"disabled" with smtp.username would send the password unencrypted; ' +
+          'use "mandatory" (or port 465), or set smtp.allow_insecure_auth = true to accept that',
+      );
     }
   }
 
@@ -436,6 +511,7 @@ function validateSmtp(table: Table, deps: ConfigDeps, review: Review): SmtpConfi
     ...(password === undefined ? {} : { password }),
     starttlsPolicy,
     ...(ca === undefined ? {} : { ca }),
+    allowInsecureAuth: allowInsecureAuth === true,
   };
 }
 
@@ -454,6 +530,7 @@ function validateMailgun(
 
   let apiBase: string | undefined = DEFAULT_MAILGUN_API_BASE;
   const base = review.string(table, "mailgun", "api_base");
+  const allowInsecureHttp = review.boolean(table, "mailgun", "allow_insecure_http");
   if (base === INVALID) {
     apiBase = undefined;
   } else if (base !== undefined) {
@@ -463,18 +540,60 @@ function validateMailgun(
     } catch {
       // Reported below.
     }
+    // The value is shown without any user info: "https://api:key@…" carries the key.
+    const shown = quote(withoutUserInfo(base));
     if (url === undefined || (url.protocol !== "https:" && url.protocol !== "http:")) {
-      review.problem("mailgun.api_base", `must be an http(s) URL, got ${quote(base)}`);
+      review.problem("mailgun.api_base", `must be an http(s) URL, got ${shown}`);
+      apiBase = undefined;
+    } else if (url.username !== "" || url.password !== "") {
+      review.problem(
+        "mailgun.api_base",
+        `must not carry a user name or password, got ${shown}; ` +
+          "the key belongs in mailgun.private_key or mailgun.private_key_file",
+      );
+      apiBase = undefined;
+    } else if (
+      // Plain http on the loopback interface never leaves the host (a local proxy or test).
+      url.protocol === "http:" && !isLoopbackHost(url.hostname) && allowInsecureHttp !== true
+    ) {
+      if (allowInsecureHttp !== INVALID) {
+        review.problem(
+          "mailgun.api_base",
+          `${shown} would send the API key unencrypted; use https://, ` +
+            "or set mailgun.allow_insecure_http = true to accept that",
+        );
+      }
       apiBase = undefined;
     } else {
       apiBase = base.replace(/\/+$/, "");
     }
   }
+  if (allowInsecureHttp === true && apiBase !== undefined) {
+    const key = "mailgun.allow_insecure_http";
+    if (apiBase.startsWith("http:")) {
+      review.warning(
+        key,
+        `is true: the Mailgun API key is sent unencrypted to ${quote(apiBase)}; ` +
+          "anyone on the path can read it",
+      );
+    } else {
+      review.warning(key, `has no effect: mailgun.api_base is ${quote(apiBase)}`);
+    }
+  }
 
-  if (typeof domain !== "string" || !(privateKey instanceof Secret) || apiBase === undefined) {
+  if (
+    typeof domain !== "string" || !(privateKey instanceof Secret) || apiBase === undefined ||
+    allowInsecureHttp === INVALID
+  ) {
     return undefined;
   }
-  return { kind: "mailgun", domain, privateKey, apiBase };
+  return {
+    kind: "mailgun",
+    domain,
+    privateKey,
+    apiBase,
+    allowInsecureHttp: allowInsecureHttp === true,
+  };
 }
 
 function validateMailer(

@@ -371,7 +371,9 @@ Deno.test("smtp.starttls_policy", async (t) => {
   for (const [written, policy] of cases) {
     await t.step(`${JSON.stringify(written)} → ${policy}`, () => {
       const line = written === undefined ? "" : `starttls_policy = "${written}"`;
-      const { config } = accept(doc({ mailer: `${SMTP}${line}` }));
+      // With a username, "disabled" needs the opt-in (it would send the password in the clear).
+      const optIn = written === "disabled" ? "\nallow_insecure_auth = true" : "";
+      const { config } = accept(doc({ mailer: `${SMTP}${line}${optIn}` }));
       assert.equal(config.mailer.kind === "smtp" && config.mailer.starttlsPolicy, policy);
     });
   }
@@ -813,14 +815,19 @@ Deno.test("validateConfig rejects a document that is not a table", () => {
   );
 });
 
+/** The smallest valid config, as parsed TOML, for the tests of one optional key. */
+const MINIMAL_TABLE = {
+  teleport: { identity: "/id" },
+  smtp: { host: "smtp.example.com" },
+  delivery: { sender: "noreply@example.com" },
+  role_to_recipients: { "*": "ops@example.com" },
+};
+/** Reads for {@linkcode MINIMAL_TABLE}, which names no file whose contents matter. */
+const ANY_FILE: ConfigDeps = { readTextFile: () => "x" };
+
 Deno.test("status.listen_addr: optional host:port", async (t) => {
-  const base = {
-    teleport: { identity: "/id" },
-    smtp: { host: "smtp.example.com" },
-    delivery: { sender: "noreply@example.com" },
-    role_to_recipients: { "*": "ops@example.com" },
-  };
-  const deps = { readTextFile: () => "x" };
+  const base = MINIMAL_TABLE;
+  const deps = ANY_FILE;
   await t.step("absent: no listener", () => {
     assert.deepEqual(validateConfig(base, deps).config.status, {});
   });
@@ -841,13 +848,8 @@ Deno.test("status.listen_addr: optional host:port", async (t) => {
 });
 
 Deno.test("delivery.notify_requester and [reminders]", async (t) => {
-  const base = {
-    teleport: { identity: "/id" },
-    smtp: { host: "smtp.example.com" },
-    delivery: { sender: "noreply@example.com" },
-    role_to_recipients: { "*": "ops@example.com" },
-  };
-  const deps = { readTextFile: () => "x" };
+  const base = MINIMAL_TABLE;
+  const deps = ANY_FILE;
   await t.step("off by default", () => {
     const { config } = validateConfig(base, deps);
     assert.equal(config.delivery.notifyRequester, false);
@@ -891,4 +893,229 @@ Deno.test("delivery.notify_requester and [reminders]", async (t) => {
       assert.throws(() => validateConfig({ ...base, reminders }, deps), message);
     });
   }
+});
+
+// --- hardening (issue 12) ------------------------------------------------------
+
+Deno.test("teleport.refresh_identity_interval: at least 1s, at most Go's longest duration", async (t) => {
+  const key = "teleport.refresh_identity_interval";
+  const accepted: Array<[written: string, ms: number]> = [
+    ["1s", 1_000],
+    ["1.5s", 1_500],
+    // 597h and more overflowed setInterval's 2^31-1 ms and spun; the clock chains them now.
+    ["597h", 597 * 3_600_000],
+    ["2562047h", 2_562_047 * 3_600_000],
+  ];
+  for (const [written, ms] of accepted) {
+    await t.step(`${written} is accepted`, () => {
+      const { config } = accept(
+        doc({ teleport: `[teleport]\nidentity = "/id"\nrefresh_identity_interval = "${written}"` }),
+      );
+      assert.equal(config.teleport.refreshIdentityIntervalMs, ms);
+    });
+  }
+  const refused: Array<[written: string, problem: string]> = [
+    [
+      "1ns",
+      `${key}: must be at least 1s (re-reading the identity file more often only burns CPU), got "1ns"`,
+    ],
+    [
+      "1ms",
+      `${key}: must be at least 1s (re-reading the identity file more often only burns CPU), got "1ms"`,
+    ],
+    [
+      "999ms",
+      `${key}: must be at least 1s (re-reading the identity file more often only burns CPU), got "999ms"`,
+    ],
+    [
+      "2562048h",
+      `${key}: invalid duration "2562048h": longer than Go's longest duration, ` +
+      "2562047h47m16.854775807s",
+    ],
+  ];
+  for (const [written, problem] of refused) {
+    await t.step(`${written} is refused`, () => {
+      assert.deepEqual(
+        problemsOf(
+          doc({
+            teleport: `[teleport]\nidentity = "/id"\nrefresh_identity_interval = "${written}"`,
+          }),
+        ),
+        [problem],
+      );
+    });
+  }
+});
+
+Deno.test("credentials never go out unencrypted without an opt-in that says so", async (t) => {
+  const smtp = (extra: string, port = 587) =>
+    doc({
+      mailer: `[smtp]\nhost = "smtp.example.com"\nport = ${port}\nusername = "u"\n` +
+        `password = "${SMTP_PASSWORD}"\n${extra}`,
+    });
+  const mailgun = (extra: string) =>
+    doc({
+      mailer: `[mailgun]\ndomain = "mg.example.com"\nprivate_key = "${MAILGUN_KEY}"\n${extra}`,
+    });
+  const SMTP_OPT_IN_WARNING = "smtp.allow_insecure_auth: is true: the SMTP password is sent " +
+    "unencrypted whenever the server offers no STARTTLS or refuses it; anyone on the path can read it";
+  const cases: Array<{
+    name: string;
+    toml: string;
+    problems?: string[];
+    warnings?: string[];
+    check?: (config: Config) => void;
+  }> = [
+    {
+      name: "smtp: disabled STARTTLS with a username is refused",
+      toml: smtp(`starttls_policy = "disabled"`),
+      problems: [
+        'smtp.starttls_policy: "disabled" with smtp.username would send the password unencrypted; ' +
+        'use "mandatory" (or port 465), or set smtp.allow_insecure_auth = true to accept that',
+      ],
+    },
+    {
+      name: "smtp: disabled STARTTLS with a username and the opt-in: accepted, loudly",
+      toml: smtp(`starttls_policy = "disabled"\nallow_insecure_auth = true`),
+      warnings: [SMTP_OPT_IN_WARNING],
+      check: (config) =>
+        assert.equal(config.mailer.kind === "smtp" && config.mailer.allowInsecureAuth, true),
+    },
+    {
+      name: "smtp: opportunistic with a username: accepted; AUTH waits for TLS at run time",
+      toml: smtp(`starttls_policy = "opportunistic"`),
+      check: (config) =>
+        assert.equal(config.mailer.kind === "smtp" && config.mailer.allowInsecureAuth, false),
+    },
+    {
+      name: "smtp: opportunistic with the opt-in warns",
+      toml: smtp(`starttls_policy = "opportunistic"\nallow_insecure_auth = true`),
+      warnings: [SMTP_OPT_IN_WARNING],
+    },
+    {
+      name: "smtp: disabled STARTTLS on port 465 (implicit TLS) is fine",
+      toml: smtp(`starttls_policy = "disabled"`, 465),
+    },
+    {
+      name: "smtp: disabled STARTTLS without a username sends no credentials",
+      toml: doc({ mailer: `[smtp]\nhost = "relay.internal"\nstarttls_policy = "disabled"` }),
+    },
+    {
+      name: "smtp: the opt-in with mandatory STARTTLS has no effect",
+      toml: smtp(`allow_insecure_auth = true`),
+      warnings: [
+        'smtp.allow_insecure_auth: has no effect with starttls_policy "mandatory" ' +
+        "(the password only travels over TLS)",
+      ],
+    },
+    {
+      name: "smtp: the opt-in without a username has no effect",
+      toml: doc({ mailer: `[smtp]\nhost = "relay.internal"\nallow_insecure_auth = true` }),
+      warnings: ["smtp.allow_insecure_auth: has no effect without smtp.username"],
+    },
+    {
+      name: "smtp: the opt-in must be a boolean",
+      toml: smtp(`allow_insecure_auth = "yes"`),
+      problems: ['smtp.allow_insecure_auth: must be a boolean, got a string "yes"'],
+    },
+    {
+      name: "mailgun: an http api_base is refused",
+      toml: mailgun(`api_base = "http://mailgun-proxy.internal:8080"`),
+      problems: [
+        'mailgun.api_base: "http://mailgun-proxy.internal:8080" would send the API key ' +
+        "unencrypted; use https://, or set mailgun.allow_insecure_http = true to accept that",
+      ],
+    },
+    {
+      name: "mailgun: an http api_base with the opt-in: accepted, loudly",
+      toml: mailgun(`api_base = "http://mailgun-proxy.internal:8080"\nallow_insecure_http = true`),
+      warnings: [
+        "mailgun.allow_insecure_http: is true: the Mailgun API key is sent unencrypted to " +
+        '"http://mailgun-proxy.internal:8080"; anyone on the path can read it',
+      ],
+      check: (config) =>
+        assert.equal(config.mailer.kind === "mailgun" && config.mailer.allowInsecureHttp, true),
+    },
+    {
+      name: "mailgun: http on a loopback address never leaves the host",
+      toml: mailgun(`api_base = "http://[::1]:8080"`),
+    },
+    {
+      name: "mailgun: the opt-in with https has no effect",
+      toml: mailgun(`allow_insecure_http = true`),
+      warnings: [
+        'mailgun.allow_insecure_http: has no effect: mailgun.api_base is "https://api.mailgun.net"',
+      ],
+    },
+    {
+      name: "mailgun: the opt-in must be a boolean",
+      toml: mailgun(`allow_insecure_http = 1`),
+      problems: ['mailgun.allow_insecure_http: must be a boolean, got an integer "1"'],
+    },
+    {
+      name: "mailgun: user info in api_base is refused and never printed",
+      toml: mailgun(`api_base = "https://api:${MAILGUN_KEY}@api.mailgun.net"`),
+      problems: [
+        'mailgun.api_base: must not carry a user name or password, got "https://***@api.mailgun.net"; ' +
+        "the key belongs in mailgun.private_key or mailgun.private_key_file",
+      ],
+    },
+    {
+      name: "mailgun: user info in an api_base that is not an http(s) URL is not printed either",
+      toml: mailgun(`api_base = "htps://api:${MAILGUN_KEY}@api.mailgun.net"`),
+      problems: ['mailgun.api_base: must be an http(s) URL, got "htps://***@api.mailgun.net"'],
+    },
+  ];
+  for (const { name, toml, problems, warnings = [], check } of cases) {
+    await t.step(name, () => {
+      if (problems !== undefined) {
+        assert.deepEqual(problemsOf(toml), problems);
+        return;
+      }
+      const loaded = accept(toml);
+      assert.deepEqual(loaded.warnings, warnings);
+      check?.(loaded.config);
+    });
+  }
+});
+
+Deno.test("secret and CA files are read with a size limit each", async (t) => {
+  const limits: Array<[name: string, mailer: string, path: string, limit: number]> = [
+    ["smtp.password_file", SMTP, "/secrets/smtp_password", 64 * 1024],
+    [
+      "mailgun.private_key_file",
+      `[mailgun]\ndomain = "mg.example.com"\nprivate_key_file = "/secrets/mailgun_key"`,
+      "/secrets/mailgun_key",
+      64 * 1024,
+    ],
+    [
+      "smtp.ca_file",
+      `${SMTP}ca_file = "/etc/ssl/smtp_ca.pem"`,
+      "/etc/ssl/smtp_ca.pem",
+      4 * 1024 * 1024,
+    ],
+  ];
+  for (const [name, mailer, path, limit] of limits) {
+    await t.step(`${name}: ${limit} bytes`, () => {
+      const seen: Array<[string, number | undefined]> = [];
+      const inner = fakeDeps();
+      accept(doc({ mailer }), {
+        readTextFile(p, max) {
+          seen.push([p, max]);
+          return inner.readTextFile(p, max);
+        },
+      });
+      assert.deepEqual(seen.find(([p]) => p === path), [path, limit]);
+    });
+  }
+  await t.step("the reader's refusal names the key and the limit", () => {
+    const refusing: ConfigDeps = {
+      readTextFile(_path, max) {
+        throw new RangeError(`is larger than the ${max! / 1024} KiB limit`);
+      },
+    };
+    assert.deepEqual(problemsOf(doc(), refusing), [
+      'smtp.password_file: cannot read "/secrets/smtp_password": is larger than the 64 KiB limit',
+    ]);
+  });
 });

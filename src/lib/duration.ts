@@ -18,6 +18,8 @@ const UNIT_MS: Readonly<Record<string, number>> = {
 
 /** Go's largest duration (2^63 - 1 ns) in milliseconds; longer ones overflow there. */
 const MAX_DURATION_MS = 9_223_372_036_854.775;
+/** The same, as Go's `time.Duration.String` writes it. */
+const MAX_DURATION_TEXT = "2562047h47m16.854775807s";
 
 /** One `<number><unit>` component: digits with an optional fraction, then a unit. */
 const COMPONENT = /^(\d+(?:\.\d*)?|\.\d+)([^\d.]*)/;
@@ -53,7 +55,11 @@ export function parseDuration(text: string): number {
     rest = rest.slice(whole.length);
   }
   if (total > MAX_DURATION_MS) {
-    throw new RangeError(`Invalid duration ${JSON.stringify(text)}: too long`);
+    throw new RangeError(
+      `Invalid duration ${
+        JSON.stringify(text)
+      }: longer than Go's longest duration, ${MAX_DURATION_TEXT}`,
+    );
   }
   return total;
 }

@@ -33,6 +33,8 @@ export const ROOT_CATEGORY = "teleport-email";
 
 /** Mode of a log file the plugin creates: owner read/write only. */
 const LOG_FILE_MODE = 0o600;
+/** Permission bits of a log file that let group or others read it (lines name people and requests). */
+const SHARED_MODE_MASK = 0o077;
 
 /** A synchronous byte writer: stderr, stdout or an open file. */
 export interface LogWriter {
@@ -43,6 +45,17 @@ export interface LoggingDeps {
   stderr: LogWriter;
   stdout: LogWriter;
   openAppend(path: string): LogWriter & { close(): void };
+  /** What is at `path` before it is opened; `undefined` when nothing. Default: `Deno.statSync`. */
+  fileInfo?(path: string): { isFile: boolean; mode: number | null } | undefined;
+}
+
+function defaultFileInfo(path: string): { isFile: boolean; mode: number | null } | undefined {
+  try {
+    const info = Deno.statSync(path);
+    return { isFile: info.isFile, mode: info.mode };
+  } catch {
+    return undefined;
+  }
 }
 
 function defaultLoggingDeps(): LoggingDeps {
@@ -181,9 +194,19 @@ export async function setupLogging(
   deps: LoggingDeps = defaultLoggingDeps(),
 ): Promise<void> {
   let writer: LogWriter;
+  const warnings: string[] = [];
   if (cfg.output === "stderr") writer = deps.stderr;
   else if (cfg.output === "stdout") writer = deps.stdout;
   else {
+    // A file we create is owner-only; one that was there keeps its mode, which may not be.
+    const before = (deps.fileInfo ?? defaultFileInfo)(cfg.output);
+    if (before?.isFile && before.mode !== null && (before.mode & SHARED_MODE_MASK) !== 0) {
+      const octal = (before.mode & 0o777).toString(8).padStart(4, "0");
+      warnings.push(
+        `Log file "${cfg.output}" (log.output) is readable by group or others (mode ${octal}); ` +
+          `restrict it with "chmod 600 ${cfg.output}"`,
+      );
+    }
     try {
       openFile = deps.openAppend(cfg.output);
     } catch (error) {
@@ -196,10 +219,30 @@ export async function setupLogging(
   }
   const encoder = new TextEncoder();
   const format = cfg.format === "json" ? formatJsonLine : formatTextLine;
+  // A write that fails (a full disk, /dev/full) would lose every line without a word:
+  // say so on stderr, once, unless stderr is what failed.
+  let reported = false;
   const sink: Sink = (record) => {
     const bytes = encoder.encode(format(record));
-    let written = 0;
-    while (written < bytes.length) written += writer.writeSync(bytes.subarray(written));
+    try {
+      let written = 0;
+      while (written < bytes.length) written += writer.writeSync(bytes.subarray(written));
+    } catch (error) {
+      if (reported || writer === deps.stderr) return;
+      reported = true;
+      try {
+        deps.stderr.writeSync(encoder.encode(
+          `teleport-email: cannot write to log output ${
+            JSON.stringify(cfg.output)
+          } (log.output): ` +
+            `${
+              (error as Error)?.message ?? error
+            }; log lines are lost until it accepts writes again\n`,
+        ));
+      } catch {
+        // stderr is gone too: nothing left to tell.
+      }
+    }
   };
   const severity: LogSeverity = options.debug ? "debug" : cfg.severity;
   await configure({
@@ -210,6 +253,7 @@ export async function setupLogging(
       { category: ["logtape", "meta"], sinks: ["main"], lowestLevel: "warning" },
     ],
   });
+  for (const warning of warnings) logger().warn("{warning}", { warning });
 }
 
 /** Flushes and closes what `setupLogging` opened. */

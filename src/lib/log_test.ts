@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { closeLogging, logger, type LoggingDeps, type LogOptions, setupLogging } from "./log.ts";
+import { moduleGraph } from "../../tests/command.ts";
 
 function capture() {
   const out: string[] = [];
@@ -152,16 +153,8 @@ Deno.test("text lines render an error as its message", async () => {
 });
 
 Deno.test("the logger depends on nothing in src/config (config imports lib, not the reverse)", async () => {
-  const log = fileURLToPath(new URL("./log.ts", import.meta.url));
-  const output = await new Deno.Command(Deno.execPath(), {
-    args: ["info", "--json", log],
-    env: { DENO_NO_UPDATE_CHECK: "1" },
-  }).output();
-  assert.equal(output.code, 0, new TextDecoder().decode(output.stderr));
-  const graph = JSON.parse(new TextDecoder().decode(output.stdout)) as {
-    modules: { specifier: string }[];
-  };
-  const local = graph.modules.map((m) => m.specifier).filter((s) => s.startsWith("file:"));
+  const modules = await moduleGraph(fileURLToPath(new URL("./log.ts", import.meta.url)));
+  const local = modules.filter((s) => s.startsWith("file:"));
   assert.ok(local.some((s) => s.endsWith("/src/lib/log.ts")), local.join("\n"));
   assert.deepEqual(local.filter((s) => s.includes("/src/config/")), []);
 });

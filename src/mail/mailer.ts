@@ -50,6 +50,10 @@ export interface MailErrorOptions {
   readonly response?: string;
   /** The recipient the failure is about, when it is about one. */
   readonly recipient?: string;
+  /** The server or API the failure came from (`smtp.example.com:587`, `api.mailgun.net`). */
+  readonly server?: string;
+  /** How long the server asked us to wait before trying again (HTTP `Retry-After`). */
+  readonly retryAfterMs?: number;
   readonly cause?: unknown;
 }
 
@@ -62,6 +66,8 @@ export class MailError extends Error {
   declare readonly status?: number;
   declare readonly response?: string;
   declare readonly recipient?: string;
+  declare readonly server?: string;
+  declare readonly retryAfterMs?: number;
 
   constructor(message: string, options: MailErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -70,6 +76,8 @@ export class MailError extends Error {
     if (options.status !== undefined) this.status = options.status;
     if (options.response !== undefined) this.response = options.response;
     if (options.recipient !== undefined) this.recipient = options.recipient;
+    if (options.server !== undefined) this.server = options.server;
+    if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -174,10 +182,113 @@ export function isCertificateErrorCode(code: string | undefined): boolean {
   return code !== undefined && CERTIFICATE_ERROR.test(code);
 }
 
-/** Replaces every occurrence of `secret` in `text` (no-op for an empty secret). */
-export function redact(text: string, secret: string | undefined): string {
-  if (secret === undefined || secret === "") return text;
-  return text.split(secret).join("[redacted]");
+/** What replaces a secret in a message. */
+const REDACTED = "[redacted]";
+/** Shortest run of base64 characters looked at as a possible (partial) encoded secret. */
+const MIN_BASE64_TOKEN = 8;
+/** A run of base64 characters with optional padding. */
+const BASE64_TOKEN = /[A-Za-z0-9+/]{8,}={0,2}/g;
+
+/**
+ * A secret and every encoding of it that we put on the wire, so that a server
+ * echoing what it received (an SMTP 535 quoting the AUTH PLAIN blob, an HTTP
+ * 401 quoting the Authorization header) cannot leak it through our errors.
+ */
+export interface Redaction {
+  /** The secret as the operator wrote it. */
+  readonly secret: string;
+  /** Its encoded forms as sent (base64 texts), with padding. */
+  readonly encoded: readonly string[];
+}
+
+/** Base64 of the UTF-8 bytes of `text`, as SMTP AUTH and HTTP Basic encode credentials. */
+export function base64(text: string): string {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+/**
+ * The forms of an SMTP password: AUTH PLAIN sends base64 of
+ * `\0<user>\0<password>`, AUTH LOGIN base64 of the password on its own.
+ */
+export function smtpRedaction(
+  user: string | undefined,
+  password: string | undefined,
+): Redaction | undefined {
+  if (password === undefined || password === "") return undefined;
+  return { secret: password, encoded: [base64(`\0${user ?? ""}\0${password}`), base64(password)] };
+}
+
+/** The forms of an HTTP Basic credential (`Authorization: Basic base64(<user>:<secret>)`). */
+export function basicAuthRedaction(user: string, secret: string): Redaction {
+  return { secret, encoded: [base64(`${user}:${secret}`), base64(secret)] };
+}
+
+/** The text a base64 token decodes to (latin1, so any bytes do), or undefined when it is none. */
+function decodeBase64(token: string): string | undefined {
+  const bare = token.replace(/=+$/, "");
+  if (bare.length % 4 === 1) return undefined;
+  try {
+    return atob(bare + "=".repeat((4 - (bare.length % 4)) % 4));
+  } catch {
+    return undefined;
+  }
+}
+
+/** `secret`'s UTF-8 bytes as a latin1 string, to look for it in decoded bytes. */
+function latin1Bytes(text: string): string {
+  let out = "";
+  for (const byte of new TextEncoder().encode(text)) out += String.fromCharCode(byte);
+  return out;
+}
+
+/**
+ * Replaces every occurrence of the secret in `text` (no-op for an empty
+ * secret), and with a `Redaction` also its encoded forms, with or without
+ * padding, any base64 run that is a piece of one of them (a truncated echo),
+ * and any base64 run that decodes to something containing the secret.
+ */
+export function redact(text: string, secret: string | Redaction | undefined): string {
+  const redaction = typeof secret === "string" ? { secret, encoded: [] } : secret;
+  if (redaction === undefined || redaction.secret === "") return text;
+  const bare = redaction.encoded.map((form) => form.replace(/=+$/, ""));
+  let out = text;
+  for (const form of [...redaction.encoded, ...bare, redaction.secret]) {
+    if (form !== "") out = out.split(form).join(REDACTED);
+  }
+  if (redaction.encoded.length === 0) return out;
+  const secretBytes = latin1Bytes(redaction.secret);
+  return out.replace(BASE64_TOKEN, (token) => {
+    const core = token.replace(/=+$/, "");
+    if (core.length < MIN_BASE64_TOKEN || core === "redacted") return token;
+    if (bare.some((form) => form.includes(core))) return REDACTED;
+    const decoded = decodeBase64(token);
+    return decoded !== undefined && decoded.includes(secretBytes) ? REDACTED : token;
+  });
+}
+
+/**
+ * Redacts, in place, the text fields of an error we are about to keep as a
+ * `cause` (message, response, details, stack), so that inspecting the
+ * `MailError` does not print what the message hides. Returns `err`.
+ */
+export function scrubError<T>(err: T, secret: string | Redaction | undefined, depth = 0): T {
+  // The depth bounds a cause chain that loops.
+  if (secret === undefined || typeof err !== "object" || err === null || depth > 5) return err;
+  const fields = err as Record<string, unknown>;
+  for (const key of ["message", "response", "details", "stack"]) {
+    const value = fields[key];
+    if (typeof value !== "string") continue;
+    try {
+      fields[key] = redact(value, secret);
+    } catch {
+      // A read-only field: nothing to do about it.
+    }
+  }
+  const cause = (err as { cause?: unknown }).cause;
+  if (cause !== undefined) scrubError(cause, secret, depth + 1);
+  return err;
 }
 
 /** Rejects with the signal's reason as soon as it aborts; otherwise settles like `promise`. */

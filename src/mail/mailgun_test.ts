@@ -2,8 +2,14 @@ import assert from "node:assert/strict";
 import type { MailgunConfig } from "../config/types.ts";
 import { Secret } from "../lib/secret.ts";
 import { type FakeMailgun, startMailgunServer } from "../../tests/mailgun_server.ts";
+import { rejection } from "../../tests/assert.ts";
 import { type Mailer, MailError } from "./mailer.ts";
-import { createMailgunMailer, type MailgunMailerDeps, mailgunMailError } from "./mailgun.ts";
+import {
+  createMailgunMailer,
+  mailgunHttpError,
+  type MailgunMailerDeps,
+  mailgunNetworkError,
+} from "./mailgun.ts";
 
 const KEY = "key-0123456789abcdef0123456789abcdef";
 const DOMAIN = "mg.example.com";
@@ -28,15 +34,8 @@ async function withMailgun(
   }
 }
 
-async function rejection(promise: Promise<unknown>): Promise<MailError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof MailError, `expected a MailError, got ${err}`);
-    return err;
-  }
-  assert.fail("expected the promise to reject");
-}
+/** The `MailError` a send or health check rejects with. */
+const mailError = (promise: Promise<unknown>) => rejection(promise, MailError);
 
 Deno.test("mailgun: sends the fields with basic auth to the configured api_base", async () => {
   await withMailgun(async (mailer, api) => {
@@ -101,7 +100,7 @@ Deno.test("mailgun: an EU api_base is used as given", async () => {
       },
       SENDER,
     );
-    const err = await rejection(nowhere.send({ to: "a@example.com", subject: "s", text: "t" }));
+    const err = await mailError(nowhere.send({ to: "a@example.com", subject: "s", text: "t" }));
     assert.match(err.message, /via "http:\/\/127\.0\.0\.1:1"/);
     assert.equal(api.requests.length, 1);
   } finally {
@@ -132,7 +131,7 @@ Deno.test("mailgun: 429 and 5xx are transient", async () => {
       { status: 503, body: "<html>Service Unavailable</html>" },
     );
     for (const status of [429, 500, 503]) {
-      const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.equal(err.transient, true, `HTTP ${status}`);
       assert.equal(err.status, status);
       assert.equal(err.code, `HTTP_${status}`);
@@ -145,7 +144,7 @@ Deno.test("mailgun: 429 and 5xx are transient", async () => {
 Deno.test("mailgun: 400 is permanent and keeps the API's message", async () => {
   await withMailgun(async (mailer, api) => {
     api.script({ status: 400, body: { message: "'to' parameter is not a valid address" } });
-    const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+    const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
     assert.equal(err.transient, false);
     assert.equal(err.status, 400);
     assert.equal(err.response, "'to' parameter is not a valid address");
@@ -158,8 +157,8 @@ Deno.test("mailgun: a wrong key is a permanent 401 that does not show the key", 
   await withMailgun(async (mailer, api) => {
     for (
       const err of [
-        await rejection(mailer.checkHealth()),
-        await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" })),
+        await mailError(mailer.checkHealth()),
+        await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" })),
       ]
     ) {
       assert.equal(err.transient, false);
@@ -174,7 +173,7 @@ Deno.test("mailgun: a wrong key is a permanent 401 that does not show the key", 
 
 Deno.test("mailgun: an unknown domain is permanent", async () => {
   await withMailgun(async (mailer) => {
-    const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+    const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
     assert.equal(err.transient, false);
     assert.equal(err.status, 404);
     assert.match(err.response ?? "", /Domain not found/);
@@ -194,7 +193,7 @@ Deno.test("mailgun: no answer (refused, timed out) is transient, not a 400", asy
     },
     SENDER,
   );
-  const err = await rejection(refused.send({ to: "a@example.com", subject: "s", text: "t" }));
+  const err = await mailError(refused.send({ to: "a@example.com", subject: "s", text: "t" }));
   assert.equal(err.transient, true);
   assert.equal(err.code, "ECONNREFUSED");
   assert.equal(err.status, undefined);
@@ -202,9 +201,10 @@ Deno.test("mailgun: no answer (refused, timed out) is transient, not a 400", asy
   await withMailgun(
     async (mailer, api) => {
       api.script({ status: 200, body: { id: "<late@mg>", message: "Queued" }, delayMs: 300 });
-      const slow = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const slow = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.equal(slow.transient, true);
-      assert.equal(slow.code, "ECONNABORTED");
+      assert.equal(slow.code, "ETIMEDOUT");
+      assert.match(slow.message, /no answer within 50 ms \(ETIMEDOUT\)/);
     },
     {},
     { timeoutMs: 50 },
@@ -219,7 +219,7 @@ Deno.test("mailgun: the health check is a test-mode send to the sender", async (
     assert.equal(req?.field("from"), SENDER);
     assert.equal(req?.field("to"), "noreply@example.com");
     api.script({ status: 500, body: { message: "down" } });
-    const err = await rejection(mailer.checkHealth());
+    const err = await mailError(mailer.checkHealth());
     assert.equal(err.transient, true);
     assert.match(
       err.message,
@@ -243,38 +243,44 @@ Deno.test("mailgun: an aborted send rejects with the signal's reason", async () 
   });
 });
 
-Deno.test("mailgun: error mapping of mailgun.js errors", () => {
+Deno.test("mailgun: error mapping of answers and of requests without one", () => {
   const context = {
     what: "send",
     apiBase: "https://api.mailgun.net",
     recipient: "a@b.c",
     key: "k3y",
   };
-  const apiError = (status: number, message: string, details: unknown) => ({
-    type: "MailgunAPIError",
-    status,
-    message,
-    details,
-  });
-  const table: Array<[unknown, boolean, string | undefined]> = [
-    [apiError(400, "ECONNRESET", "socket hang up"), true, "ECONNRESET"],
-    [apiError(400, "ERR_NETWORK", "Network Error"), true, "ERR_NETWORK"],
-    [apiError(400, "ETIMEDOUT", "timeout of 10000ms exceeded"), true, "ETIMEDOUT"],
-    [apiError(400, "CERT_HAS_EXPIRED", "certificate has expired"), false, "CERT_HAS_EXPIRED"],
-    [apiError(400, "Bad Request", { message: "bad" }), false, "HTTP_400"],
-    [apiError(400, "BAD REQUEST", "bad"), false, "HTTP_400"],
-    [apiError(402, "Payment Required", "pay"), false, "HTTP_402"],
-    [apiError(429, "Too Many Requests", "slow down"), true, "HTTP_429"],
-    [apiError(502, "Bad Gateway", "<html>"), true, "HTTP_502"],
-    [new TypeError("boom"), false, undefined],
+  const http = (status: number, body: string) =>
+    mailgunHttpError({ status, statusText: "", body }, context);
+  const answers: Array<[MailError, boolean, string]> = [
+    [http(400, JSON.stringify({ message: "bad" })), false, "HTTP_400"],
+    [http(402, "pay"), false, "HTTP_402"],
+    [http(301, ""), false, "HTTP_301"],
+    [http(429, "slow down"), true, "HTTP_429"],
+    [http(502, "<html>"), true, "HTTP_502"],
   ];
-  for (const [input, transient, code] of table) {
-    const err = mailgunMailError(input, context);
-    assert.equal(err.transient, transient, Deno.inspect(input));
-    assert.equal(err.code, code, Deno.inspect(input));
+  const fetchFailed = (why: string) => new TypeError("fetch failed", { cause: new Error(why) });
+  const network = (err: unknown, timedOut = false) =>
+    mailgunNetworkError(err, { ...context, timedOut, timeoutMs: 10_000 });
+  const failures: Array<[MailError, boolean, string]> = [
+    [
+      network(fetchFailed("tcp connect error: Connection refused (os error 111)")),
+      true,
+      "ECONNREFUSED",
+    ],
+    [network(fetchFailed("connection reset by peer")), true, "ECONNRESET"],
+    [network(fetchFailed("dns error: failed to lookup address information")), true, "ENOTFOUND"],
+    [network(fetchFailed("invalid peer certificate: UnknownIssuer")), false, "ERR_TLS_CERT"],
+    [network(new DOMException("timed out", "TimeoutError"), true), true, "ETIMEDOUT"],
+    [network(new TypeError("boom")), true, "ENETWORK"],
+  ];
+  for (const [err, transient, code] of [...answers, ...failures]) {
+    assert.equal(err.transient, transient, err.message);
+    assert.equal(err.code, code, err.message);
     assert.equal(err.recipient, "a@b.c");
+    assert.equal(err.server, "api.mailgun.net");
   }
-  const leaky = mailgunMailError(apiError(401, "Unauthorized", "bad key k3y"), context);
+  const leaky = http(401, "bad key k3y");
   assert.ok(!leaky.message.includes("k3y"));
   assert.equal(leaky.response, "bad key [redacted]");
 });

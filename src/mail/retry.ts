@@ -1,7 +1,8 @@
 /**
  * Sending with retries (SPEC §4 "retries"): a transient `MailError` is tried
- * again after a jittered exponential backoff that spans several minutes; a
- * permanent one, or any other error, is thrown at once. Time and randomness
+ * again after a jittered exponential backoff that spans several minutes, or
+ * after the `Retry-After` the server asked for when that is longer (up to
+ * `RETRY_AFTER_MAX_MS`); a permanent one, or any other error, is thrown at once. Time and randomness
  * are injected so tests do not wait.
  */
 import { backoffDelay, type Sleep, sleep as realSleep } from "../lib/backoff.ts";
@@ -16,6 +17,12 @@ export const SEND_RETRY_MAX_MS = 180_000;
 // With jitter in [0.5, 1) the five waits (15 s, 30 s, 1 min, 2 min, 3 min) add
 // up to between 3.4 and 6.75 minutes: long enough to ride out a restarting
 // relay or a rate limit, short enough not to hold a request's handler forever.
+/**
+ * Longest wait a server's `Retry-After` gets: a rate limit's window is
+ * usually a minute; a server asking for hours does not hold a request's
+ * handler that long (the next try just comes sooner than asked).
+ */
+export const RETRY_AFTER_MAX_MS = 300_000;
 
 export interface RetryInfo {
   /** The try that failed, 1-based. */
@@ -65,7 +72,10 @@ export async function sendWithRetry(
       return await mailer.send(email, signal);
     } catch (err) {
       if (!(err instanceof MailError) || !err.transient || attempt >= attempts) throw err;
-      const delayMs = backoffDelay(attempt - 1, backoff, options.random);
+      const delayMs = Math.max(
+        backoffDelay(attempt - 1, backoff, options.random),
+        Math.min(err.retryAfterMs ?? 0, RETRY_AFTER_MAX_MS),
+      );
       options.onRetry?.({ attempt, error: err, delayMs });
       await sleep(delayMs, signal);
     }

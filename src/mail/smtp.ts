@@ -5,10 +5,32 @@
  * classed transient or permanent.
  *
  * TCP_NODELAY: Nodemailer (since 10.1) turns Nagle off on every SMTP socket it
- * opens (`SMTPConnection#_onConnect`), which is what SPEC §7 asks for, so we
- * add no socket hook of our own; `scripts/bench_smtp_nodelay.ts` measures it.
+ * opens (`SMTPConnection#_onConnect`; strace shows `setsockopt(TCP_NODELAY)`
+ * on each). What stalled sends by 40–48 ms was the server's Nagle on replies
+ * to pipelined commands: `_smtp_no_pipelining.ts` turns pipelining off.
+ *
+ * The password never travels unencrypted unless `smtp.allow_insecure_auth`
+ * says so. Nodemailer sends AUTH in the clear when the server offers no
+ * STARTTLS, and with `opportunisticTLS` skips AUTH without a word when
+ * STARTTLS is offered but refused (every send then fails with 530); it has
+ * no option against either. The mechanism:
+ * - `forceAuth` makes Nodemailer run AUTH whenever a username is set, also
+ *   when the server did not advertise it, so a session that cannot
+ *   authenticate fails (the health check included) instead of going on
+ *   without AUTH;
+ * - `getSocket`, Nodemailer's documented hook for proxies, hands it a TCP
+ *   socket we opened (Nagle off before it connects); on it, a guard looks at
+ *   every write that goes out in the clear and destroys the socket, with an
+ *   `EINSECURE` error, before an `AUTH` command leaves. Once TLS starts
+ *   (implicit TLS or STARTTLS), commands travel inside the TLS socket
+ *   Nodemailer layers over ours, and what reaches our socket is TLS records:
+ *   the guard stands down at the first one (a TLS handshake record starts
+ *   with byte 0x16, which no SMTP command does). It judges the bytes on the
+ *   wire, not Nodemailer's state, so it holds whatever path Nodemailer took.
  */
+import "./_smtp_no_pipelining.ts";
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";
+import net from "node:net";
 import tls from "node:tls";
 import type { SmtpConfig, StarttlsPolicy } from "../config/types.ts";
 import {
@@ -19,7 +41,10 @@ import {
   type OutgoingEmail,
   prepareEmail,
   redact,
+  type Redaction,
+  scrubError,
   type SentEmail,
+  smtpRedaction,
 } from "./mailer.ts";
 import { messageIdGenerator } from "./message_id.ts";
 
@@ -38,6 +63,13 @@ const SOCKET_TIMEOUT_MS = 10_000;
 /** An idle pooled connection is closed (QUIT) before the socket timeout would cut it. */
 const IDLE_TIMEOUT_MS = 5_000;
 
+/** The first byte of a TLS handshake record: from it on, our socket carries TLS. */
+const TLS_HANDSHAKE_RECORD = 0x16;
+/** How much of a write the AUTH guard reads: the command verb and what follows. */
+const GUARD_PEEK_BYTES = 64;
+/** Our code for AUTH refused over a connection that is not encrypted. */
+export const INSECURE_AUTH_CODE = "EINSECURE";
+
 /** Nodemailer's codes for a connection that broke, timed out or never came up. */
 const CONNECTION_ERROR_CODES = new Set([
   "ECONNECTION",
@@ -47,6 +79,9 @@ const CONNECTION_ERROR_CODES = new Set([
   "EPROXY",
   "ETLS",
 ]);
+
+/** System error codes of a failed DNS lookup (Nodemailer calls those `EDNS`). */
+const DNS_ERROR_CODES = new Set(["ENOTFOUND", "EAI_AGAIN", "EAI_FAIL", "EAI_NONAME"]);
 
 export interface SmtpTimeouts {
   readonly connectionMs: number;
@@ -109,6 +144,105 @@ function starttlsOptions(policy: StarttlsPolicy): {
   }
 }
 
+/** The options Nodemailer passes to `getSocket` that we read. */
+interface SocketRequest {
+  host?: string;
+  port?: number;
+  connectionTimeout?: number;
+  /** When Nodemailer started connecting; the connection timeout counts from there. */
+  connectStartedAt?: number;
+}
+
+type GetSocket = (
+  options: SocketRequest,
+  callback: (err: Error | null, socketOptions?: { connection: net.Socket }) => void,
+) => void;
+
+/**
+ * Arms the AUTH guard on `socket` (see the top of the file): every write made
+ * in the clear is looked at, and an AUTH command destroys the socket instead
+ * of leaving. `policy` only words the error.
+ */
+function guardCleartextAuth(socket: net.Socket, policy: StarttlsPolicy): void {
+  const write = socket.write;
+  let armed = true;
+  let starttlsSent = false;
+  const guarded = function (this: net.Socket, chunk: unknown, ...rest: unknown[]): boolean {
+    if (armed) {
+      const bytes = typeof chunk === "string"
+        ? new TextEncoder().encode(chunk.slice(0, GUARD_PEEK_BYTES))
+        : chunk instanceof Uint8Array
+        ? chunk.subarray(0, GUARD_PEEK_BYTES)
+        : undefined;
+      if (bytes !== undefined && bytes[0] === TLS_HANDSHAKE_RECORD) {
+        armed = false;
+      } else if (bytes !== undefined) {
+        const head = String.fromCharCode(...bytes);
+        if (/^STARTTLS\b/im.test(head)) starttlsSent = true;
+        if (/^AUTH\b/im.test(head)) {
+          const why = policy === "disabled"
+            ? 'smtp.starttls_policy is "disabled"'
+            : starttlsSent
+            ? "the server refused STARTTLS"
+            : "the server offered no STARTTLS";
+          const error = Object.assign(
+            new Error(
+              `refusing to send the password unencrypted: ${why} ` +
+                "(smtp.allow_insecure_auth = true would allow it)",
+            ),
+            { code: INSECURE_AUTH_CODE },
+          );
+          this.destroy(error);
+          return false;
+        }
+      }
+    }
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  };
+  socket.write = guarded as typeof socket.write;
+}
+
+/**
+ * Nodemailer's `getSocket` hook: a TCP socket to the server, connected, Nagle
+ * off, with the AUTH guard when `guard` is set. Errors carry Nodemailer's
+ * codes (`ESOCKET`, `EDNS`, `ETIMEDOUT`) with the system code kept as
+ * `originalCode`, as Nodemailer's own connect reports them.
+ */
+function socketFactory(guard: StarttlsPolicy | undefined): GetSocket {
+  return (options, callback) => {
+    const started = options.connectStartedAt ?? Date.now();
+    const budget = (options.connectionTimeout ?? CONNECTION_TIMEOUT_MS) - (Date.now() - started);
+    const socket = net.connect({ host: options.host ?? "localhost", port: options.port ?? 25 });
+    socket.setNoDelay(true);
+    let settled = false;
+    const settle = (err: Error | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      socket.off("error", onError);
+      socket.off("connect", onConnect);
+      if (err !== null) {
+        socket.destroy();
+        return callback(err);
+      }
+      if (guard !== undefined) guardCleartextAuth(socket, guard);
+      callback(null, { connection: socket });
+    };
+    const onError = (err: Error & { code?: string; originalCode?: string }) => {
+      const system = err.code;
+      if (system !== undefined) err.originalCode ??= system;
+      err.code = system !== undefined && DNS_ERROR_CODES.has(system) ? "EDNS" : "ESOCKET";
+      settle(err);
+    };
+    const onConnect = () => settle(null);
+    const timer = setTimeout(() => {
+      settle(Object.assign(new Error("Connection timeout"), { code: "ETIMEDOUT" }));
+    }, Math.max(0, budget));
+    socket.once("error", onError);
+    socket.once("connect", onConnect);
+  };
+}
+
 /** The Nodemailer pool options for `cfg` (pure; the password is read here only). */
 export function smtpTransportOptions(
   cfg: SmtpConfig,
@@ -117,14 +251,21 @@ export function smtpTransportOptions(
 ): SMTPPoolOptions & { pool: true } {
   const secure = cfg.port === IMPLICIT_TLS_PORT;
   const ca = cfg.ca === undefined ? [...trustedCas] : [...trustedCas, cfg.ca];
+  // The guard is needed where the password could meet a connection without TLS.
+  const guard = cfg.username !== undefined && !secure && cfg.allowInsecureAuth !== true
+    ? cfg.starttlsPolicy
+    : undefined;
   return {
     host: cfg.host,
     port: cfg.port,
     secure,
     ...(secure ? {} : starttlsOptions(cfg.starttlsPolicy)),
-    ...(cfg.username === undefined
-      ? {}
-      : { auth: { user: cfg.username, pass: cfg.password?.reveal() ?? "" } }),
+    ...(cfg.username === undefined ? {} : {
+      auth: { user: cfg.username, pass: cfg.password?.reveal() ?? "" },
+      // AUTH even when not advertised: a session that cannot authenticate fails.
+      forceAuth: true,
+    }),
+    getSocket: socketFactory(guard) as SMTPPoolOptions["getSocket"],
     // Nodemailer verifies against the host name (SNI included) unless the host is an IP.
     tls: { ca: [...new Set(ca)], rejectUnauthorized: true },
     pool: true,
@@ -187,7 +328,8 @@ export function smtpMailError(
     what: string;
     server: string;
     recipient?: string | undefined;
-    password?: string | undefined;
+    /** The password and its AUTH encodings (`smtpRedaction`), or the bare password. */
+    password?: string | Redaction | undefined;
   },
 ): MailError {
   const e: NodemailerError = typeof err === "object" && err !== null ? err : { message: err };
@@ -216,7 +358,8 @@ export function smtpMailError(
     ...(status === undefined ? {} : { status }),
     ...(response === undefined ? {} : { response: redact(response, context.password) }),
     ...(recipient === undefined ? {} : { recipient }),
-    cause: err,
+    server: context.server,
+    cause: scrubError(err, context.password),
   });
 }
 
@@ -237,7 +380,7 @@ export function createSmtpMailer(
   );
   const transporter = nodemailer.createTransport(options);
   const server = `${cfg.host}:${cfg.port}`;
-  const password = cfg.password?.reveal();
+  const password = smtpRedaction(cfg.username, cfg.password?.reveal());
 
   return {
     async send(email: OutgoingEmail, signal?: AbortSignal): Promise<SentEmail> {

@@ -5,6 +5,7 @@ import type { SmtpConfig } from "../config/types.ts";
 import { Secret } from "../lib/secret.ts";
 import { issueCert, makeCa, type Pem } from "../../tests/pki.ts";
 import { type FakeSmtpOptions, startSmtpServer } from "../../tests/smtp_server.ts";
+import { rejection } from "../../tests/assert.ts";
 import { type Mailer, MailError } from "./mailer.ts";
 import {
   createSmtpMailer,
@@ -70,15 +71,8 @@ async function withSmtp(
   }
 }
 
-async function rejection(promise: Promise<unknown>): Promise<MailError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof MailError, `expected a MailError, got ${err}`);
-    return err;
-  }
-  assert.fail("expected the promise to reject");
-}
+/** The `MailError` a send or health check rejects with. */
+const mailError = (promise: Promise<unknown>) => rejection(promise, MailError);
 
 Deno.test("smtp: STARTTLS + AUTH delivers text and html with the threading headers", async () => {
   const { server: cert } = await pki;
@@ -176,13 +170,13 @@ Deno.test("smtp: mandatory STARTTLS fails when the server does not offer it", as
     { tls: cert, starttls: false },
     (port, ca) => smtpConfig(port, { ca: ca.cert }),
     async (mailer, server) => {
-      const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.equal(err.transient, false);
       assert.equal(err.code, "ETLS");
       assert.match(err.message, /STARTTLS/);
       assert.match(err.response ?? "", /^5\d\d /);
       assert.equal(server.messages.length, 0);
-      await rejection(mailer.checkHealth());
+      await mailError(mailer.checkHealth());
     },
   );
 });
@@ -219,7 +213,7 @@ Deno.test("smtp: opportunistic STARTTLS still verifies the certificate", async (
     { tls: cert },
     (port) => smtpConfig(port, { starttlsPolicy: "opportunistic", ca: otherCa.cert }),
     async (mailer, server) => {
-      const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.match(err.message, /certificate verification failed/);
       assert.equal(server.messages.length, 0);
     },
@@ -296,12 +290,12 @@ Deno.test("smtp: a certificate from an untrusted CA fails verification", async (
     { tls: cert },
     (port) => smtpConfig(port),
     async (mailer, server) => {
-      const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.equal(err.transient, false);
       assert.equal(err.code, "UNABLE_TO_VERIFY_LEAF_SIGNATURE");
       assert.match(err.message, /certificate verification failed/);
       assert.equal(server.messages.length, 0);
-      const health = await rejection(mailer.checkHealth());
+      const health = await mailError(mailer.checkHealth());
       assert.match(health.message, /^SMTP health check via "127\.0\.0\.1:\d+" failed: certificate/);
     },
   );
@@ -313,7 +307,7 @@ Deno.test("smtp: a certificate for another name fails verification", async () =>
     { tls: wrongName },
     (port, ca) => smtpConfig(port, { ca: ca.cert }),
     async (mailer) => {
-      const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.equal(err.transient, false);
       assert.equal(err.code, "ERR_TLS_CERT_ALTNAME_INVALID");
     },
@@ -344,8 +338,8 @@ Deno.test("smtp: failed AUTH is permanent, keeps the server's answer, hides the 
     async (mailer, server) => {
       for (
         const err of [
-          await rejection(mailer.checkHealth()),
-          await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" })),
+          await mailError(mailer.checkHealth()),
+          await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" })),
         ]
       ) {
         assert.equal(err.transient, false);
@@ -373,12 +367,12 @@ Deno.test("smtp: 421 is transient, 550 for a recipient is permanent and names it
     },
     (port, ca) => smtpConfig(port, { ca: ca.cert }),
     async (mailer, server) => {
-      const soft = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const soft = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.equal(soft.transient, true);
       assert.equal(soft.status, 421);
       assert.equal(soft.response, "421 4.7.0 Try again later");
 
-      const hard = await rejection(
+      const hard = await mailError(
         mailer.send({ to: "gone@example.com", subject: "s", text: "t" }),
       );
       assert.equal(hard.transient, false);
@@ -400,7 +394,7 @@ Deno.test("smtp: 4xx after DATA is transient, 5xx after DATA permanent", async (
     { tls: cert, failData: { count: 1, reply: { code: 452, message: "4.3.1 Mailbox full" } } },
     (port, ca) => smtpConfig(port, { ca: ca.cert }),
     async (mailer) => {
-      const soft = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const soft = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.equal(soft.transient, true);
       assert.equal(soft.status, 452);
       await mailer.send({ to: "a@example.com", subject: "s", text: "t" });
@@ -410,7 +404,7 @@ Deno.test("smtp: 4xx after DATA is transient, 5xx after DATA permanent", async (
     { tls: cert, failData: { count: 1, reply: { code: 554, message: "5.7.1 Spam" } } },
     (port, ca) => smtpConfig(port, { ca: ca.cert }),
     async (mailer) => {
-      const hard = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+      const hard = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
       assert.equal(hard.transient, false);
       assert.equal(hard.response, "554 5.7.1 Spam");
     },
@@ -456,10 +450,10 @@ Deno.test("smtp: a refused connection is transient", async () => {
   listener.close();
   const mailer = createSmtpMailer(smtpConfig(port), SENDER, { trustedCas: () => [] });
   try {
-    const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+    const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
     assert.equal(err.transient, true);
     assert.equal(err.code, "ECONNREFUSED");
-    const health = await rejection(mailer.checkHealth());
+    const health = await mailError(mailer.checkHealth());
     assert.equal(health.transient, true);
   } finally {
     await mailer.close();
@@ -475,7 +469,7 @@ Deno.test("smtp: a refused connection to a host with two addresses says why", as
     trustedCas: () => [],
   });
   try {
-    const err = await rejection(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
+    const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
     assert.equal(err.transient, true);
     assert.match(err.message, new RegExp(`failed: .*ECONNREFUSED .*:${port}`));
   } finally {
@@ -493,7 +487,7 @@ Deno.test("smtp: a server that never greets times out, transiently", async () =>
     timeouts: FAST_TIMEOUTS,
   });
   try {
-    const err = await rejection(mailer.checkHealth());
+    const err = await mailError(mailer.checkHealth());
     assert.equal(err.transient, true);
     assert.equal(err.code, "ETIMEDOUT");
     assert.match(err.message, /Greeting never received/);
@@ -507,7 +501,7 @@ Deno.test("smtp: a server that never greets times out, transiently", async () =>
 Deno.test("smtp: an invalid recipient is refused before connecting", async () => {
   const mailer = createSmtpMailer(smtpConfig(1), SENDER, { trustedCas: () => [] });
   try {
-    const err = await rejection(
+    const err = await mailError(
       mailer.send({ to: "a@example.com\r\nBcc: x@evil.example", subject: "s", text: "t" }),
     );
     assert.equal(err.transient, false);
@@ -582,7 +576,7 @@ Deno.test("smtp: a host name is verified against the certificate's DNS names", a
     { tls: wrongName },
     (port, ca) => smtpConfig(port, { host: "localhost", ca: ca.cert }),
     async (mailer) => {
-      const err = await rejection(mailer.checkHealth());
+      const err = await mailError(mailer.checkHealth());
       assert.equal(err.code, "ERR_TLS_CERT_ALTNAME_INVALID");
       assert.match(err.message, /localhost/);
     },

@@ -4,7 +4,9 @@ import {
   ConditionError,
   evaluateCondition,
   MAX_CONDITION_LENGTH,
+  MAX_EVALUATION_STEPS,
   MAX_NESTING_DEPTH,
+  MAX_REGEXP_SIZE,
   parseCondition,
 } from "./condition.ts";
 import type { AccessRequest } from "../teleport/types.ts";
@@ -555,16 +557,18 @@ Deno.test("unknown fields and functions, and type mistakes, are refused when par
       column: 27,
       reason: 'unknown method "has"',
     },
+    // ifelse and resource_labels_union are supported now (see the builtins tests); what
+    // Teleport refuses about them still is.
     {
-      condition: 'ifelse(true, "a", "b") == "a"',
-      column: 1,
-      reason: 'function "ifelse" is not supported by this plugin',
+      condition: 'ifelse("yes", "a", "b") == "a"',
+      column: 8,
+      reason: 'argument 1 of function "ifelse" must be a boolean, but "yes" is a string',
     },
     {
-      condition: 'access_request.spec.resource_labels_union["env"].contains("prod")',
-      column: 1,
+      condition: 'access_request.spec.resource_labels_union == "prod"',
+      column: 43,
       reason:
-        /^field "access_request\.spec\.resource_labels_union" is not supported by this plugin/,
+        '"==" compares strings or integers, but access_request.spec.resource_labels_union is a map',
     },
     {
       condition: 'access_request.spec.user.contains("a")',
@@ -719,4 +723,93 @@ Deno.test("values only known at run time fail when evaluated, naming the call", 
     ).reason,
     /^regular expression "\^\(d\$" is not valid/,
   );
+});
+
+// ---------------------------------------------------------------------------
+// Hostile conditions and requests: RE2 and the globs run in linear time, and one
+// evaluation is bounded, so none of these holds the event loop. (How long they take is
+// measured outside the tests; here only what they answer is asserted.)
+
+function withReason(requestReason: string): ConditionEnv {
+  return { request: { ...REQUEST, requestReason } };
+}
+
+const NESTED_QUANTIFIER = 'regexp.match(set(access_request.spec.request_reason), "^(a+)+$")';
+const PROD_DB_GLOB = 'regexp.match(set(access_request.spec.request_reason), "*prod*db*")';
+
+Deno.test("^(a+)+$ is linear: a 41-character and a 100 KB reason answer at once", () => {
+  const cond = parseCondition(NESTED_QUANTIFIER);
+  assert.equal(evaluateCondition(cond, withReason("a".repeat(40) + "!")), false);
+  assert.equal(evaluateCondition(cond, withReason("a".repeat(41))), true);
+  assert.equal(evaluateCondition(cond, withReason("a".repeat(100 * 1024 - 1) + "!")), false);
+  assert.equal(evaluateCondition(cond, withReason("a".repeat(100 * 1024))), true);
+});
+
+Deno.test("*prod*db* is linear: a 1 MB reason answers at once", () => {
+  const cond = parseCondition(PROD_DB_GLOB);
+  const mb = 1024 * 1024;
+  assert.equal(evaluateCondition(cond, withReason("prod".repeat(mb / 4))), false);
+  assert.equal(evaluateCondition(cond, withReason("prod" + "x".repeat(mb - 6) + "db")), true);
+  assert.equal(evaluateCondition(cond, withReason("db" + "prod".repeat(mb / 4))), false);
+  assert.equal(evaluateCondition(cond, withReason("prod" + "db".repeat(mb / 2))), true);
+  // A line break stops "*", as Go's "." does.
+  assert.equal(evaluateCondition(cond, withReason("prod\n" + "x".repeat(mb) + "db")), false);
+});
+
+Deno.test("an evaluation that would take too long stops with an error instead", () => {
+  // 1 MB through a 600-instruction program is more than the budget; it is refused before it runs.
+  const big = parseCondition(
+    'regexp.match(set(access_request.spec.request_reason), "^[a-z]{1,100}[a-z]{1,100}[a-z]{1,100}$")',
+  );
+  const error = conditionError(() => evaluateCondition(big, withReason("a".repeat(1024 * 1024))));
+  assert.match(error.message, /^Cannot evaluate condition /);
+  assert.equal(
+    error.reason,
+    `evaluating the condition takes more than ${MAX_EVALUATION_STEPS} steps, the limit that ` +
+      "keeps the plugin responsive",
+  );
+  assert.equal(evaluateCondition(big, withReason("abc")), true);
+  // Strings that double at every step.
+  let doubling = "access_request.spec.request_reason";
+  for (let i = 0; i < 24; i++) doubling = `strings.replaceall(${doubling}, "a", "aa")`;
+  const blowUp = parseCondition(`${doubling} == "x"`);
+  assert.match(
+    conditionError(() => evaluateCondition(blowUp, withReason("a"))).reason,
+    /^evaluating the condition takes more than/,
+  );
+  // The budget is an option.
+  const small = parseCondition('access_request.spec.roles.contains("dba")');
+  assert.equal(evaluateCondition(small, ENV, { maxSteps: 100 }), true);
+  assert.match(
+    conditionError(() => evaluateCondition(small, ENV, { maxSteps: 1 })).reason,
+    /^evaluating the condition takes more than 1 steps/,
+  );
+});
+
+Deno.test("regular expressions too large to compile quickly are refused", () => {
+  const huge = "^" + "\\\\pL{1,1000}".repeat(3) + "$";
+  const error = conditionError(() => parseCondition(`regexp.match(set("a"), "${huge}")`));
+  assert.equal(error.column, 24);
+  assert.match(
+    error.reason,
+    new RegExp(
+      `is too large: it compiles to about \\d+ instructions, and this plugin allows ${MAX_REGEXP_SIZE}$`,
+    ),
+  );
+  // Several that are each small enough but too large together.
+  const each = '"^\\\\pL{1,1000}\\\\pL{1,1000}$"';
+  const many = Array.from({ length: 3 }, () => `regexp.match(set("a"), ${each})`).join(" || ");
+  assert.match(
+    conditionError(() => parseCondition(many)).reason,
+    /^the condition's regular expressions compile to about \d+ instructions in all/,
+  );
+  // A pattern read from the request is checked when evaluated.
+  const fromRequest = parseCondition('regexp.match(set("a"), access_request.spec.request_reason)');
+  assert.match(
+    conditionError(() =>
+      evaluateCondition(fromRequest, withReason("^" + "\\pL{1,1000}".repeat(3) + "$"))
+    ).reason,
+    /is too large: it compiles to about/,
+  );
+  assert.equal(evaluateCondition(fromRequest, withReason("^\\pL$")), true);
 });

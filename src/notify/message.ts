@@ -162,9 +162,10 @@ function requestMessage(
   if (request.maxDuration !== undefined) {
     fields.push(["Max duration", maxDurationText(request.maxDuration, request.created)]);
   }
+  const id = shellArgument(request.id);
   const commands: [string, string][] = [
-    ["Approve", `tsh request review --approve ${request.id}`],
-    ["Deny", `tsh request review --deny ${request.id}`],
+    ["Approve", `tsh request review --approve ${id}`],
+    ["Deny", `tsh request review --deny ${id}`],
   ];
 
   const textLines = fields.map(([k, v]) => `${k}: ${v}\n`);
@@ -187,6 +188,25 @@ function requestMessage(
       : `<p>${linkButton(ctx.link, pending ? "Review request" : "View request")}</p>`,
   ];
   return { subject, text, html: htmlDocument(subject, body) };
+}
+
+/** A request id as Teleport makes them (a UUID), safe to paste into a shell as it is. */
+const PLAIN_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+/**
+ * `id` as one argument for a POSIX shell, for the `tsh request review` lines
+ * a reviewer pastes: a plain id as it is (the Go plugin's lines), anything
+ * else in single quotes, after `--` when it would read as a flag. Control
+ * characters become U+FFFD: no quoting shows a line break safely in a line.
+ */
+export function shellArgument(id: string): string {
+  if (PLAIN_ID.test(id)) return id;
+  // deno-lint-ignore no-control-regex -- matching control characters is the point
+  const visible = id.replace(/[\u0000-\u001f\u007f]/g, "\uFFFD");
+  const quoted = PLAIN_ID.test(visible.replace(/^-+/, ""))
+    ? visible
+    : `'${visible.replaceAll("'", `'\\''`)}'`;
+  return visible.startsWith("-") ? `-- ${quoted}` : quoted;
 }
 
 const PRE_WRAP = "white-space:pre-wrap";

@@ -33,6 +33,16 @@ const PENDING: AccessRequest = {
   loginHint: "",
 };
 
+/** The first lines of a new-request email about PENDING, as the Go plugin writes them. */
+const PENDING_HEAD = [
+  "You have a new Role Request:",
+  "",
+  `ID: ${ID}`,
+  "Cluster: teleport.example.com",
+  "User: alice@example.com",
+  "Role(s): editor,dba",
+];
+
 // The parts of event_put_promoted that an email shows.
 const PROMOTED: RequestFacts = {
   id: "5d7c1a90-8e2b-4f3e-b1a4-0c9d8e7f6a51",
@@ -53,12 +63,7 @@ Deno.test("new request with a web link: the Go plugin's lines plus our expiry", 
   assert.equal(
     msg.text,
     [
-      "You have a new Role Request:",
-      "",
-      `ID: ${ID}`,
-      "Cluster: teleport.example.com",
-      "User: alice@example.com",
-      "Role(s): editor,dba",
+      ...PENDING_HEAD,
       "Reason: Deploying hotfix #42 — needs prod DB",
       "Request expires: 2026-11-23 12:00 UTC",
       `Link: ${LINK}`,
@@ -74,12 +79,7 @@ Deno.test("new request without a link: the Go plugin's Approve/Deny tsh lines", 
   assert.equal(
     msg.text,
     [
-      "You have a new Role Request:",
-      "",
-      `ID: ${ID}`,
-      "Cluster: teleport.example.com",
-      "User: alice@example.com",
-      "Role(s): editor,dba",
+      ...PENDING_HEAD,
       `Approve: tsh request review --approve ${ID}`,
       `Deny: tsh request review --deny ${ID}`,
       "",

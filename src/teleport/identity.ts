@@ -14,6 +14,10 @@ import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
 const KEY_LABELS = ["RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY"];
 /** Permission bits that must be clear on a file holding a private key. */
 const PRIVATE_MODE_MASK = 0o077;
+/** The PKCS#8 label of an encrypted private key. */
+const ENCRYPTED_KEY_LABEL = "ENCRYPTED PRIVATE KEY";
+/** The header OpenSSL's legacy PEM encryption puts in a key block ("RSA PRIVATE KEY"...). */
+const LEGACY_ENCRYPTED_HEADER = /^Proc-Type:\s*4,\s*ENCRYPTED\s*$/m;
 
 /** TLS credentials for talking to Teleport, with the client certificate's details. */
 export interface Identity {
@@ -45,6 +49,7 @@ export interface LoadedIdentity {
 
 /** File access, injected so tests need no real files. */
 export interface IdentityFs {
+  /** Reads a whole text file; the real one refuses non-regular and oversized files. */
   readTextFile(path: string): Promise<string>;
   /** `mode` is null where the platform has no Unix permissions. */
   stat(path: string): Promise<{ mode: number | null }>;
@@ -99,7 +104,7 @@ export function parseIdentityFile(text: string, path: string): Identity {
 
 /** Reads and parses an identity file; warns when others may read it. */
 export async function loadIdentityFile(path: string, deps: IdentityFs): Promise<LoadedIdentity> {
-  const text = await readFile(deps, path, "identity file");
+  const text = await readFile(deps, path, "identity file", "teleport.identity");
   const identity = parseIdentityFile(text, path);
   const warnings = await modeWarnings(deps, path, "Identity file");
   return { identity, warnings };
@@ -116,9 +121,9 @@ export async function loadCredentialFiles(
   deps: IdentityFs,
 ): Promise<LoadedIdentity> {
   const [keyText, certText, casText] = await Promise.all([
-    readFile(deps, keyPath, "key file"),
-    readFile(deps, certPath, "certificate file"),
-    readFile(deps, casPath, "CA file"),
+    readFile(deps, keyPath, "key file", "teleport.client_key"),
+    readFile(deps, certPath, "certificate file", "teleport.client_crt"),
+    readFile(deps, casPath, "CA file", "teleport.root_cas"),
   ]);
   const key = privateKey(pemBlocks(keyText, `Key file "${keyPath}"`), `Key file "${keyPath}"`);
   const certs = certificates(
@@ -204,11 +209,17 @@ function formatDuration(ms: number): string {
   return parts.join("");
 }
 
-async function readFile(deps: IdentityFs, path: string, what: string): Promise<string> {
+/** Reads `path`; the error names the file, the config key that names it, and why. */
+async function readFile(
+  deps: IdentityFs,
+  path: string,
+  what: string,
+  key: string,
+): Promise<string> {
   try {
     return await deps.readTextFile(path);
   } catch (err) {
-    throw new Error(`Cannot read ${what} "${path}": ${errorReason(err)}`, { cause: err });
+    throw new Error(`Cannot read ${what} "${path}" (${key}): ${errorReason(err)}`, { cause: err });
   }
 }
 
@@ -269,6 +280,14 @@ function privateKey(blocks: PemBlock[], what: string): { block: PemBlock; object
   const block = keys[0];
   if (block === undefined) throw new Error(`${what} has no private key`);
   if (keys.length > 1) throw new Error(`${what} has ${keys.length} private keys; expected one`);
+  // Without this, OpenSSL's answer to a key it has no passphrase for is "interrupted or
+  // cancelled" (legacy PEM encryption) or an unsupported label (PKCS#8).
+  if (block.label === ENCRYPTED_KEY_LABEL || LEGACY_ENCRYPTED_HEADER.test(block.pem)) {
+    throw new Error(
+      `${what} has an encrypted private key, and the plugin has no passphrase for it; ` +
+        `write it again with "tctl auth sign" or Machine ID (tbot), which leave the key unencrypted`,
+    );
+  }
   if (!KEY_LABELS.includes(block.label)) {
     throw new Error(
       `${what} has an unsupported private key "${block.label}"; expected one of ${

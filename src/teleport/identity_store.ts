@@ -5,11 +5,22 @@
  * half-written file keeps the old one (and says so in the log). When the
  * certificate of the live connection is about to expire and a newer one was
  * loaded, `onReconnectNeeded` fires so the client reconnects with it.
+ *
+ * A reloaded identity is only switched to when it is for the same cluster:
+ * its CA certificates must include one of the current identity's (the set
+ * the live connection verified the server with, or its successor). An
+ * identity of another cluster used to be accepted here and only failed at
+ * the next reconnect. This cannot compare with the CA that signed the live
+ * server certificate (the TLS connection is not visible here); comparing CA
+ * sets is what the files allow, and it follows a CA rotation, whose identity
+ * files carry the old and the new CA together until the rotation ends.
  */
 import type { Logger } from "@logtape/logtape";
+import { X509Certificate } from "node:crypto";
 import type { TeleportConfig } from "../config/types.ts";
 import type { TlsCredentials } from "./dial.ts";
 import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
+import { MIB, readBoundedTextFile } from "../lib/read_file.ts";
 import {
   checkExpiry,
   type Identity,
@@ -21,12 +32,46 @@ import {
 
 /** Reconnect this long before the live certificate expires (at least). */
 export const RECONNECT_BEFORE_EXPIRY_MS = 60_000;
+/** Largest identity, key, certificate or CA file: an identity file is ~10 KiB. */
+export const IDENTITY_FILE_LIMIT = 4 * MIB;
 
+/**
+ * The real file system: only regular files (a FIFO would block the read for
+ * ever, and SIGTERM with it; `/dev/zero` would fill memory), at most
+ * `IDENTITY_FILE_LIMIT` bytes.
+ */
 export function defaultIdentityFs(): IdentityFs {
   return {
-    readTextFile: (path) => Deno.readTextFile(path),
+    readTextFile: (path) => readBoundedTextFile(path, IDENTITY_FILE_LIMIT),
     stat: async (path) => ({ mode: (await Deno.stat(path)).mode }),
   };
+}
+
+/** SHA-256 fingerprints of PEM certificates (unreadable ones are skipped: parsing checked them). */
+function fingerprints(pems: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  for (const pem of pems) {
+    try {
+      out.add(new X509Certificate(pem).fingerprint256);
+    } catch {
+      // Not reached for an identity that parsed.
+    }
+  }
+  return out;
+}
+
+/** Why `next` is not for the cluster of `current`; undefined when it is. */
+export function otherClusterReason(current: Identity, next: Identity): string | undefined {
+  if (
+    current.clusterName !== undefined && next.clusterName !== undefined &&
+    current.clusterName !== next.clusterName
+  ) {
+    return `it is for cluster "${next.clusterName}", the current one for "${current.clusterName}"`;
+  }
+  const known = fingerprints(current.cas);
+  if ([...fingerprints(next.cas)].some((f) => known.has(f))) return undefined;
+  return "its CA certificates share none with the current identity's, so it is for another " +
+    "cluster (or a CA rotation was missed); restart the plugin to use it anyway";
 }
 
 export interface IdentityStoreOptions {
@@ -120,6 +165,14 @@ export class IdentityStore {
     const old = this.#identity;
     if (old && old.serial === loaded.identity.serial && old.cert === loaded.identity.cert) {
       this.#opts.log.debug("Identity reloaded ({why}): unchanged", { why });
+      return false;
+    }
+    const mismatch = old === undefined ? undefined : otherClusterReason(old, loaded.identity);
+    if (mismatch !== undefined) {
+      this.#opts.log.error("Not using the reloaded identity ({why}): {error}", {
+        why,
+        error: mismatch,
+      });
       return false;
     }
     this.#identity = loaded.identity;

@@ -6,14 +6,13 @@
 
 import { type Defer, withTeardown } from "../../tests/bounded.ts";
 import assert from "node:assert/strict";
-import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/logtape";
 import type { TeleportConfig } from "../config/types.ts";
-import { formatTextLine } from "../lib/log.ts";
 import { connectTeleport, type GrpcTeleportClient } from "./client.ts";
 import { defaultIdentityFs, IdentityStore, RECONNECT_BEFORE_EXPIRY_MS } from "./identity_store.ts";
 import { type Clock, FakeClock } from "../lib/clock.ts";
 import { runWatcher } from "./watcher.ts";
 import { type ClientIdentity, TeleportTestServer } from "../../tests/teleport_server.ts";
+import { captureTestLogs } from "../../tests/test_log.ts";
 
 /** Upper bound of one test; each should take well under 5 s. */
 const TEST_TIMEOUT_MS = 15_000;
@@ -26,24 +25,7 @@ const DAY_MS = 24 * HOUR_MS;
 
 // --- logs ------------------------------------------------------------------
 
-const logLines: string[] = [];
-resetSync();
-configureSync({
-  reset: true,
-  sinks: { memory: (record: LogRecord) => void logLines.push(formatTextLine(record)) },
-  loggers: [
-    { category: ["test"], sinks: ["memory"], lowestLevel: "debug" },
-    { category: ["logtape", "meta"], sinks: [], lowestLevel: "warning" },
-  ],
-});
-
-function testLogger() {
-  const tag = crypto.randomUUID().slice(0, 8);
-  return {
-    log: getLogger(["test", tag]).with({ t: tag }),
-    lines: () => logLines.filter((l) => l.includes(`t=${tag}`)),
-  };
-}
+const testLogger = captureTestLogs();
 
 // --- helpers ---------------------------------------------------------------
 
@@ -153,6 +135,53 @@ function renew(
   return server.writeIdentity(path, o);
 }
 
+/**
+ * A server, an identity file `${dir}/identity` it issued (with `validity`)
+ * and a store that loaded it; its timers end with the test.
+ */
+async function loadedStore(
+  defer: Defer,
+  dir: string,
+  validity: { notBefore?: Date; notAfter?: Date } = {},
+  o: Partial<TeleportConfig> = {},
+  clock?: Clock,
+) {
+  const server = await startServer(defer);
+  const path = `${dir}/identity`;
+  const first = await renew(server, path, validity);
+  const loaded = newStore(defer, path, o, clock);
+  await loaded.store.load();
+  return { server, path, first, ...loaded };
+}
+
+/** A {@linkcode loadedStore} and a client connected with the store's credentials. */
+async function connectedStore(
+  defer: Defer,
+  dir: string,
+  validity: { notBefore?: Date; notAfter?: Date } = {},
+) {
+  const loaded = await loadedStore(defer, dir, validity);
+  const client = await connect(defer, loaded.server, loaded.store);
+  return { ...loaded, client };
+}
+
+/**
+ * A {@linkcode loadedStore} without periodic refresh, timed by a fake clock
+ * and marked connected; it counts the reconnects it asks for.
+ */
+async function clockedStore(
+  defer: Defer,
+  dir: string,
+  validity: { notBefore?: Date; notAfter?: Date } = {},
+) {
+  const clock = new FakeClock(Date.now());
+  const loaded = await loadedStore(defer, dir, validity, { refreshIdentity: false }, clock);
+  loaded.store.markConnected();
+  const reconnects = { count: 0 };
+  loaded.store.onReconnectNeeded(() => reconnects.count++);
+  return { ...loaded, clock, reconnects };
+}
+
 // --- 6. startup checks -----------------------------------------------------
 
 bounded(
@@ -216,12 +245,7 @@ bounded(
 bounded(
   "reload(): the live connection keeps its certificate, the next new one presents the new one",
   async (defer, dir) => {
-    const server = await startServer(defer);
-    const path = `${dir}/identity`;
-    const first = await renew(server, path);
-    const { store, lines } = newStore(defer, path);
-    await store.load();
-    const client = await connect(defer, server, store);
+    const { server, path, first, store, lines, client } = await connectedStore(defer, dir);
     assert.equal(lastSerial(server), first.serial);
 
     assert.equal(await store.reload("test"), false, "an unchanged file is not a change");
@@ -250,12 +274,7 @@ bounded(
 bounded(
   "reload(): a half-written, garbage or expired file keeps the old credentials and logs an error",
   async (defer, dir) => {
-    const server = await startServer(defer);
-    const path = `${dir}/identity`;
-    const good = await renew(server, path);
-    const { store, lines } = newStore(defer, path);
-    await store.load();
-    const client = await connect(defer, server, store);
+    const { server, path, first: good, store, lines, client } = await connectedStore(defer, dir);
     const goodText = await Deno.readTextFile(path);
 
     const broken: [what: string, text: string, message: RegExp][] = [
@@ -314,15 +333,10 @@ bounded("refresh_identity: the file is re-read every interval", async (defer, di
 bounded(
   "reconnect before expiry: the watch stream moves to a new connection with the new certificate",
   async (defer, dir) => {
-    const server = await startServer(defer);
-    const path = `${dir}/identity`;
     // Closer to expiry than the reconnect margin: a new certificate means reconnect now.
-    const old = await renew(server, path, {
+    const { server, path, first: old, store, lines, client } = await connectedStore(defer, dir, {
       notAfter: new Date(Date.now() + RECONNECT_BEFORE_EXPIRY_MS / 2),
     });
-    const { store, lines } = newStore(defer, path);
-    await store.load();
-    const client = await connect(defer, server, store);
     store.markConnected();
     let reconnects = 0;
     store.onReconnectNeeded(() => {
@@ -379,40 +393,26 @@ bounded(
 bounded(
   "a live certificate valid for weeks is not reopened at once (no timer overflow)",
   async (defer, dir) => {
-    const server = await startServer(defer);
-    const path = `${dir}/identity`;
     // `tctl auth sign --ttl=...` for a plugin is often long: beyond setTimeout's 24.8 days.
-    const live = await renew(server, path, { notAfter: new Date(Date.now() + 30 * DAY_MS) });
-    const clock = new FakeClock(Date.now());
-    const { store } = newStore(defer, path, { refreshIdentity: false }, clock);
-    await store.load();
-    store.markConnected();
-    let reconnects = 0;
-    store.onReconnectNeeded(() => reconnects++);
+    const { server, path, first: live, clock, store, reconnects } = await clockedStore(defer, dir, {
+      notAfter: new Date(Date.now() + 30 * DAY_MS),
+    });
     await renew(server, path, { notAfter: new Date(Date.now() + 60 * DAY_MS) });
     assert.equal(await store.reload("test"), true);
     // Armed for the margin (two refresh intervals at least) before the live certificate ends.
     const due = live.notAfter.getTime() - Math.max(RECONNECT_BEFORE_EXPIRY_MS, 2 * MINUTE_MS);
     assert.equal(clock.nextDue, due);
     await clock.tick(due - clock.now() - 1);
-    assert.equal(reconnects, 0);
+    assert.equal(reconnects.count, 0);
     await clock.tick(1);
-    assert.equal(reconnects, 1);
+    assert.equal(reconnects.count, 1);
   },
 );
 
 bounded(
   "without refresh_identity, a reconnect armed by a reload still ends with the signal",
   async (defer, dir) => {
-    const server = await startServer(defer);
-    const path = `${dir}/identity`;
-    await renew(server, path);
-    const clock = new FakeClock(Date.now());
-    const { store, stop } = newStore(defer, path, { refreshIdentity: false }, clock);
-    await store.load();
-    store.markConnected();
-    let reconnects = 0;
-    store.onReconnectNeeded(() => reconnects++);
+    const { server, path, clock, store, stop, reconnects } = await clockedStore(defer, dir);
     // SIGHUP reloads even without refresh_identity; the new certificate arms the reconnect.
     await renew(server, path, { notAfter: new Date(Date.now() + 2 * DAY_MS) });
     assert.equal(await store.reload("SIGHUP"), true);
@@ -424,6 +424,116 @@ bounded(
     assert.equal(await store.reload("SIGHUP"), true);
     assert.equal(clock.pendingTimers, 0);
     await clock.tick(3 * DAY_MS);
-    assert.equal(reconnects, 0);
+    assert.equal(reconnects.count, 0);
+  },
+);
+
+// --- hardening (issue 12) ------------------------------------------------------
+
+/** An IdentityFs over the real files that counts its reads. */
+function countingFs() {
+  const real = defaultIdentityFs();
+  const counter = { reads: 0 };
+  return {
+    counter,
+    fs: {
+      readTextFile: (path: string) => {
+        counter.reads++;
+        return real.readTextFile(path);
+      },
+      stat: real.stat,
+    },
+  };
+}
+
+bounded(
+  "refresh_identity_interval of 597h (over setInterval's 2^31-1 ms) does not spin",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const path = `${dir}/identity`;
+    await renew(server, path);
+    const { counter, fs } = countingFs();
+    const store = new IdentityStore({
+      config: config(path, { refreshIdentityIntervalMs: 597 * HOUR_MS }),
+      fs,
+      log: testLogger().log,
+    });
+    await store.load();
+    const stop = new AbortController();
+    defer(() => stop.abort());
+    // The real clock: a raw setInterval of 597 h fires at once, again and again (the file
+    // was re-read 500-600 times a second).
+    store.runRefresh(stop.signal);
+    const before = counter.reads;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(counter.reads - before, 0, "the identity was re-read before its interval");
+
+    // And on a fake clock it is re-read once the interval has passed, not before.
+    const clock = new FakeClock(Date.now());
+    const timed = new IdentityStore({
+      config: config(path, { refreshIdentityIntervalMs: 597 * HOUR_MS }),
+      fs,
+      log: testLogger().log,
+      clock,
+    });
+    await timed.load();
+    timed.runRefresh(stop.signal);
+    const start = counter.reads;
+    await clock.tick(597 * HOUR_MS - 1);
+    assert.equal(counter.reads - start, 0);
+    await clock.tick(1);
+    assert.equal(counter.reads - start, 1);
+  },
+);
+
+bounded(
+  "reload(): an identity of another cluster (no CA in common) is not switched to",
+  async (defer, dir) => {
+    const server = await startServer(defer);
+    const other = await TeleportTestServer.start({ keyType: "ec" });
+    defer(() => other.close());
+    const path = `${dir}/identity`;
+    const good = await renew(server, path);
+    const { store, lines } = newStore(defer, path);
+    await store.load();
+    const client = await connect(defer, server, store);
+    store.markConnected();
+
+    // Written for a cluster whose CA the live connection does not trust: accepted, this
+    // identity only failed at the next reconnect.
+    await other.writeIdentity(path);
+    assert.equal(await store.reload("test"), false);
+    assert.ok(sameSerial(store.identity.serial, good.serial));
+    assert.ok(
+      lines().some((l) =>
+        / ERROR Not using the reloaded identity \(test\): its CA certificates share none with the current identity's/
+          .test(l)
+      ),
+      lines().join(""),
+    );
+    // The next connection still works, with the old certificate.
+    await server.restart();
+    await pingThrough(client);
+    assert.equal(lastSerial(server), good.serial);
+
+    // A renewal by the same cluster is used as before.
+    const next = await renew(server, path);
+    assert.equal(await store.reload("test"), true);
+    assert.ok(sameSerial(store.identity.serial, next.serial));
+  },
+);
+
+bounded(
+  "defaultIdentityFs refuses what is not a small regular file, at once",
+  async (_defer, dir) => {
+    const fs = defaultIdentityFs();
+    const big = `${dir}/big`;
+    {
+      using file = await Deno.open(big, { write: true, create: true });
+      await file.truncate(4 * 1024 * 1024 + 1);
+    }
+    await assert.rejects(fs.readTextFile("/dev/zero"), /is a character device, not a regular file/);
+    await assert.rejects(fs.readTextFile(dir), /is a directory/);
+    await assert.rejects(fs.readTextFile(big), /is larger than the 4 MiB limit/);
   },
 );

@@ -225,9 +225,25 @@ Deno.test("identity: broken files fail with a message naming the file", async (t
       /unreadable private key "RSA PRIVATE KEY"/,
     ],
     [
-      "encrypted key",
-      good.replaceAll("RSA PRIVATE KEY", "ENCRYPTED PRIVATE KEY"),
-      /unsupported private key "ENCRYPTED PRIVATE KEY"/,
+      "a PKCS#8 encrypted key",
+      good.replace(
+        user.key,
+        createPrivateKey(user.key)
+          .export({ type: "pkcs8", format: "pem", cipher: "aes-256-cbc", passphrase: "pw" })
+          .toString(),
+      ),
+      /has an encrypted private key, and the plugin has no passphrase for it; write it again/,
+    ],
+    [
+      // OpenSSL's own answer to this one is "interrupted or cancelled".
+      "a key with OpenSSL's legacy PEM encryption (Proc-Type: 4,ENCRYPTED)",
+      good.replace(
+        user.key,
+        createPrivateKey(user.key)
+          .export({ type: "pkcs1", format: "pem", cipher: "aes-256-cbc", passphrase: "pw" })
+          .toString(),
+      ),
+      /has an encrypted private key, and the plugin has no passphrase for it; write it again/,
     ],
     ["two keys", other.key + good, /has 2 private keys/],
   ];
@@ -276,7 +292,7 @@ Deno.test("identity: loadIdentityFile reads through deps and warns about loose m
   await t.step("missing file", async () => {
     await assert.rejects(
       loadIdentityFile("/nope/identity", fakeFs({})),
-      { message: 'Cannot read identity file "/nope/identity": no such file' },
+      { message: 'Cannot read identity file "/nope/identity" (teleport.identity): no such file' },
     );
   });
   await t.step("stat failure is not fatal", async () => {
@@ -305,7 +321,10 @@ Deno.test("identity: real files written by tests/pki.ts", async () => {
       await Deno.chmod(path, 0o644);
       assert.equal((await loadIdentityFile(path, fs)).warnings.length, 1);
     }
-    await assert.rejects(loadIdentityFile(dir, fs), /Cannot read identity file ".*": /);
+    await assert.rejects(
+      loadIdentityFile(dir, fs),
+      /Cannot read identity file ".*" \(teleport\.identity\): /,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -377,7 +396,7 @@ Deno.test("identity: loadCredentialFiles (key, certificate and CA files)", async
     const { "/c/email.cas": _, ...rest } = files;
     await assert.rejects(
       loadCredentialFiles("/c/email.key", "/c/email.crt", "/c/email.cas", fakeFs(rest)),
-      { message: 'Cannot read CA file "/c/email.cas": no such file' },
+      { message: 'Cannot read CA file "/c/email.cas" (teleport.root_cas): no such file' },
     );
   });
   await t.step("world-readable key file", async () => {

@@ -1,0 +1,146 @@
+/**
+ * The AUTH guard against an SMTP peer nobody here wrote: aiosmtpd (Debian's
+ * `python3-aiosmtpd`) as a plain sink on loopback, which offers neither
+ * STARTTLS nor AUTH and logs every command it receives (`-d`). With a
+ * username and `starttls_policy = "opportunistic"`, Nodemailer used to skip
+ * AUTH there without a word: the health check passed and mail went out
+ * unauthenticated. Now the health check and the send fail, and the sink's
+ * own log shows that no AUTH command (hence no password) ever reached it.
+ * Skipped, with one line, where aiosmtpd is not installed.
+ */
+import assert from "node:assert/strict";
+import type { SmtpConfig } from "../config/types.ts";
+import { Secret } from "../lib/secret.ts";
+import { MailError } from "./mailer.ts";
+import { createSmtpMailer, INSECURE_AUTH_CODE } from "./smtp.ts";
+
+/** How long aiosmtpd may take to listen. */
+const START_TIMEOUT_MS = 10_000;
+/** Python interpreters to try: the Debian package installs for the system one. */
+const PYTHONS = ["python3", "/usr/bin/python3"];
+
+/** The first interpreter that can import aiosmtpd, if any. */
+async function findPython(): Promise<string | undefined> {
+  for (const python of PYTHONS) {
+    try {
+      const { code } = await new Deno.Command(python, {
+        args: ["-c", "import aiosmtpd"],
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (code === 0) return python;
+    } catch {
+      // Not there.
+    }
+  }
+  return undefined;
+}
+
+interface Sink {
+  readonly port: number;
+  /** Everything aiosmtpd logged so far (`>> b'EHLO …'` per command received). */
+  log(): string;
+  /** The messages it printed (aiosmtpd's Debugging handler writes them to stdout). */
+  output(): string;
+  close(): Promise<void>;
+}
+
+async function startSink(python: string): Promise<Sink> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = listener.addr.port;
+  listener.close();
+  const child = new Deno.Command(python, {
+    args: ["-m", "aiosmtpd", "-n", "-d", "-l", `127.0.0.1:${port}`],
+    env: { PYTHONUNBUFFERED: "1" },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let log = "";
+  let output = "";
+  const decoder = () => new TextDecoderStream();
+  const pumps = [
+    child.stderr.pipeThrough(decoder()).pipeTo(
+      new WritableStream({ write: (c) => void (log += c) }),
+    ),
+    child.stdout.pipeThrough(decoder()).pipeTo(
+      new WritableStream({ write: (c) => void (output += c) }),
+    ),
+  ];
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!log.includes("Server is listening")) {
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      await child.status;
+      throw new Error(`aiosmtpd did not start: ${log}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return {
+    port,
+    log: () => log,
+    output: () => output,
+    async close() {
+      child.kill("SIGTERM");
+      await child.status;
+      await Promise.allSettled(pumps);
+    },
+  };
+}
+
+const python = await findPython();
+
+Deno.test({
+  name: "smtp against aiosmtpd: no STARTTLS offered, a username: nothing sent, no AUTH on the wire",
+  ignore: python === undefined,
+  async fn() {
+    const sink = await startSink(python!);
+    const cfg = (o: Partial<SmtpConfig>): SmtpConfig => ({
+      kind: "smtp",
+      host: "127.0.0.1",
+      port: sink.port,
+      starttlsPolicy: "opportunistic",
+      ...o,
+    });
+    const secured = createSmtpMailer(
+      cfg({ username: "teleport", password: new Secret("pa55-for-aiosmtpd") }),
+      "noreply@example.com",
+      { trustedCas: () => [] },
+    );
+    const open = createSmtpMailer(cfg({}), "noreply@example.com", { trustedCas: () => [] });
+    try {
+      for (
+        const attempt of [
+          () => secured.checkHealth(),
+          () => secured.send({ to: "a@example.com", subject: "with a password", text: "t" }),
+        ]
+      ) {
+        const error = await attempt().then(() => undefined, (e: unknown) => e);
+        assert.ok(error instanceof MailError, `expected a MailError, got ${error}`);
+        assert.equal(error.code, INSECURE_AUTH_CODE);
+        assert.match(error.message, /refusing to send the password unencrypted/);
+      }
+      // The same sink takes mail from a mailer without a password: the refusal was ours.
+      await open.send({ to: "a@example.com", subject: "without a password", text: "t" });
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (!sink.output().includes("without a password") && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      assert.match(sink.output(), /Subject: without a password/);
+      assert.doesNotMatch(sink.output(), /with a password/);
+      assert.match(sink.log(), />> b'EHLO /, "aiosmtpd logs what it receives");
+      assert.doesNotMatch(sink.log(), />> b'AUTH/i, sink.log());
+      assert.ok(!sink.log().includes("pa55-for-aiosmtpd"));
+    } finally {
+      await secured.close();
+      await open.close();
+      await sink.close();
+    }
+  },
+});
+
+if (python === undefined) {
+  console.log(
+    "smtp_aiosmtpd_test: skipped, aiosmtpd is not installed (apt-get install -y python3-aiosmtpd)",
+  );
+}
