@@ -85,6 +85,13 @@ sender = "noreply@example.com"
 # Also email the requester (when the Teleport user name is an email address):
 # request received, each review, and the resolution, in a thread of their own.
 # notify_requester = false
+# At most this many "new request" emails per request (1 to 1000); the others are
+# named in the log and the emails say how many were left out.
+# max_recipients = 100
+# After a (re)connect, pending requests that no instance has emailed yet are caught up
+# only when created within this window, so a first start does not mail an old
+# backlog ("0": none; requests seen live are always emailed).
+# catch_up_window = "24h"
 
 [role_to_recipients]
 # Requests for a role go to its addresses (a string or an array of strings);

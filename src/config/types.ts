@@ -79,6 +79,13 @@ export interface Config {
     readonly sender: string;
     /** `delivery.notify_requester`: a requester whose user name is an address gets a thread. */
     readonly notifyRequester: boolean;
+    /** `delivery.max_recipients`: "new request" emails per request, at most (default 100). */
+    readonly maxRecipients: number;
+    /**
+     * `delivery.catch_up_window`: pending requests nobody handled are caught
+     * up after a (re)connect only when created within it (default 24 h; 0: none).
+     */
+    readonly catchUpWindowMs: number;
   };
   /** Role name → plain addresses; always has a non-empty `"*"` entry. */
   readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;

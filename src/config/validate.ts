@@ -86,7 +86,7 @@ export const CONFIG_KEYS = {
     "ca_file",
     "allow_insecure_auth",
   ],
-  delivery: ["sender", "recipients", "notify_requester"],
+  delivery: ["sender", "recipients", "notify_requester", "max_recipients", "catch_up_window"],
   role_to_recipients: [],
   log: ["output", "severity", "format"],
   status: ["listen_addr"],
@@ -838,6 +838,49 @@ function validateNotifyRequester(delivery: Table | undefined, review: Review): b
   return value;
 }
 
+/** Default of `delivery.max_recipients` (the notifier's `DEFAULT_MAX_RECIPIENTS`). */
+const DEFAULT_MAX_RECIPIENTS = 100;
+/** Largest `delivery.max_recipients`: more threads than this no backend record holds. */
+const MAX_MAX_RECIPIENTS = 1_000;
+/** Default of `delivery.catch_up_window`: one day. */
+const DEFAULT_CATCH_UP_WINDOW_MS = 24 * 3_600_000;
+
+/**
+ * `delivery.max_recipients` (1–1000, default 100) and `delivery.catch_up_window`
+ * (a Go duration, "0" for none, default "24h").
+ */
+function validateDeliveryLimits(
+  delivery: Table | undefined,
+  review: Review,
+): { maxRecipients: number; catchUpWindowMs: number } | Invalid {
+  let maxRecipients = DEFAULT_MAX_RECIPIENTS;
+  let catchUpWindowMs = DEFAULT_CATCH_UP_WINDOW_MS;
+  let ok = true;
+  if (delivery !== undefined && Object.hasOwn(delivery, "max_recipients")) {
+    const value = delivery["max_recipients"];
+    if (
+      typeof value !== "number" || !Number.isInteger(value) || value < 1 ||
+      value > MAX_MAX_RECIPIENTS
+    ) {
+      review.problem(
+        "delivery.max_recipients",
+        `must be an integer from 1 to ${MAX_MAX_RECIPIENTS}, got ${describe(value)}`,
+      );
+      ok = false;
+    } else maxRecipients = value;
+  }
+  if (delivery !== undefined && Object.hasOwn(delivery, "catch_up_window")) {
+    const value = delivery["catch_up_window"];
+    if (value === "0") catchUpWindowMs = 0;
+    else {
+      const ms = durationSetting(delivery, "delivery", "catch_up_window", review);
+      if (ms === INVALID) ok = false;
+      else if (ms !== undefined) catchUpWindowMs = ms;
+    }
+  }
+  return ok ? { maxRecipients, catchUpWindowMs } : INVALID;
+}
+
 /** `[status] listen_addr`: `host:port` (IPv6 in brackets); absent = no status listener. */
 function validateStatus(raw: Table, review: Review): { listenAddr?: string } | undefined {
   const table = review.section(raw, "status");
@@ -891,11 +934,13 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
   const notifyRequester = delivery === INVALID
     ? INVALID
     : validateNotifyRequester(deliveryTable, review);
+  const limits = delivery === INVALID ? INVALID : validateDeliveryLimits(deliveryTable, review);
 
   if (
     review.problems.length > 0 || teleport === undefined || mailer === undefined ||
     sender === undefined || roleToRecipients === undefined || log === undefined ||
-    status === undefined || reminders === INVALID || notifyRequester === INVALID
+    status === undefined || reminders === INVALID || notifyRequester === INVALID ||
+    limits === INVALID
   ) {
     // Every undefined above comes with a recorded problem; the fallback only guards that promise.
     // The warnings go along: an unknown key is often the cause of a problem ("smtp.hots" for
@@ -908,7 +953,7 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
   const config: Config = {
     teleport,
     mailer,
-    delivery: { sender, notifyRequester },
+    delivery: { sender, notifyRequester, ...limits },
     roleToRecipients,
     log,
     status,

@@ -114,7 +114,12 @@ Deno.test("a minimal config gets every default", () => {
       refreshIdentity: false,
       refreshIdentityIntervalMs: 60_000,
     },
-    delivery: { sender: "noreply@example.com", notifyRequester: false },
+    delivery: {
+      sender: "noreply@example.com",
+      notifyRequester: false,
+      maxRecipients: 100,
+      catchUpWindowMs: 86_400_000,
+    },
     roleToRecipients: { "*": ["security@example.com"] },
     log: { output: "stderr", severity: "info", format: "text" },
     status: {},
@@ -1118,4 +1123,29 @@ Deno.test("secret and CA files are read with a size limit each", async (t) => {
       'smtp.password_file: cannot read "/secrets/smtp_password": is larger than the 64 KiB limit',
     ]);
   });
+});
+
+Deno.test("delivery.max_recipients and delivery.catch_up_window", async (t) => {
+  const base = MINIMAL_TABLE;
+  const deps = ANY_FILE;
+  const withDelivery = (extra: Record<string, unknown>) =>
+    validateConfig({ ...base, delivery: { ...base.delivery, ...extra } }, deps);
+  await t.step("set", () => {
+    const { config } = withDelivery({ max_recipients: 20, catch_up_window: "2h" });
+    assert.equal(config.delivery.maxRecipients, 20);
+    assert.equal(config.delivery.catchUpWindowMs, 7_200_000);
+    assert.equal(withDelivery({ catch_up_window: "0" }).config.delivery.catchUpWindowMs, 0);
+  });
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ max_recipients: 0 }, /delivery\.max_recipients: must be an integer from 1 to 1000, got 0/],
+    [{ max_recipients: 5000 }, /delivery\.max_recipients: must be an integer from 1 to 1000/],
+    [{ max_recipients: "10" }, /delivery\.max_recipients: must be an integer/],
+    [{ catch_up_window: "soon" }, /delivery\.catch_up_window: /],
+    [{ catch_up_window: 24 }, /delivery\.catch_up_window: must be a duration string/],
+  ];
+  for (const [extra, message] of bad) {
+    await t.step(`refused: ${JSON.stringify(extra)}`, () => {
+      assert.throws(() => withDelivery(extra), message);
+    });
+  }
 });

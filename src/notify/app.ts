@@ -37,12 +37,14 @@ import {
   type Claim,
   claimFree,
   markResolved,
+  notEmailedCount,
   readClaim,
   recordReminder,
   recordReplies,
   recordRequesterReplies,
   requesterProgress,
   setClaim,
+  setNotEmailedCount,
   setPlannedRecipients,
   setPlannedRequester,
   setRequesterThread,
@@ -448,7 +450,7 @@ export class NotifyApp {
         const { request } = target;
         const facts = { clusterName: ctx.clusterName, request, link: ctx.link };
         if (plan.newThreads.length > 0) {
-          const content = newRequestMessage(facts);
+          const content = newRequestMessage({ ...facts, notEmailed: notEmailedCount(data) });
           for (const to of plan.newThreads) {
             opening.push(this.#openThread(ctx, "new request", to, content, addThread));
           }
@@ -569,7 +571,10 @@ export class NotifyApp {
         roles: request.roles,
         requestReason: truncate(request.requestReason, MAX_STORED_REASON_CHARS),
       };
-      let next = setPlannedRecipients(fresh, recipients);
+      let next = setNotEmailedCount(
+        setPlannedRecipients(fresh, recipients),
+        routed.recipients.length - recipients.length,
+      );
       if (this.#deps.notifyRequester && isPlainAddress(request.user)) {
         next = setPlannedRequester(next, request.user);
       }

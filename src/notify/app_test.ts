@@ -357,6 +357,8 @@ Deno.test("plugin data stays small: recipients capped, the stored reason cut", a
   const stored = teleport.data.get("huge")!;
   const bytes = new TextEncoder().encode(JSON.stringify(stored)).length;
   assert.ok(bytes < 40_000, `${bytes} bytes of plugin data`);
+  assert.equal(stored.email_not_emailed, "1901", "2,001 recipients, 100 emailed");
+  assert.match(sent[0]!.text, /Note: 1901 more reviewer\(s\) of this request were not emailed/);
   assert.equal(stored.request_reason!.length, 1_000);
   assert.ok(stored.request_reason!.endsWith("…"));
   assert.equal(teleport.callCount("updatePluginData"), 2);

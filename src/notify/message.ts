@@ -31,6 +31,8 @@ export interface RequestFacts {
   readonly created?: Date | undefined;
   /** When the pending request expires. */
   readonly expires?: Date | undefined;
+  /** When granted access ends (`Spec.Expires`). */
+  readonly accessExpires?: Date | undefined;
   /** Absolute time after which granted access cannot extend. */
   readonly maxDuration?: Date | undefined;
 }
@@ -43,6 +45,8 @@ export interface NewRequestContext {
    * new-request email carries the `tsh request review` commands instead.
    */
   readonly link?: string | undefined;
+  /** Recipients beyond `delivery.max_recipients` who were not emailed (said in the email). */
+  readonly notEmailed?: number | undefined;
 }
 
 export interface ResolutionContext extends NewRequestContext {
@@ -159,8 +163,17 @@ function requestMessage(
   if (request.expires !== undefined) {
     fields.push(["Request expires", formatTime(request.expires)]);
   }
+  if (request.accessExpires !== undefined) {
+    fields.push(["Access until", formatTime(request.accessExpires)]);
+  }
   if (request.maxDuration !== undefined) {
     fields.push(["Max duration", maxDurationText(request.maxDuration, request.created)]);
+  }
+  if (ctx.notEmailed !== undefined && ctx.notEmailed > 0) {
+    fields.push([
+      "Note",
+      `${ctx.notEmailed} more reviewer(s) of this request were not emailed (delivery.max_recipients)`,
+    ]);
   }
   const id = shellArgument(request.id);
   const commands: [string, string][] = [

@@ -38,6 +38,8 @@ export const REQUESTER_REPLIES_KEY = "email_requester_replies";
  * so n may exceed the reminders actually sent; never more than `max`).
  */
 export const REMINDERS_KEY = "email_reminders";
+/** Recipients beyond `delivery.max_recipients` who get no email (said in the emails). */
+export const OVERFLOW_KEY = "email_not_emailed";
 
 export interface Claim {
   readonly owner: string;
@@ -229,4 +231,14 @@ export function recordReminder(data: EmailPluginData, email: string, count: numb
   const sent = remindersSent(data);
   sent.set(email, Math.max(sent.get(email) ?? 0, count));
   return withExtra(data, REMINDERS_KEY, [...sent].map(([e, n]) => `${e}=${n}`).join(","));
+}
+
+/** How many recipients were left out by `delivery.max_recipients` (0 when none). */
+export function notEmailedCount(data: EmailPluginData): number {
+  const n = Number(data.extra[OVERFLOW_KEY] ?? "0");
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
+}
+
+export function setNotEmailedCount(data: EmailPluginData, count: number): EmailPluginData {
+  return withExtra(data, OVERFLOW_KEY, count > 0 ? String(count) : "");
 }

@@ -192,6 +192,8 @@ async function runConnected(
       send: sendingWith(mailer, deps, readiness, notifyLog),
       rules,
       notifyRequester: config.delivery.notifyRequester,
+      maxRecipients: config.delivery.maxRecipients,
+      catchUpWindowMs: config.delivery.catchUpWindowMs,
       ...(config.reminders ? { reminders: config.reminders } : {}),
       clock,
       activity,
