@@ -1137,7 +1137,7 @@ Deno.test("delivery.max_recipients and delivery.catch_up_window", async (t) => {
     assert.equal(withDelivery({ catch_up_window: "0" }).config.delivery.catchUpWindowMs, 0);
   });
   const bad: [Record<string, unknown>, RegExp][] = [
-    [{ max_recipients: 0 }, /delivery\.max_recipients: must be an integer from 1 to 1000, got 0/],
+    [{ max_recipients: 0 }, /delivery\.max_recipients: must be an integer from 1 to 1000, got an integer "0"/],
     [{ max_recipients: 5000 }, /delivery\.max_recipients: must be an integer from 1 to 1000/],
     [{ max_recipients: "10" }, /delivery\.max_recipients: must be an integer/],
     [{ catch_up_window: "soon" }, /delivery\.catch_up_window: /],
