@@ -326,7 +326,7 @@ export class GrpcTeleportClient implements TeleportClient {
 export interface ConnectTeleportOptions {
   readonly addr: string;
   readonly credentials: CredentialsSource;
-  /** From the identity's `@cert-authority` line; enables TLS routing through a Proxy. */
+  /** From the identity (its certificate issuer's O); enables TLS routing through a Proxy. */
   readonly clusterName?: string | undefined;
   readonly env: Env;
   readonly log: Logger;
@@ -373,6 +373,16 @@ export async function connectTeleport(
     client.close();
     throw new Error(
       `Teleport ${ping.serverVersion} is too old: this plugin needs ${MIN_SERVER_VERSION} or newer`,
+    );
+  }
+  if (
+    opts.clusterName !== undefined && ping.clusterName !== "" &&
+    ping.clusterName !== opts.clusterName
+  ) {
+    // The identity's cluster name only chose the TLS routing ALPN; the cluster's own word wins.
+    opts.log.warn(
+      "The cluster calls itself {cluster}, the identity's certificates {fromIdentity}: using {cluster}",
+      { cluster: ping.clusterName, fromIdentity: opts.clusterName },
     );
   }
   opts.log.info("Connected to Teleport cluster {cluster} ({version}) via {route}", {

@@ -90,7 +90,7 @@ export function parseIdentityFile(text: string, path: string): Identity {
   }
   const cas = certs.filter((c) => c !== client);
   if (cas.length === 0) throw new Error(`${what} has no CA certificate`);
-  const clusterName = clusterNameOf(text);
+  const clusterName = clusterNameOf(client, cas, text);
   return {
     key: key.block.pem,
     cert: client.block.pem,
@@ -333,15 +333,46 @@ function certDate(text: string): Date {
   return date;
 }
 
+/** The values of attribute `name` (e.g. `O`) in a Node `X509Certificate` subject or issuer. */
+function nameAttributes(dn: string, name: string): string[] {
+  return dn.split("\n").flatMap((part) => {
+    const at = part.indexOf("=");
+    return at > 0 && part.slice(0, at).trim() === name ? [part.slice(at + 1).trim()] : [];
+  });
+}
+
 /**
- * The cluster name from the first `@cert-authority <hosts> <key> …` line:
- * the first host that is not a `*.` wildcard.
+ * The cluster name, where Teleport takes it (`tlsca.ClusterName`): the
+ * organization (O) of the client certificate's issuer, which is the
+ * cluster's CA (the CA among `cas` whose subject is that issuer must agree).
+ * Last resort, for files whose certificates carry no O: the host of the
+ * `@cert-authority <hosts> <key>` line that has a `*.` twin (identity files
+ * made through a proxy list the proxy's host first:
+ * `@cert-authority proxy.example.com,teleport.example.com,*.teleport.example.com`).
  */
-function clusterNameOf(text: string): string | undefined {
+function clusterNameOf(
+  client: ParsedCert,
+  cas: readonly ParsedCert[],
+  text: string,
+): string | undefined {
+  const issuerOrg = nameAttributes(client.x509.issuer, "O")[0];
+  const issuerCa = cas.find((ca) => ca.x509.subject === client.x509.issuer);
+  const caOrg = issuerCa && nameAttributes(issuerCa.x509.subject, "O")[0];
+  if (issuerOrg !== undefined && issuerOrg !== "" && (caOrg === undefined || caOrg === issuerOrg)) {
+    return issuerOrg;
+  }
+  return knownHostsClusterName(text);
+}
+
+/** The cluster of the first `@cert-authority` line: the host with a `*.` twin, else the first host. */
+export function knownHostsClusterName(text: string): string | undefined {
   for (const line of text.split(/\r?\n/)) {
     const fields = line.trim().split(/\s+/);
     if (fields[0] !== "@cert-authority" || fields[1] === undefined) continue;
-    const host = fields[1].split(",").find((h) => h !== "" && !h.startsWith("*."));
+    const hosts = fields[1].split(",").filter((h) => h !== "");
+    const wildcards = new Set(hosts.filter((h) => h.startsWith("*.")).map((h) => h.slice(2)));
+    const named = hosts.filter((h) => !h.startsWith("*."));
+    const host = named.find((h) => wildcards.has(h)) ?? named[0];
     if (host !== undefined) return host;
   }
   return undefined;

@@ -4,6 +4,7 @@ import {
   checkExpiry,
   type Identity,
   type IdentityFs,
+  knownHostsClusterName,
   loadCredentialFiles,
   loadIdentityFile,
   parseIdentityFile,
@@ -111,10 +112,11 @@ Deno.test("identity: parses what Teleport writes, in any layout", async (t) => {
       cluster: CLUSTER,
     },
     {
-      name: "CAs first, key last, no SSH lines",
+      name: "CAs first, key last, no SSH lines (the cluster from the issuer's O)",
       text: [ca2.cert, ca.cert, user.cert, user.key].join(""),
       cert: user,
       cas: [ca2.cert, ca.cert],
+      cluster: CLUSTER,
     },
     {
       name: "several CAs keep their order",
@@ -499,4 +501,43 @@ Deno.test("identity: checkExpiry", async (t) => {
     assert.ok(r.ok);
     assert.match(r.warning ?? "", /\(in 1h30m5s\), within the refresh interval of 2h;/);
   });
+});
+
+Deno.test("identity: the cluster name is the issuer's organization, whatever the known-hosts line lists first", async (t) => {
+  const cluster = "prod.teleport.example.com";
+  const proxyHost = "teleport.example.com";
+  const hostCa = await makeCa(cluster);
+  const otherCa = await makeCa("root.example.com");
+  const user = await issueCert(hostCa, { commonName: "access-plugin", usage: "client" });
+  const file = (cas: string[], hosts: string) =>
+    identityFileText({ key: user.key, cert: user.cert, cas, clusterName: cluster })
+      .replace(`@cert-authority ${cluster},*.${cluster} `, `@cert-authority ${hosts} `);
+  const shapes: [string, string][] = [
+    ["tctl auth sign on the Auth host", file([hostCa.cert], `${cluster},*.${cluster}`)],
+    [
+      "signed through a proxy (its host first)",
+      file([hostCa.cert], `${proxyHost},${cluster},*.${cluster}`),
+    ],
+    [
+      "tbot with several CAs (another cluster's first)",
+      file([otherCa.cert, hostCa.cert], `${proxyHost},${cluster},*.${cluster}`),
+    ],
+  ];
+  for (const [name, text] of shapes) {
+    await t.step(name, () => assert.equal(parseIdentityFile(text, PATH).clusterName, cluster));
+  }
+});
+
+Deno.test("identity: without an O in the certificates, the known-hosts host with a *. twin", () => {
+  assert.equal(
+    knownHostsClusterName(
+      "@cert-authority proxy.example.com,prod.example.com,*.prod.example.com AAAA type=host\n",
+    ),
+    "prod.example.com",
+  );
+  assert.equal(
+    knownHostsClusterName("@cert-authority solo.example.com AAAA type=host\n"),
+    "solo.example.com",
+  );
+  assert.equal(knownHostsClusterName("no lines"), undefined);
 });
