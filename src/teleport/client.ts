@@ -379,9 +379,9 @@ export async function connectTeleport(
     opts.clusterName !== undefined && ping.clusterName !== "" &&
     ping.clusterName !== opts.clusterName
   ) {
-    // The identity's cluster name only chose the TLS routing ALPN; the cluster's own word wins.
+    // The identity's cluster name only chose the TLS routing ALPN; emails use the cluster's own.
     opts.log.warn(
-      "The cluster calls itself {cluster}, the identity's certificates {fromIdentity}: using {cluster}",
+      "The cluster calls itself {cluster}, the identity's certificates {fromIdentity}: emails name {cluster}",
       { cluster: ping.clusterName, fromIdentity: opts.clusterName },
     );
   }
