@@ -32,7 +32,10 @@ async function createMailer(config: Config): Promise<Mailer> {
     return createSmtpMailer(mailer, delivery.sender);
   }
   const { createMailgunMailer } = await import("./src/mail/mailgun.ts");
-  return createMailgunMailer(mailer, delivery.sender);
+  // The health check goes to the "*" recipients, as the Go plugin's does (test mode).
+  return createMailgunMailer(mailer, delivery.sender, {
+    healthCheckTo: config.roleToRecipients["*"] ?? [],
+  });
 }
 
 /** SIGTERM / SIGINT stop gracefully; a second SIGINT exits at once; SIGHUP reloads. */

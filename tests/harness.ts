@@ -240,7 +240,9 @@ export function runInProcess(
     createMailer: (c) =>
       c.mailer.kind === "smtp"
         ? createSmtpMailer(c.mailer, c.delivery.sender)
-        : createMailgunMailer(c.mailer, c.delivery.sender),
+        : createMailgunMailer(c.mailer, c.delivery.sender, {
+          healthCheckTo: c.roleToRecipients["*"] ?? [],
+        }),
     onReload: () => {},
     log: getLogger([ROOT_CATEGORY]).with({ owner }),
     owner,

@@ -106,6 +106,7 @@ mailgunPluginTest(
     assert.equal(api.requests.length, 1);
     const health = api.requests[0]!;
     assert.equal(health.field("o:testmode"), "yes");
+    assert.equal(health.field("to"), OPS, 'to role_to_recipients["*"], as the Go plugin does');
     assert.equal(health.path, MESSAGES_PATH);
     assert.deepEqual(health.auth, { username: "api", password: API_KEY });
     assert.equal(health.status, 200);

@@ -58,6 +58,12 @@ export interface MailgunMailerDeps {
   readonly now?: () => number;
   /** Message-ID factory for a 200 without an id (bare); default: ids in the sender's domain. */
   readonly messageId?: () => string;
+  /**
+   * Who the health check's test-mode message is addressed to (Mailgun does
+   * not deliver it): as in the Go plugin, `role_to_recipients["*"]`; default
+   * the sender.
+   */
+  readonly healthCheckTo?: readonly string[];
 }
 
 /**
@@ -306,7 +312,9 @@ export function createMailgunMailer(
         "health check",
         {
           from: sender,
-          to: senderAddress,
+          to: deps.healthCheckTo && deps.healthCheckTo.length > 0
+            ? deps.healthCheckTo.join(",")
+            : senderAddress,
           subject: HEALTH_CHECK_SUBJECT,
           text: "Test-mode message: Mailgun accepts it and does not deliver it.",
           "o:testmode": "yes",
