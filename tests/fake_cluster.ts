@@ -35,23 +35,7 @@ export const FAKE_PING: PingInfo = {
   proxyPublicAddr: "teleport.example.com:443",
 };
 
-/** A PENDING request of `alice@example.com` for `editor`, nothing else set, with `fields` over it. */
-export function newAccessRequest(id: string, fields: Partial<AccessRequest> = {}): AccessRequest {
-  return {
-    id,
-    user: "alice@example.com",
-    roles: ["editor"],
-    state: "PENDING",
-    requestReason: "",
-    resolveReason: "",
-    systemAnnotations: {},
-    reviews: [],
-    suggestedReviewers: [],
-    requestedResources: [],
-    loginHint: "",
-    ...fields,
-  };
-}
+export { newAccessRequest } from "./requests.ts";
 
 /** A gRPC status the cluster refuses with, worded as grpc-js words a received one. */
 export class StatusError extends Error {

@@ -4,23 +4,13 @@
  * id token is quoted, and an id that would read as a flag comes after `--`.
  */
 import assert from "node:assert/strict";
+import { newAccessRequest } from "../../tests/requests.ts";
 import type { AccessRequest } from "../teleport/types.ts";
 import { newRequestMessage } from "./message.ts";
 
-const REQUEST: AccessRequest = {
-  id: "0b8e9c2e-5f41-4d7a-9a0c-3c1f5a6b7d80",
-  user: "alice@example.com",
-  roles: ["editor"],
-  state: "PENDING",
+const REQUEST: AccessRequest = newAccessRequest("0b8e9c2e-5f41-4d7a-9a0c-3c1f5a6b7d80", {
   created: new Date("2026-11-23T00:00:00Z"),
-  requestReason: "",
-  resolveReason: "",
-  systemAnnotations: {},
-  reviews: [],
-  suggestedReviewers: [],
-  requestedResources: [],
-  loginHint: "",
-};
+});
 
 Deno.test("tsh lines: the request id is a plain token, or quoted for a POSIX shell", () => {
   const table: Array<[id: string, argument: string]> = [
