@@ -4,6 +4,7 @@
  * sent over plain http (nor an `api_base`'s user info printed).
  */
 import assert from "node:assert/strict";
+import { rejection as rejectionOf } from "../../tests/assert.ts";
 import type { MailgunConfig } from "../config/types.ts";
 import { Secret } from "../lib/secret.ts";
 import { type FakeMailgun, startMailgunServer } from "../../tests/mailgun_server.ts";
@@ -36,15 +37,7 @@ async function withMailgun(run: (mailer: Mailer, api: FakeMailgun) => Promise<vo
   }
 }
 
-async function rejection(promise: Promise<unknown>): Promise<MailError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof MailError, `expected a MailError, got ${err}`);
-    return err;
-  }
-  assert.fail("expected the promise to reject");
-}
+const rejection = (promise: Promise<unknown>) => rejectionOf(promise, MailError);
 
 Deno.test("mailgun: a 401 that echoes the Authorization header does not show the key", async () => {
   const basic = base64(`api:${KEY}`);

@@ -6,6 +6,7 @@
  * Against the project's SMTP server (`tests/smtp_server.ts`).
  */
 import assert from "node:assert/strict";
+import { rejection as rejectionOf } from "../../tests/assert.ts";
 import type { SmtpConfig } from "../config/types.ts";
 import { Secret } from "../lib/secret.ts";
 import { issueCert, makeCa } from "../../tests/pki.ts";
@@ -49,15 +50,7 @@ async function withSmtp(
   }
 }
 
-async function rejection(promise: Promise<unknown>): Promise<MailError> {
-  try {
-    await promise;
-  } catch (err) {
-    assert.ok(err instanceof MailError, `expected a MailError, got ${err}`);
-    return err;
-  }
-  assert.fail("expected the promise to reject");
-}
+const rejection = (promise: Promise<unknown>) => rejectionOf(promise, MailError);
 /** Base64 of UTF-8 text, as an SMTP client sends credentials. */
 function b64(text: string): string {
   let binary = "";
