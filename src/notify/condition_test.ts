@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import {
   type ConditionEnv,
-  ConditionError,
   evaluateCondition,
   MAX_CONDITION_LENGTH,
   MAX_EVALUATION_STEPS,
@@ -10,6 +9,7 @@ import {
   parseCondition,
 } from "./condition.ts";
 import type { AccessRequest } from "../teleport/types.ts";
+import { conditionError, conditionTester } from "./condition/_testing.ts";
 
 const REQUEST: AccessRequest = {
   id: "0193b2c4-request",
@@ -34,28 +34,7 @@ const ENV: ConditionEnv = { request: REQUEST, userTraits: TRAITS };
 /** REQUEST without its creation time. */
 const { created: _created, ...UNDATED } = REQUEST;
 
-function matches(condition: string, env: ConditionEnv = ENV): boolean {
-  return evaluateCondition(parseCondition(condition), env);
-}
-
-/** The ConditionError `run` throws (fails the test when it throws nothing or something else). */
-function conditionError(run: () => unknown): ConditionError {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof ConditionError, `expected a ConditionError, got ${error}`);
-    return error;
-  }
-  assert.fail("expected a ConditionError, but nothing was thrown");
-}
-
-type Case = { condition: string; matches: boolean; env?: ConditionEnv };
-
-function table(cases: Case[]) {
-  for (const c of cases) {
-    assert.equal(matches(c.condition, c.env), c.matches, c.condition);
-  }
-}
+const { matches, table } = conditionTester(ENV);
 
 Deno.test("the rule from the wire routes dba requests", () => {
   // tests/fixtures/teleport-wire/event_put_amr.txt, rule "route-dba".

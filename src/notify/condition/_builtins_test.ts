@@ -4,13 +4,8 @@
  * only when evaluated (lib/expression/parser.go, lib/accessmonitoring/
  * request_mapping.go).
  */
-import assert from "node:assert/strict";
-import {
-  type ConditionEnv,
-  ConditionError,
-  evaluateCondition,
-  parseCondition,
-} from "../condition.ts";
+import type { ConditionEnv } from "../condition.ts";
+import { conditionTester } from "./_testing.ts";
 import type { AccessRequest } from "../../teleport/types.ts";
 
 const REQUEST: AccessRequest = {
@@ -31,50 +26,7 @@ const REQUEST: AccessRequest = {
 const ENV: ConditionEnv = { request: REQUEST, userTraits: { team: ["dba", "sre"], level: ["L2"] } };
 const { created: _created, ...UNDATED } = REQUEST;
 
-function matches(condition: string, env: ConditionEnv = ENV): boolean {
-  return evaluateCondition(parseCondition(condition), env);
-}
-
-function thrown(run: () => unknown): ConditionError {
-  try {
-    run();
-  } catch (error) {
-    assert.ok(error instanceof ConditionError, `expected a ConditionError, got ${error}`);
-    return error;
-  }
-  assert.fail("expected a ConditionError, but nothing was thrown");
-}
-
-type Case = { condition: string; matches: boolean; env?: ConditionEnv };
-
-function table(cases: Case[]) {
-  for (const c of cases) assert.equal(matches(c.condition, c.env), c.matches, c.condition);
-}
-
-/** Conditions Teleport refuses when parsing: where, and why. */
-function refused(cases: { condition: string; column: number; reason: string | RegExp }[]) {
-  for (const c of cases) {
-    const error = thrown(() => parseCondition(c.condition));
-    assert.match(error.message, /^Cannot parse condition /, c.condition);
-    assert.equal(error.column, c.column, `column of ${c.condition}`);
-    if (typeof c.reason === "string") assert.equal(error.reason, c.reason, c.condition);
-    else assert.match(error.reason, c.reason, c.condition);
-  }
-}
-
-/** Conditions that parse, as in Teleport, but fail when evaluated. */
-function failing(
-  cases: { condition: string; column: number; reason: string | RegExp; env?: ConditionEnv }[],
-) {
-  for (const c of cases) {
-    const cond = parseCondition(c.condition);
-    const error = thrown(() => evaluateCondition(cond, c.env ?? ENV));
-    assert.match(error.message, /^Cannot evaluate condition /, c.condition);
-    assert.equal(error.column, c.column, `column of ${c.condition}`);
-    if (typeof c.reason === "string") assert.equal(error.reason, c.reason, c.condition);
-    else assert.match(error.reason, c.reason, c.condition);
-  }
-}
+const { table, refused, failing } = conditionTester(ENV);
 
 Deno.test("set, union and the set methods add, remove, contains, isempty", () => {
   table([
