@@ -144,3 +144,80 @@ Deno.test("start with a TOML syntax error: exit 1 with line and column", async (
   assert.match(stderr, /line 3/i);
   assert.match(stderr, /column \d+/i);
 });
+
+/** A config that validates (the identity file is not read by validation), plus `extra` TOML. */
+async function previewConfig(extra = ""): Promise<string> {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/teleport-email.toml`;
+  await Deno.writeTextFile(
+    path,
+    [
+      "[teleport]",
+      'identity = "/nonexistent/identity"',
+      "[smtp]",
+      'host = "smtp.example.com"',
+      "[delivery]",
+      'sender = "noreply@example.com"',
+      "[role_to_recipients]",
+      '"*" = ["ops@example.com"]',
+      extra,
+    ].join("\n"),
+  );
+  return path;
+}
+
+Deno.test("preview without [templates] prints the built-in email of every kind", async () => {
+  const { code, stdout, stderr } = await runMain(["preview", "--config", await previewConfig()]);
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr, "");
+  for (const kind of ["new_request", "review", "resolution", "reminder", "requester"]) {
+    assert.match(stdout, new RegExp(`^==> ${kind} \\(built-in\\) to \\S+@example\\.com$`, "m"));
+  }
+  assert.match(stdout, /^Subject: teleport\.example\.com Role Request [0-9a-f-]{36}$/m);
+  assert.match(stdout, /^You have a new Role Request:$/m);
+  assert.match(stdout, /^--- HTML ---\n<!DOCTYPE html>$/m);
+});
+
+Deno.test("preview --kind renders the config's templates on made-up data", async () => {
+  const config = await previewConfig(
+    [
+      "[templates]",
+      'subject = "[OPS-{{request_id}}]\\r\\nBcc: x@example.com {{user}}"',
+      'time_zone = "Europe/Berlin"',
+      "[templates.new_request]",
+      'text = "Neue Anfrage von {{user}} ({{created}})"',
+    ].join("\n"),
+  );
+  const { code, stdout, stderr } = await runMain([
+    "preview",
+    "-c",
+    config,
+    "--kind",
+    "new_request",
+  ]);
+  assert.equal(code, 0, stderr);
+  const lines = stdout.split("\n");
+  assert.equal(lines[0], "==> new_request (templates) to ops@example.com");
+  assert.equal(
+    lines[1],
+    "Subject: [OPS-2d3c4b5a-6f70-4819-a2b3-c4d5e6f70819] Bcc: x@example.com alice@example.com",
+  );
+  assert.equal(lines[3], "Neue Anfrage von alice@example.com (2026-11-22 10:30 GMT+1)");
+  assert.doesNotMatch(stdout, /==> review/);
+});
+
+Deno.test("preview and start with a broken template: exit 1 naming the key and the line", async () => {
+  const config = await previewConfig('[templates.review]\ntext = "ok\\n{{#if user}}"');
+  for (const command of ["preview", "start"]) {
+    const { code, stdout, stderr } = await runMain([command, "-c", config]);
+    assert.equal(code, 1, command);
+    assert.equal(stdout, "");
+    assert.match(stderr, /templates\.review\.text: line 2: syntax error/, command);
+  }
+});
+
+Deno.test("preview --kind with an unknown kind is a usage error (exit 2)", async () => {
+  const { code, stderr } = await runMain(["preview", "--kind", "nope"]);
+  assert.equal(code, 2);
+  assert.match(stderr, /^teleport-email: Unknown kind "nope" \(one of new_request, review, /);
+});

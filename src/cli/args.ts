@@ -3,15 +3,22 @@
  * here runs a command or touches the world, so it is tested as a table.
  */
 import { parseArgs } from "node:util";
+import { TEMPLATE_KINDS, type TemplateKind } from "../notify/template.ts";
 
 /** The config path `start` uses without `-c`. */
 export const DEFAULT_CONFIG_PATH = "/etc/teleport-email.toml";
 
-export type CommandName = "start" | "configure" | "version" | "help";
+export type CommandName = "start" | "configure" | "preview" | "version" | "help";
 
 export type Command =
   | { readonly kind: "start"; readonly configPath: string; readonly debug: boolean }
   | { readonly kind: "configure" }
+  | {
+    readonly kind: "preview";
+    readonly configPath: string;
+    /** `--kind`: one email kind; all of them without it. */
+    readonly emailKind?: TemplateKind;
+  }
   | { readonly kind: "version" }
   | { readonly kind: "help"; readonly topic?: CommandName };
 
@@ -23,7 +30,7 @@ export class UsageError extends Error {
   }
 }
 
-const COMMANDS: readonly CommandName[] = ["start", "configure", "version", "help"];
+const COMMANDS: readonly CommandName[] = ["start", "configure", "preview", "version", "help"];
 
 function isCommandName(word: string): word is CommandName {
   return (COMMANDS as readonly string[]).includes(word);
@@ -32,6 +39,7 @@ function isCommandName(word: string): word is CommandName {
 const SUMMARY: Record<CommandName, string> = {
   start: "Start the plugin: watch Access Requests and send emails",
   configure: "Print an example configuration file (TOML) to stdout",
+  preview: "Print sample emails (made-up request data) as the config's [templates] render them",
   version: "Print the version",
   help: "Show help (for a command: help <command>)",
 };
@@ -47,6 +55,20 @@ export function usage(topic?: CommandName): string {
       "Flags:",
       `  -c, --config PATH  Config file (default ${DEFAULT_CONFIG_PATH})`,
       "  -d, --debug        Log at debug severity, whatever [log] severity says",
+      "  -h, --help         Show this help",
+      "",
+    ].join("\n");
+  }
+  if (topic === "preview") {
+    return [
+      "Usage: teleport-email preview [-c|--config PATH] [-k|--kind KIND]",
+      "",
+      SUMMARY.preview + ".",
+      "The config is validated as start does; without [templates] the built-in emails are shown.",
+      "",
+      "Flags:",
+      `  -c, --config PATH  Config file (default ${DEFAULT_CONFIG_PATH})`,
+      `  -k, --kind KIND    One email kind: ${TEMPLATE_KINDS.join(", ")} (default: all)`,
       "  -h, --help         Show this help",
       "",
     ].join("\n");
@@ -100,6 +122,12 @@ export function parseCommand(argv: readonly string[]): Command {
         debug: { type: "boolean", short: "d" },
         help: { type: "boolean", short: "h" },
       }
+      : first === "preview"
+      ? {
+        config: { type: "string", short: "c" },
+        kind: { type: "string", short: "k" },
+        help: { type: "boolean", short: "h" },
+      }
       : { help: { type: "boolean", short: "h" } },
   );
   if (parsed.values.help === true) return { kind: "help", topic: first };
@@ -114,6 +142,19 @@ export function parseCommand(argv: readonly string[]): Command {
       configPath: typeof config === "string" ? config : DEFAULT_CONFIG_PATH,
       debug: parsed.values.debug === true,
     };
+  }
+  if (first === "preview") {
+    const { config, kind } = parsed.values;
+    if (config === "") throw new UsageError('Flag "--config" needs a path');
+    const configPath = typeof config === "string" ? config : DEFAULT_CONFIG_PATH;
+    if (kind === undefined) return { kind: "preview", configPath };
+    const emailKind = TEMPLATE_KINDS.find((name) => name === kind);
+    if (emailKind === undefined) {
+      throw new UsageError(
+        `Unknown kind ${JSON.stringify(kind)} (one of ${TEMPLATE_KINDS.join(", ")})`,
+      );
+    }
+    return { kind: "preview", configPath, emailKind };
   }
   return { kind: first };
 }

@@ -18,6 +18,13 @@ const ok: [string[], Command][] = [
   [["help", "start"], { kind: "help", topic: "start" }],
   [["start", "--help"], { kind: "help", topic: "start" }],
   [["configure", "-h"], { kind: "help", topic: "configure" }],
+  [["preview"], { kind: "preview", configPath: DEFAULT_CONFIG_PATH }],
+  [["preview", "-c", "x.toml", "-k", "review"], {
+    kind: "preview",
+    configPath: "x.toml",
+    emailKind: "review",
+  }],
+  [["preview", "--help"], { kind: "help", topic: "preview" }],
 ];
 
 for (const [argv, expected] of ok) {
@@ -38,6 +45,11 @@ const bad: [string[], string][] = [
   [["start", "extra"], 'Unexpected argument "extra"'],
   [["version", "--config=x"], 'Unknown flag "--config"'],
   [["help", "nope"], 'Unknown command "nope"'],
+  [
+    ["preview", "--kind", "escalation2"],
+    'Unknown kind "escalation2" (one of new_request, review, resolution, reminder, requester)',
+  ],
+  [["preview", "--debug"], 'Unknown flag "--debug"'],
 ];
 
 for (const [argv, message] of bad) {

@@ -6,6 +6,7 @@ import { type Command, usage } from "./args.ts";
 import { CONFIG_TEMPLATE } from "../config/template.ts";
 import { versionLine } from "../lib/version.ts";
 import { startCommand, type StartDeps } from "./start.ts";
+import { previewCommand } from "./preview.ts";
 
 export interface RunDeps extends StartDeps {
   /** Writes text to stdout. */
@@ -25,5 +26,7 @@ export async function runCommand(command: Command, deps: RunDeps): Promise<numbe
       return 0;
     case "start":
       return await startCommand(command, deps);
+    case "preview":
+      return previewCommand(command, deps);
   }
 }

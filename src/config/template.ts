@@ -115,6 +115,54 @@ format = "text"
 # every = "4h"
 # max = 3
 
+# [escalation]
+# # When a request is still pending with no review "after" its creation, email an
+# # escalation list: each recipient gets a thread of their own (how long it has
+# # waited, who was already notified), then the reviews and the resolution. Sent
+# # once per level; a review or the resolution stops it. Off unless present.
+# after = "4h"
+# # For requested roles without a list of their own (required):
+# recipients = ["oncall-lead@example.com"]
+# # Per requested role, instead of recipients (like [role_to_recipients]); also
+# # written as an [escalation.role_to_recipients] table:
+# role_to_recipients = { dba = ["dba-lead@example.com"] }
+# # Further levels, each later than the one before, with the same keys; also
+# # written as [[escalation.levels]] tables:
+# levels = [{ after = "24h", recipients = ["security-lead@example.com"] }]
+
+# [access_expiry]
+# # Email the requester (when the Teleport user name is an email address) before
+# # access granted by an approved request ends (in their own thread when
+# # delivery.notify_requester is on), with the tsh command to request it again.
+# # Each warning once; none once access has ended. Off unless present.
+# warn_before = ["24h", "1h"]
+
+# [templates]
+# # Your own subjects and texts (Handlebars: {{field}}, {{#if field}}…{{/if}},
+# # {{#each list}}…{{/each}}); without [templates] the built-in emails are sent.
+# # Fields: request_id, cluster, user, roles (list), roles_text, reason, resources
+# # (list), resources_text, created, expires, access_until, time_zone, link,
+# # tsh_approve, tsh_deny, status, status_text, resolution_reason, reviews (list of
+# # author, state, state_text, reason, time, roles), review (the same, in review
+# # emails), not_emailed, recipient, kind; body templates also see subject.
+# # HTML templates escape every value ({{{…}}} is refused); a subject is made one
+# # line of at most 200 characters. A template that does not compile or fails on
+# # sample data stops start with the key and line; check with: teleport-email preview
+# # The subject of every kind without its own (replies thread best with one subject):
+# subject = "[ACCESS] {{cluster}} Role Request {{request_id}}"
+# # Times are shown in this zone (an IANA name). Default: "UTC".
+# time_zone = "UTC"
+#
+# # One table per kind: new_request, review, resolution, reminder, requester.
+# # Each has subject, text (or text_file) and html (or html_file), all optional;
+# # without html, the HTML part is the built-in layout around the text.
+# [templates.new_request]
+# text = """
+# {{user}} asks for {{roles_text}}: {{reason}}
+# {{#if link}}Review it: {{link}}{{else}}{{tsh_approve}}{{/if}}
+# """
+# html_file = "/etc/teleport-email/new_request.html"
+
 # [status]
 # # Optional HTTP listener for /healthz, /readyz and /metrics (Prometheus).
 # # Off unless set; keep it on loopback or a private network.

@@ -5,6 +5,7 @@
  */
 import type { LogOptions } from "../lib/log.ts";
 import type { Secret } from "../lib/secret.ts";
+import type { TemplateSources } from "../notify/template.ts";
 
 export type { LogSeverity } from "../lib/log.ts";
 
@@ -96,6 +97,12 @@ export interface Config {
     readonly everyMs: number;
     readonly max: number;
   };
+  /** `[escalation]`: absent = no escalation. */
+  readonly escalation?: EscalationConfig;
+  /** `[access_expiry]`: absent = no warnings before granted access ends. */
+  readonly accessExpiry?: AccessExpiryConfig;
+  /** `[templates]`: the operator's message templates; absent = the built-in emails. */
+  readonly templates?: TemplateSources;
   /** `[status]`: the optional health and metrics listener. */
   readonly status: {
     /** `status.listen_addr`, e.g. `127.0.0.1:9465`; absent = no listener. */
@@ -107,4 +114,24 @@ export interface Config {
 export interface LoadedConfig {
   readonly config: Config;
   readonly warnings: readonly string[];
+}
+
+/** One escalation level: `[escalation]` itself, then each `[[escalation.levels]]`. */
+export interface EscalationLevelConfig {
+  /** `after`: since the request was created, in milliseconds. */
+  readonly afterMs: number;
+  /** `recipients`: the `"*"` list, for requested roles without a list of their own. */
+  readonly recipients: readonly string[];
+  /** `role_to_recipients`: role name → plain addresses (may be empty). */
+  readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
+}
+
+/** `[escalation]`: levels in ascending `afterMs`; the first is `[escalation]` itself. */
+export interface EscalationConfig {
+  readonly levels: readonly EscalationLevelConfig[];
+}
+
+/** `[access_expiry]`: `warn_before` in milliseconds, longest first, each once. */
+export interface AccessExpiryConfig {
+  readonly warnBeforeMs: readonly number[];
 }

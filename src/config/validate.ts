@@ -15,8 +15,12 @@ import { isLoopbackHost, withoutUserInfo } from "../lib/net_address.ts";
 import { KIB, MIB } from "../lib/read_file.ts";
 import { Secret } from "../lib/secret.ts";
 import { ConfigError, describeReadError } from "./error.ts";
+import { validateTemplates } from "./templates.ts";
 import {
+  type AccessExpiryConfig,
   type Config,
+  type EscalationConfig,
+  type EscalationLevelConfig,
   type LoadedConfig,
   type LogConfig,
   type LogSeverity,
@@ -91,6 +95,10 @@ export const CONFIG_KEYS = {
   log: ["output", "severity", "format"],
   status: ["listen_addr"],
   reminders: ["after", "every", "max"],
+  escalation: ["after", "recipients", "role_to_recipients", "levels"],
+  access_expiry: ["warn_before"],
+  // Also one sub-table per email kind, checked by templates.ts.
+  templates: ["subject", "time_zone"],
 } as const satisfies Record<string, readonly string[]>;
 
 type SectionName = keyof typeof CONFIG_KEYS;
@@ -931,16 +939,21 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
   const log = validateLog(raw, review);
   const status = validateStatus(raw, review);
   const reminders = validateReminders(raw, review);
+  const escalation = validateEscalation(raw, review);
+  const accessExpiry = validateAccessExpiry(raw, review);
   const notifyRequester = delivery === INVALID
     ? INVALID
     : validateNotifyRequester(deliveryTable, review);
   const limits = delivery === INVALID ? INVALID : validateDeliveryLimits(deliveryTable, review);
+  const templates = validateTemplates(raw, deps.readTextFile);
+  review.problems.push(...templates.problems);
+  review.warnings.push(...templates.warnings);
 
   if (
     review.problems.length > 0 || teleport === undefined || mailer === undefined ||
     sender === undefined || roleToRecipients === undefined || log === undefined ||
     status === undefined || reminders === INVALID || notifyRequester === INVALID ||
-    limits === INVALID
+    limits === INVALID || escalation === INVALID || accessExpiry === INVALID
   ) {
     // Every undefined above comes with a recorded problem; the fallback only guards that promise.
     // The warnings go along: an unknown key is often the cause of a problem ("smtp.hots" for
@@ -958,6 +971,170 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
     log,
     status,
     ...(reminders ? { reminders } : {}),
+    ...(escalation ? { escalation } : {}),
+    ...(accessExpiry ? { accessExpiry } : {}),
+    ...(templates.sources ? { templates: templates.sources } : {}),
   };
   return { config, warnings: review.warnings };
+}
+
+// ---------------------------------------------------------------------------
+// [escalation] and [access_expiry]
+
+/** The keys of one escalation level (`[escalation]` itself or one `[[escalation.levels]]`). */
+const ESCALATION_LEVEL_KEYS = ["after", "recipients", "role_to_recipients"] as const;
+
+/** A positive Go duration given as `value`, named `dotted` in messages. */
+function durationValue(value: unknown, dotted: string, review: Review): number | Invalid {
+  if (typeof value !== "string") {
+    review.problem(dotted, `must be a duration string such as "1h", got ${describe(value)}`);
+    return INVALID;
+  }
+  try {
+    const ms = parseDuration(value);
+    if (ms > 0) return ms;
+    review.problem(dotted, `must be longer than zero, got ${quote(value)}`);
+  } catch (error) {
+    review.problem(dotted, lowerFirst((error as Error).message));
+  }
+  return INVALID;
+}
+
+/** An address or an array of addresses at `dotted`. */
+function addressList(value: unknown, dotted: string, review: Review): string[] | Invalid {
+  const before = review.problems.length;
+  let list: string[] = [];
+  if (typeof value === "string") {
+    const address = recipientAddress(value, dotted, review);
+    if (address !== undefined) list = [address];
+  } else if (Array.isArray(value)) {
+    list = recipientList(value, dotted, review);
+  } else {
+    review.problem(
+      dotted,
+      `must be an email address or an array of email addresses, got ${describe(value)}`,
+    );
+  }
+  return review.problems.length === before ? list : INVALID;
+}
+
+/** One escalation level at `prefix` (`escalation` or `escalation.levels[i]`). */
+function escalationLevel(
+  table: Table,
+  prefix: string,
+  review: Review,
+): EscalationLevelConfig | Invalid {
+  let ok = true;
+  let after: number | Invalid = INVALID;
+  if (Object.hasOwn(table, "after")) {
+    after = durationValue(table["after"], `${prefix}.after`, review);
+  } else {
+    review.problem(`${prefix}.after`, 'is required (e.g. "4h")');
+  }
+  let recipients: string[] = [];
+  if (Object.hasOwn(table, "recipients")) {
+    const list = addressList(table["recipients"], `${prefix}.recipients`, review);
+    if (list === INVALID) ok = false;
+    else recipients = list;
+  }
+  if (ok && recipients.length === 0) {
+    review.problem(
+      `${prefix}.recipients`,
+      "must list at least one email address (for roles without a list of their own)",
+    );
+    ok = false;
+  }
+  const entries: Array<[string, readonly string[]]> = [];
+  if (Object.hasOwn(table, "role_to_recipients")) {
+    const mapping = table["role_to_recipients"];
+    const dotted = `${prefix}.role_to_recipients`;
+    if (!isTable(mapping)) {
+      review.problem(dotted, `must be a table of role = addresses, got ${describe(mapping)}`);
+      ok = false;
+    } else {
+      for (const [role, value] of Object.entries(mapping)) {
+        const list = addressList(value, `${dotted}.${JSON.stringify(role)}`, review);
+        if (list === INVALID) ok = false;
+        else entries.push([role, list]);
+      }
+    }
+  }
+  if (!ok || after === INVALID) return INVALID;
+  // A null prototype keeps role names such as "constructor" from meeting Object.prototype.
+  const roleToRecipients = Object.setPrototypeOf(Object.fromEntries(entries), null);
+  return { afterMs: after, recipients, roleToRecipients };
+}
+
+/**
+ * `[escalation]`: off when absent; `after` and `recipients` required, an
+ * optional `role_to_recipients` table, and optional `[[escalation.levels]]`
+ * of the same keys, each later than the one before.
+ */
+function validateEscalation(raw: Table, review: Review): EscalationConfig | undefined | Invalid {
+  const table = review.section(raw, "escalation");
+  if (table === INVALID) return INVALID;
+  if (table === undefined) return undefined;
+  const levels: Array<EscalationLevelConfig | Invalid> = [
+    escalationLevel(table, "escalation", review),
+  ];
+  if (Object.hasOwn(table, "levels")) {
+    const value = table["levels"];
+    if (!Array.isArray(value) || !value.every(isTable)) {
+      review.problem(
+        "escalation.levels",
+        `must be an array of tables ([[escalation.levels]]), got ${describe(value)}`,
+      );
+      levels.push(INVALID);
+    } else {
+      value.forEach((level, index) => {
+        const prefix = `escalation.levels[${index}]`;
+        for (const key of Object.keys(level)) {
+          if ((ESCALATION_LEVEL_KEYS as readonly string[]).includes(key)) continue;
+          const guess = closest(key, ESCALATION_LEVEL_KEYS);
+          const hint = guess === undefined ? "" : ` (did you mean ${prefix}.${guess}?)`;
+          review.warning(`${prefix}.${keyName(key)}`, `unknown key, ignored${hint}`);
+        }
+        levels.push(escalationLevel(level, prefix, review));
+      });
+    }
+  }
+  const valid = levels.filter((l): l is EscalationLevelConfig => l !== INVALID);
+  if (valid.length !== levels.length) return INVALID;
+  for (let i = 1; i < valid.length; i++) {
+    if (valid[i]!.afterMs <= valid[i - 1]!.afterMs) {
+      const before = i === 1 ? "escalation.after" : `escalation.levels[${i - 2}].after`;
+      review.problem(`escalation.levels[${i - 1}].after`, `must be later than ${before}`);
+      return INVALID;
+    }
+  }
+  return { levels: valid };
+}
+
+/** `[access_expiry]`: off when absent; `warn_before` a non-empty array of durations. */
+function validateAccessExpiry(
+  raw: Table,
+  review: Review,
+): AccessExpiryConfig | undefined | Invalid {
+  const table = review.section(raw, "access_expiry");
+  if (table === INVALID) return INVALID;
+  if (table === undefined) return undefined;
+  const key = "access_expiry.warn_before";
+  if (!Object.hasOwn(table, "warn_before")) {
+    review.problem(key, 'is required in [access_expiry] (e.g. ["24h", "1h"])');
+    return INVALID;
+  }
+  const value = table["warn_before"];
+  if (!Array.isArray(value) || value.length === 0) {
+    review.problem(
+      key,
+      `must be a non-empty array of duration strings such as ["24h", "1h"], got ${describe(value)}`,
+    );
+    return INVALID;
+  }
+  const parsed = value.map((v, i) => durationValue(v, `${key}[${i}]`, review));
+  const valid = parsed.filter((ms): ms is number => ms !== INVALID);
+  if (valid.length !== parsed.length) return INVALID;
+  const unique = [...new Set(valid)].sort((a, b) => b - a);
+  if (unique.length < valid.length) review.warning(key, "lists a duration twice; sent once");
+  return { warnBeforeMs: unique };
 }

@@ -32,18 +32,28 @@ import {
   formatThreadTimestamp,
 } from "./plugin_data.ts";
 import {
+  addEscalationFailed,
+  addEscalationThread,
   addFailed,
   addThread,
   type Claim,
   claimFree,
+  escalationProgress,
+  escalationThreads,
+  failedRecipients,
   markResolved,
   notEmailedCount,
+  plannedRecipients,
   readClaim,
+  recordEscalationLevel,
+  recordEscalationReplies,
+  recordExpiryWarned,
   recordReminder,
   recordReplies,
   recordRequesterReplies,
   requesterProgress,
   setClaim,
+  setExpiryThread,
   setNotEmailedCount,
   setPlannedRecipients,
   setPlannedRequester,
@@ -51,7 +61,11 @@ import {
   threadProgress,
 } from "./progress.ts";
 import {
+  type AccessExpiryPolicy,
+  type EscalationPolicy,
+  type ExpiryWarning,
   isEmptyPlan,
+  type Plan,
   planWork,
   type ReminderPolicy,
   type Reply,
@@ -64,6 +78,8 @@ import type { RuleSource } from "./rules.ts";
 import { Recorder, type RecordUpdate } from "./recorder.ts";
 import { UserTraits } from "./traits.ts";
 import {
+  accessExpiryMessage,
+  escalationMessage,
   type MessageContent,
   newRequestMessage,
   reminderMessage,
@@ -73,6 +89,8 @@ import {
   resolutionMessage,
   reviewMessage,
 } from "./message.ts";
+import type { AccessReview } from "../teleport/types.ts";
+import type { MessageTemplates } from "./template.ts";
 
 /** How long a claim holds without renewal; renewed every third of it while sending. */
 export const CLAIM_TTL_MS = 30_000;
@@ -92,7 +110,10 @@ export const DEFAULT_CATCH_UP_WINDOW_MS = 24 * 3_600_000;
 /** Ids of skipped requests named in the log line, at most. */
 const MAX_LOGGED_IDS = 10;
 
-/** Deadline of one reminder check (listing the requests and sending what is due). */
+/**
+ * Deadline of one check for due work (reminders, escalations, expiry
+ * warnings: listing the requests and sending what is due).
+ */
 export const REMINDER_CHECK_DEADLINE_MS = 5 * 60_000;
 /** Deadline of one retry of a request (reading it again and bringing it up to date). */
 export const RETRY_DEADLINE_MS = 10 * 60_000;
@@ -126,6 +147,10 @@ export interface AppDeps {
   readonly notifyRequester?: boolean;
   /** `[reminders]`: remind reviewers of pending requests nobody reviewed. */
   readonly reminders?: ReminderPolicy;
+  /** `[escalation]`: email escalation lists about pending requests nobody reviewed. */
+  readonly escalation?: EscalationPolicy;
+  /** `[access_expiry]`: warn requesters before their granted access ends. */
+  readonly accessExpiry?: AccessExpiryPolicy;
   /** `delivery.max_recipients`: at most this many "new request" emails per request. */
   readonly maxRecipients?: number;
   /**
@@ -135,6 +160,8 @@ export interface AppDeps {
    * 0 catches up none. Requests seen on the watch stream are always handled.
    */
   readonly catchUpWindowMs?: number;
+  /** `[templates]`: the operator's subjects and texts; the built-in emails without it. */
+  readonly templates?: MessageTemplates;
 }
 
 /** Raised when our claim on a request was taken over (we were too slow): stop sending. */
@@ -163,7 +190,17 @@ interface RequestContext {
 }
 
 /** The email kinds, as logged and counted. */
-type EmailKind = "new request" | "requester" | "review" | "resolution" | "reminder";
+type EmailKind =
+  | "new request"
+  | "requester"
+  | "review"
+  | "resolution"
+  | "reminder"
+  | "escalation"
+  | "access_expiry";
+
+/** Which kind of thread replies go into (each keeps its own progress). */
+type ThreadRole = "reviewer" | "requester" | "escalation";
 
 export class NotifyApp {
   readonly #deps: AppDeps;
@@ -184,6 +221,8 @@ export class NotifyApp {
   #reminderTimer: Timer | undefined;
   /** The recorders of the requests being processed (flushed on shutdown). */
   readonly #recorders = new Set<Recorder>();
+  /** Template kinds whose rendering failed once (logged once each). */
+  readonly #templateFailures = new Set<string>();
   #stopped = false;
   /**
    * The latest rule listing (settled either way): new requests wait for it,
@@ -222,20 +261,29 @@ export class NotifyApp {
     this.#retries.clear();
   }
 
+  /** Whether any rule sends work at its time (reminders, escalation, expiry warnings). */
+  get #hasTimedWork(): boolean {
+    const { reminders, escalation, accessExpiry } = this.#deps;
+    return reminders !== undefined || escalation !== undefined || accessExpiry !== undefined;
+  }
+
   /**
-   * Looks for due reminders every `everyMs` until `stop()` (no-op without
-   * `[reminders]`); a check still running when the next is due is not doubled.
+   * The one scheduler of timed work: looks for due reminders, escalations
+   * and expiry warnings every `everyMs` until `stop()` (no-op when none is
+   * configured); a check still running when the next is due is not doubled.
+   * A clock that jumped (suspend, downtime) gives one check, and each rule
+   * sends only its latest due step.
    */
-  startReminders(everyMs: number, signal: AbortSignal): void {
-    if (!this.#deps.reminders || this.#reminderTimer !== undefined || this.#stopped) return;
+  startDueChecks(everyMs: number, signal: AbortSignal): void {
+    if (!this.#hasTimedWork || this.#reminderTimer !== undefined || this.#stopped) return;
     let running = false;
     this.#reminderTimer = this.#clock.setInterval(() => {
       if (running) return;
       running = true;
       const end = this.#activity.begin();
       const deadline = AbortSignal.any([signal, AbortSignal.timeout(REMINDER_CHECK_DEADLINE_MS)]);
-      this.checkReminders(deadline)
-        .catch((error) => this.#deps.log.warn("Checking reminders failed: {error}", { error }))
+      this.checkDue(deadline)
+        .catch((error) => this.#deps.log.warn("Checking for due work failed: {error}", { error }))
         .finally(() => {
           running = false;
           end();
@@ -313,21 +361,50 @@ export class NotifyApp {
     return tasks;
   }
 
+  /** The former name of {@link startDueChecks}. */
+  startReminders(everyMs: number, signal: AbortSignal): void {
+    this.startDueChecks(everyMs, signal);
+  }
+
   /**
-   * Sends the reminders that are due: every pending request nobody reviewed
-   * whose reminder time has come (checked against the plugin data, so
-   * restarts and replicas never remind twice).
+   * Sends the timed work that is due: reminders and escalations of pending
+   * requests nobody reviewed, warnings before granted access ends. Each
+   * candidate goes through `process` (plugin data, plan, claim), so restarts
+   * and replicas never send one twice.
    */
-  async checkReminders(signal: AbortSignal): Promise<void> {
-    const policy = this.#deps.reminders;
-    if (policy === undefined || this.#stopped) return;
+  async checkDue(signal: AbortSignal): Promise<void> {
+    if (!this.#hasTimedWork || this.#stopped) return;
     const now = this.#clock.now();
     const requests = await this.#deps.client.listAccessRequests({}, signal);
     for (const request of requests) {
-      if (request.state !== "PENDING" || request.reviews.length > 0 || !request.created) continue;
-      if (now < request.created.getTime() + policy.afterMs) continue;
+      if (!this.#mayBeDue(request, now)) continue;
       await this.process({ kind: "request", request }, signal);
     }
+  }
+
+  /** The former name of {@link checkDue}. */
+  checkReminders(signal: AbortSignal): Promise<void> {
+    return this.checkDue(signal);
+  }
+
+  /** Whether timed work may be due for `request` at `now` (the plan decides what is). */
+  #mayBeDue(request: AccessRequest, now: number): boolean {
+    const { reminders, escalation, accessExpiry } = this.#deps;
+    if (request.state === "PENDING" && request.reviews.length === 0 && request.created) {
+      const created = request.created.getTime();
+      if (reminders && now >= created + reminders.afterMs) return true;
+      const first = escalation?.levels[0];
+      if (first && now >= created + first.afterMs) return true;
+    }
+    if (
+      accessExpiry && request.state === "APPROVED" && request.accessExpires &&
+      isPlainAddress(request.user)
+    ) {
+      const ends = request.accessExpires.getTime();
+      const earliest = ends - Math.max(...accessExpiry.warnBeforeMs);
+      if (now < ends && now >= earliest) return true;
+    }
+    return false;
   }
 
   /** Brings one request up to date; failures are logged and the request retried later. */
@@ -461,6 +538,7 @@ export class NotifyApp {
             this.#openThread(ctx, "requester", plan.requesterNew, content, setRequesterThread),
           );
         }
+        if (plan.escalation) opening.push(this.#escalate(ctx, request, data, plan.escalation));
       }
       if (opening.length > 0) {
         await settle(opening);
@@ -468,11 +546,14 @@ export class NotifyApp {
         plan = this.#plan(target, recorder.view(data));
       }
       const replying = plan.replies.map(({ thread, items }) =>
-        this.#replyInThread(ctx, thread, items, false)
+        this.#replyInThread(ctx, thread, items, "reviewer")
       );
       if (plan.requesterReplies) {
         const { thread, items } = plan.requesterReplies;
-        replying.push(this.#replyInThread(ctx, thread, items, true));
+        replying.push(this.#replyInThread(ctx, thread, items, "requester"));
+      }
+      for (const { thread, items } of plan.escalationReplies ?? []) {
+        replying.push(this.#replyInThread(ctx, thread, items, "escalation"));
       }
       if (plan.reminders && target.kind === "request") {
         const content = reminderMessage({
@@ -488,6 +569,10 @@ export class NotifyApp {
         }
       }
       await settle(replying);
+      // After the replies: in the requester's thread the warning follows the resolution.
+      if (plan.expiryWarning && target.kind === "request" && errors.length === 0) {
+        await settle([this.#warnExpiry(ctx, target.request, plan.expiryWarning)]);
+      }
       const { resolution } = ctx;
       if (plan.markResolved && resolution) {
         this.#record(ctx, (d) => markResolved(d, resolution));
@@ -510,6 +595,80 @@ export class NotifyApp {
     ctx.records.push(ctx.recorder.record(update));
   }
 
+  /**
+   * Opens the escalation threads of a due level; once every recipient got
+   * theirs (or was refused for good), records the level as sent.
+   */
+  async #escalate(
+    ctx: RequestContext,
+    request: AccessRequest,
+    data: EmailPluginData,
+    escalation: NonNullable<Plan["escalation"]>,
+  ): Promise<void> {
+    const failed = new Set(failedRecipients(data));
+    const notified = [
+      ...new Set([
+        ...data.emailThreads.map((t) => t.email),
+        ...plannedRecipients(data).filter((r) => !failed.has(r)),
+        ...escalationThreads(data).map((t) => t.email),
+      ]),
+    ];
+    const now = this.#clock.now();
+    const content = escalationMessage({
+      clusterName: ctx.clusterName,
+      request,
+      link: ctx.link,
+      notEmailed: notEmailedCount(data),
+      waitedMs: now - (request.created?.getTime() ?? now),
+      notified,
+    });
+    ctx.log.info("Escalating this request (level {level}) to {count} recipient(s)", {
+      level: escalation.level,
+      count: escalation.newThreads.length,
+    });
+    const results = await Promise.allSettled(
+      escalation.newThreads.map((to) =>
+        this.#openThread(ctx, "escalation", to, content, addEscalationThread, addEscalationFailed)
+      ),
+    );
+    const rejected = results.find((r) => r.status === "rejected");
+    if (rejected) throw rejected.reason;
+    this.#record(ctx, (d) => recordEscalationLevel(d, escalation.level));
+  }
+
+  /** Sends the warning that granted access ends soon and records it (sent or refused). */
+  async #warnExpiry(
+    ctx: RequestContext,
+    request: AccessRequest,
+    warning: ExpiryWarning,
+  ): Promise<void> {
+    if (ctx.recorder.error !== undefined) throw ctx.recorder.error;
+    const content = accessExpiryMessage({
+      clusterName: ctx.clusterName,
+      request,
+      link: ctx.link,
+      accessExpires: new Date(warning.accessExpires),
+      now: this.#clock.now(),
+    });
+    const sent = await this.#sendOne(
+      ctx,
+      "access_expiry",
+      warning.to,
+      content,
+      warning.thread?.messageId || undefined,
+    );
+    if (sent !== undefined && warning.thread === undefined) {
+      const thread: EmailThread = {
+        email: warning.to,
+        timestamp: formatThreadTimestamp(new Date(this.#clock.now())),
+        messageId: sent.messageId,
+      };
+      this.#record(ctx, (d) => setExpiryThread(d, thread));
+    }
+    // Refused for good counts as done: a warning is never retried after a refusal.
+    this.#record(ctx, (d) => recordExpiryWarned(d, warning.warnBeforeMs));
+  }
+
   /** Sends the email that opens a thread and records the thread (or the refusal). */
   async #openThread(
     ctx: RequestContext,
@@ -517,10 +676,11 @@ export class NotifyApp {
     to: string,
     content: MessageContent,
     record: (d: EmailPluginData, thread: EmailThread) => EmailPluginData,
+    refused: (d: EmailPluginData, to: string) => EmailPluginData = addFailed,
   ): Promise<void> {
     const sent = await this.#sendOne(ctx, kind, to, content, undefined);
     if (sent === undefined) {
-      this.#record(ctx, (d) => addFailed(d, to));
+      this.#record(ctx, (d) => refused(d, to));
       return;
     }
     const thread: EmailThread = {
@@ -532,7 +692,12 @@ export class NotifyApp {
   }
 
   #plan(target: Target, data: EmailPluginData | undefined) {
-    return planWork(target, data, { now: this.#clock.now(), reminders: this.#deps.reminders });
+    return planWork(target, data, {
+      now: this.#clock.now(),
+      reminders: this.#deps.reminders,
+      escalation: this.#deps.escalation,
+      accessExpiry: this.#deps.accessExpiry,
+    });
   }
 
   /**
@@ -595,20 +760,30 @@ export class NotifyApp {
     ctx: RequestContext,
     thread: EmailThread,
     items: readonly Reply[],
-    requester: boolean,
+    role: ThreadRole,
   ) {
     const { clusterName, link, resolution, facts } = ctx;
     const latest = ctx.recorder.view(ctx.recorder.latest ?? EMPTY_PLUGIN_DATA);
     let progress =
-      (requester ? requesterProgress(latest) : threadProgress(latest).get(thread.email)) ??
-        { reviews: 0, resolved: false };
+      (role === "requester"
+        ? requesterProgress(latest)
+        : role === "escalation"
+        ? escalationProgress(latest).get(thread.email)
+        : threadProgress(latest).get(thread.email)) ?? { reviews: 0, resolved: false };
     for (const item of items) {
       // A record that could not be written (the claim lost, the record refused): stop here.
       if (ctx.recorder.error !== undefined) throw ctx.recorder.error;
       const content = item.kind === "review"
         ? reviewMessage({ clusterName, requestId: facts.id, review: item.review, link })
         : resolutionMessage({ clusterName, request: facts, link, resolution: resolution! });
-      await this.#sendOne(ctx, item.kind, thread.email, content, thread.messageId);
+      await this.#sendOne(
+        ctx,
+        item.kind,
+        thread.email,
+        content,
+        thread.messageId,
+        item.kind === "review" ? item.review : undefined,
+      );
       progress = item.kind === "review"
         ? { reviews: Math.max(progress.reviews, item.index + 1), resolved: progress.resolved }
         : { reviews: progress.reviews, resolved: true };
@@ -616,8 +791,10 @@ export class NotifyApp {
       this.#record(
         ctx,
         (d) =>
-          requester
+          role === "requester"
             ? recordRequesterReplies(d, p)
+            : role === "escalation"
+            ? recordEscalationReplies(d, thread.email, p)
             : recordReplies(d, thread.email, p, resolution ?? { tag: "EXPIRED", reason: "" }),
       );
     }
@@ -632,10 +809,12 @@ export class NotifyApp {
     ctx: RequestContext,
     kind: EmailKind,
     to: string,
-    content: MessageContent,
+    builtIn: MessageContent,
     inReplyTo: string | undefined,
+    review?: AccessReview,
   ): Promise<SentEmail | undefined> {
     const { log } = ctx;
+    const content = this.#templated(ctx, kind, to, builtIn, review);
     const email: OutgoingEmail = {
       to,
       subject: content.subject,
@@ -665,6 +844,53 @@ export class NotifyApp {
       }
       log.warn("Email to {to} not sent yet ({kind}): {error}", { to, kind, error });
       throw error;
+    }
+  }
+
+  /**
+   * `builtIn` as the operator's templates for `kind` say, if they have any.
+   * A template that fails here (validation tried it on sample data, so only
+   * unexpected data can do that) costs no email: the built-in one goes out
+   * and the failure is logged once per kind.
+   */
+  #templated(
+    ctx: RequestContext,
+    kind: EmailKind,
+    to: string,
+    builtIn: MessageContent,
+    review: AccessReview | undefined,
+  ): MessageContent {
+    const templates = this.#deps.templates;
+    const name = kind.replaceAll(" ", "_");
+    if (templates === undefined || !templates.has(name)) return builtIn;
+    const { target, resolution } = ctx;
+    try {
+      return templates.render(name, {
+        clusterName: ctx.clusterName,
+        request: ctx.facts,
+        reviews: target.kind === "request" ? target.request.reviews : [],
+        link: ctx.link,
+        status: kind === "resolution" && resolution
+          ? resolution.tag
+          : target.kind === "request"
+          ? target.request.state
+          : "PENDING",
+        resolutionReason: resolution?.reason,
+        review,
+        notEmailed: kind === "new request" && ctx.recorder.latest
+          ? notEmailedCount(ctx.recorder.latest)
+          : 0,
+        recipient: to,
+      }, builtIn);
+    } catch (error) {
+      if (!this.#templateFailures.has(name)) {
+        this.#templateFailures.add(name);
+        ctx.log.error(
+          "The {kind} template failed, the built-in text is sent instead (logged once): {error}",
+          { kind, error },
+        );
+      }
+      return builtIn;
     }
   }
 

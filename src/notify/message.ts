@@ -236,7 +236,7 @@ function linkButton(href: string, label: string): string {
     `font-weight:600">${esc(label)}</a>`;
 }
 
-function htmlDocument(title: string, body: readonly string[]): string {
+export function htmlDocument(title: string, body: readonly string[]): string {
   return [
     "<!DOCTYPE html>",
     `<html><head><meta charset="utf-8"><title>${esc(title)}</title></head>`,
@@ -247,13 +247,13 @@ function htmlDocument(title: string, body: readonly string[]): string {
   ].join("\n");
 }
 
-function withEmoji(state: string): string {
+export function withEmoji(state: string): string {
   const emoji = STATUS_EMOJI[state];
   return emoji === undefined ? state : `${emoji} ${state}`;
 }
 
 /** Teleport's own text form of a resource id (`types.ResourceIDToString`). */
-function resourceText(r: ResourceId): string {
+export function resourceText(r: ResourceId): string {
   const base = `/${r.clusterName}/${r.kind}/${r.name}`;
   return r.subResourceName === "" ? base : `${base}/${r.subResourceName}`;
 }
@@ -292,7 +292,7 @@ function formatRfc822(d: Date): string {
 }
 
 /** Collapses control characters (CR, LF, …) into a space: header values stay one line. */
-function oneLine(s: string): string {
+export function oneLine(s: string): string {
   // deno-lint-ignore no-control-regex
   return s.replace(/[\u0000-\u001f\u007f\u0085\u2028\u2029]+/g, " ").trim();
 }
@@ -305,6 +305,69 @@ const HTML_ESCAPES: Readonly<Record<string, string>> = {
   "'": "&#39;",
 };
 
-function esc(s: string): string {
+export function esc(s: string): string {
   return s.replace(/[&<>"']/g, (ch) => HTML_ESCAPES[ch] ?? ch);
+}
+
+// ---------------------------------------------------------------------------
+// Ours: escalation (`[escalation]`) and access ending soon (`[access_expiry]`).
+
+const ESCALATION_HEADLINE = "Escalation: this Role Request is still waiting for a review";
+const ACCESS_EXPIRY_HEADLINE = "Your access from this Role Request ends soon";
+
+export interface EscalationContext extends NewRequestContext {
+  /** How long the request has waited so far (ms). */
+  readonly waitedMs: number;
+  /** Who was emailed about the request before this escalation (reviewers, earlier levels). */
+  readonly notified: readonly string[];
+}
+
+/** The email that opens an escalation recipient's own thread. */
+export function escalationMessage(ctx: EscalationContext): MessageContent {
+  const notified = ctx.notified.length > 0 ? ctx.notified.join(", ") : "nobody yet";
+  return withTrailer(requestMessage(ctx, ESCALATION_HEADLINE, "PENDING", ""), [
+    ["Waiting for a review", formatDuration(ctx.waitedMs)],
+    ["Already notified", notified],
+  ]);
+}
+
+export interface AccessExpiryContext extends NewRequestContext {
+  /** When granted access ends. */
+  readonly accessExpires: Date;
+  /** Now (ms since the epoch): how long is left is said in the email. */
+  readonly now: number;
+}
+
+/** The warning to the requester that granted access ends soon, with how to ask again. */
+export function accessExpiryMessage(ctx: AccessExpiryContext): MessageContent {
+  const { request } = ctx;
+  const left = formatDuration(Math.max(0, ctx.accessExpires.getTime() - ctx.now));
+  const args = [
+    ...(request.roles.length > 0 ? ["--roles", request.roles.join(",")] : []),
+    ...(request.requestedResources ?? []).flatMap((r) => ["--resource", resourceText(r)]),
+  ];
+  const command = ["tsh", "request", "create", ...args.map(shellWord)].join(" ");
+  return withTrailer(requestMessage(ctx, ACCESS_EXPIRY_HEADLINE, "APPROVED", "", false), [
+    ["Access ends in", `${left} (${formatTime(ctx.accessExpires)})`],
+    ["To request it again", command],
+  ]);
+}
+
+/** `content` with `lines` added after the status (text) and before the end (HTML). */
+function withTrailer(content: MessageContent, lines: readonly [string, string][]): MessageContent {
+  const text = `${content.text}\n\n${lines.map(([k, v]) => `${k}: ${v}`).join("\n")}`;
+  const html = lines.map(([k, v]) => `<p>${esc(k)}: <strong>${esc(v)}</strong></p>`).join("\n");
+  return {
+    subject: content.subject,
+    text,
+    html: content.html.replace(/<\/body><\/html>\n$/, `${html}\n</body></html>\n`),
+  };
+}
+
+/** One word for a POSIX shell: as it is when plain, else in single quotes (controls replaced). */
+function shellWord(word: string): string {
+  if (/^[A-Za-z0-9@%+=:,./_-]+$/.test(word)) return word;
+  // deno-lint-ignore no-control-regex -- matching control characters is the point
+  const visible = word.replace(/[\u0000-\u001f\u007f]/g, "\uFFFD");
+  return `'${visible.replaceAll("'", `'\\''`)}'`;
 }

@@ -3,8 +3,16 @@
  * plugin data. Pure: the app executes the plan and records each step.
  */
 import type { AccessRequest, AccessReview } from "../teleport/types.ts";
+import { isPlainAddress } from "../lib/address.ts";
 import type { EmailPluginData, EmailThread, ResolutionTag } from "./plugin_data.ts";
+import { recipientsFor, WILDCARD_ROLE } from "./recipients.ts";
 import {
+  escalationFailed,
+  escalationLevel,
+  escalationProgress,
+  escalationThreads,
+  expiryThread,
+  expiryWarned,
   failedRecipients,
   plannedRecipients,
   plannedRequester,
@@ -50,6 +58,51 @@ export interface Plan {
   readonly requesterReplies?: { readonly thread: EmailThread; readonly items: readonly Reply[] };
   /** Reviewer threads owed a reminder now, with the count each will have sent. */
   readonly reminders?: readonly { readonly thread: EmailThread; readonly count: number }[];
+  /**
+   * An escalation level that is due: the recipients still owed the email
+   * that opens their escalation thread (possibly none), and the level to
+   * record once they all got it.
+   */
+  readonly escalation?: { readonly level: number; readonly newThreads: readonly string[] };
+  /** Per escalation thread, the replies it still needs, in order. */
+  readonly escalationReplies?: readonly {
+    readonly thread: EmailThread;
+    readonly items: readonly Reply[];
+  }[];
+  /** A warning that granted access ends soon, owed to the requester now. */
+  readonly expiryWarning?: ExpiryWarning;
+}
+
+/** The warning `warnBeforeMs` before granted access ends. */
+export interface ExpiryWarning {
+  readonly warnBeforeMs: number;
+  /** When access ends (ms since the epoch). */
+  readonly accessExpires: number;
+  readonly to: string;
+  /** The thread to reply in (the requester's, or the earlier warnings'); none: a new one. */
+  readonly thread?: EmailThread;
+  /** Whether `thread` is the requester's own thread (else the warnings' own). */
+  readonly inRequesterThread: boolean;
+}
+
+/** One level of `[escalation]`. */
+export interface EscalationLevel {
+  /** Since the request was created. */
+  readonly afterMs: number;
+  /** The `"*"` list: for requested roles without a list of their own. */
+  readonly recipients: readonly string[];
+  /** Role name → addresses, as `role_to_recipients`. */
+  readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
+}
+
+/** `[escalation]`: levels in ascending `afterMs`. */
+export interface EscalationPolicy {
+  readonly levels: readonly EscalationLevel[];
+}
+
+/** `[access_expiry]`: how long before granted access ends the requester is warned. */
+export interface AccessExpiryPolicy {
+  readonly warnBeforeMs: readonly number[];
 }
 
 /** `[reminders]`: remind reviewers of a pending request nobody reviewed. */
@@ -63,12 +116,15 @@ export interface PlanOptions {
   /** Milliseconds since the epoch (reminders). */
   readonly now?: number;
   readonly reminders?: ReminderPolicy | undefined;
+  readonly escalation?: EscalationPolicy | undefined;
+  readonly accessExpiry?: AccessExpiryPolicy | undefined;
 }
 
 export function isEmptyPlan(plan: Plan): boolean {
   return plan.newThreads.length === 0 && plan.replies.length === 0 && !plan.markResolved &&
     plan.requesterNew === undefined && plan.requesterReplies === undefined &&
-    (plan.reminders?.length ?? 0) === 0;
+    (plan.reminders?.length ?? 0) === 0 && plan.escalation === undefined &&
+    (plan.escalationReplies?.length ?? 0) === 0 && plan.expiryWarning === undefined;
 }
 
 /** When reminder number `count + 1` is due for a request created at `created`. */
@@ -101,7 +157,8 @@ export function planWork(
   const resolution = resolutionOf(target);
   const reviews = target.kind === "request" ? target.request.reviews : [];
   const requester = planRequester(target, data, reviews, resolution);
-  if (data.resolution !== "") return { ...empty, ...requester };
+  const followUps = planFollowUps(target, data, reviews, resolution, options);
+  if (data.resolution !== "") return { ...empty, ...requester, ...followUps };
 
   // New threads only while the request is pending: once it is resolved a
   // reviewer has nothing left to do.
@@ -131,6 +188,7 @@ export function planWork(
     markResolved,
     ...requester,
     ...(reminders.length > 0 ? { reminders } : {}),
+    ...followUps,
   };
 }
 
@@ -180,4 +238,113 @@ function planReminders(
     if (slot > (sent.get(thread.email) ?? 0)) due.push({ thread, count: slot });
   }
   return due;
+}
+
+/** Escalation and access-expiry work: independent of the Go plugin's aggregate keys. */
+function planFollowUps(
+  target: Target,
+  data: EmailPluginData,
+  reviews: readonly AccessReview[],
+  resolution: ReturnType<typeof resolutionOf>,
+  options: PlanOptions,
+): Pick<Plan, "escalation" | "escalationReplies" | "expiryWarning"> {
+  const escalation = planEscalation(target, data, options);
+  const progress = escalationProgress(data);
+  const escalationReplies: { thread: EmailThread; items: Reply[] }[] = [];
+  for (const thread of escalationThreads(data)) {
+    const p = progress.get(thread.email) ?? { reviews: 0, resolved: false };
+    if (p.resolved) continue;
+    const items: Reply[] = [];
+    for (let index = p.reviews; index < reviews.length; index++) {
+      items.push({ kind: "review", index, review: reviews[index]! });
+    }
+    if (resolution) items.push({ kind: "resolution" });
+    if (items.length > 0) escalationReplies.push({ thread, items });
+  }
+  const expiryWarning = planExpiryWarning(target, data, options);
+  return {
+    ...(escalation ? { escalation } : {}),
+    ...(escalationReplies.length > 0 ? { escalationReplies } : {}),
+    ...(expiryWarning ? { expiryWarning } : {}),
+  };
+}
+
+/**
+ * The latest escalation level whose time has come at `now` (1 = the first
+ * level); 0 before the first.
+ */
+export function escalationLevelAt(created: Date, now: number, policy: EscalationPolicy): number {
+  let level = 0;
+  policy.levels.forEach((l, index) => {
+    if (now >= created.getTime() + l.afterMs) level = index + 1;
+  });
+  return level;
+}
+
+/** A level's recipients for `request`: per requested role its list, else the `"*"` list. */
+export function escalationRecipients(
+  request: Pick<AccessRequest, "roles">,
+  level: EscalationLevel,
+): string[] {
+  const map = { ...level.roleToRecipients, [WILDCARD_ROLE]: level.recipients };
+  return recipientsFor({ roles: request.roles, suggestedReviewers: [] }, map).recipients;
+}
+
+/**
+ * The escalation that is due: pending, nobody reviewed, the time of a level
+ * not sent yet has come. After a pause only the latest due level is sent.
+ * A recipient with an escalation thread already is not emailed again.
+ */
+function planEscalation(
+  target: Target,
+  data: EmailPluginData,
+  options: PlanOptions,
+): Plan["escalation"] {
+  const policy = options.escalation;
+  if (policy === undefined || options.now === undefined || target.kind !== "request") return;
+  const { request } = target;
+  if (request.state !== "PENDING" || request.reviews.length > 0 || !request.created) return;
+  const level = escalationLevelAt(request.created, options.now, policy);
+  if (level <= escalationLevel(data)) return;
+  const done = new Set(
+    [...escalationThreads(data).map((t) => t.email), ...escalationFailed(data)]
+      .map((e) => e.toLowerCase()),
+  );
+  const newThreads = escalationRecipients(request, policy.levels[level - 1]!)
+    .filter((r) => !done.has(r.toLowerCase()));
+  return { level, newThreads };
+}
+
+/**
+ * The warning due before granted access ends: approved, the requester is a
+ * plain address, access has not ended, and the time of a warning shorter
+ * than every one sent so far has come (after a pause: only the latest).
+ */
+function planExpiryWarning(
+  target: Target,
+  data: EmailPluginData,
+  options: PlanOptions,
+): ExpiryWarning | undefined {
+  const policy = options.accessExpiry;
+  const now = options.now;
+  if (policy === undefined || now === undefined || target.kind !== "request") return;
+  const { request } = target;
+  if (request.state !== "APPROVED" || request.accessExpires === undefined) return;
+  if (!isPlainAddress(request.user)) return;
+  const ends = request.accessExpires.getTime();
+  if (now >= ends) return;
+  const due = policy.warnBeforeMs.filter((w) => now >= ends - w);
+  if (due.length === 0) return;
+  const warnBeforeMs = Math.min(...due);
+  const warned = expiryWarned(data);
+  if (warned !== undefined && warned <= warnBeforeMs) return;
+  const own = requesterThread(data);
+  const thread = own ?? expiryThread(data);
+  return {
+    warnBeforeMs,
+    accessExpires: ends,
+    to: request.user,
+    ...(thread ? { thread } : {}),
+    inRequesterThread: own !== undefined,
+  };
 }

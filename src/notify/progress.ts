@@ -13,6 +13,11 @@
  *   once the resolution was sent, only for threads ahead of the Go plugin's
  *   aggregate keys (`reviews_count`: sent to every thread; `resolution`: the
  *   resolution reply reached every thread).
+ * - `email_escalation*`: the escalation threads (`[escalation]`), their
+ *   replies, the latest level sent and the recipients refused for good.
+ * - `email_expiry*`: the warnings sent before granted access ends
+ *   (`[access_expiry]`) and the thread they went into when it is not the
+ *   requester's.
  */
 import {
   decodeThreadList,
@@ -241,4 +246,120 @@ export function notEmailedCount(data: EmailPluginData): number {
 
 export function setNotEmailedCount(data: EmailPluginData, count: number): EmailPluginData {
   return withExtra(data, OVERFLOW_KEY, count > 0 ? String(count) : "");
+}
+
+// ---------------------------------------------------------------------------
+// Escalation (`[escalation]`): threads of their own, replied into like
+// reviewer threads, but tracked apart from the Go plugin's aggregate keys.
+
+/** The escalation threads, in the `email_threads` format. */
+export const ESCALATION_THREADS_KEY = "email_escalation_threads";
+/** Replies in escalation threads: `<email>=<reviews sent>`, `+` once the resolution was sent. */
+export const ESCALATION_REPLIES_KEY = "email_escalation_replies";
+/**
+ * The latest escalation level sent (1 = `escalation.after`, 2 = the first
+ * `[[escalation.levels]]`, …): levels missed while the plugin was down are
+ * skipped, so earlier levels are never sent after a later one.
+ */
+export const ESCALATION_LEVEL_KEY = "email_escalation_level";
+/** Escalation recipients refused for good (never retried). */
+export const ESCALATION_FAILED_KEY = "email_escalation_failed";
+
+export function escalationThreads(data: EmailPluginData): EmailThread[] {
+  return decodeThreadList(data.extra[ESCALATION_THREADS_KEY] ?? "");
+}
+
+export function addEscalationThread(data: EmailPluginData, thread: EmailThread): EmailPluginData {
+  const threads = escalationThreads(data);
+  if (threads.some((t) => t.email === thread.email)) return data;
+  return withExtra(data, ESCALATION_THREADS_KEY, encodeThreadList([...threads, thread]));
+}
+
+export function escalationFailed(data: EmailPluginData): string[] {
+  return list(data, ESCALATION_FAILED_KEY);
+}
+
+export function addEscalationFailed(data: EmailPluginData, recipient: string): EmailPluginData {
+  const failed = escalationFailed(data);
+  if (failed.includes(recipient)) return data;
+  return withExtra(data, ESCALATION_FAILED_KEY, [...failed, recipient].join(","));
+}
+
+/** The latest escalation level sent; 0 when none. */
+export function escalationLevel(data: EmailPluginData): number {
+  const n = Number(data.extra[ESCALATION_LEVEL_KEY] ?? "0");
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
+}
+
+export function recordEscalationLevel(data: EmailPluginData, level: number): EmailPluginData {
+  if (level <= escalationLevel(data)) return data;
+  return withExtra(data, ESCALATION_LEVEL_KEY, String(level));
+}
+
+/** Each escalation thread's replies (none recorded = nothing sent yet). */
+export function escalationProgress(data: EmailPluginData): Map<string, ThreadProgress> {
+  const own = new Map<string, ThreadProgress>();
+  for (const entry of list(data, ESCALATION_REPLIES_KEY)) {
+    const m = /^(.+)=(\d+)(\+?)$/.exec(entry);
+    if (m) own.set(m[1]!, { reviews: Number(m[2]), resolved: m[3] === "+" });
+  }
+  const out = new Map<string, ThreadProgress>();
+  for (const thread of escalationThreads(data)) {
+    out.set(thread.email, own.get(thread.email) ?? { reviews: 0, resolved: false });
+  }
+  return out;
+}
+
+export function recordEscalationReplies(
+  data: EmailPluginData,
+  email: string,
+  progress: ThreadProgress,
+): EmailPluginData {
+  const all = escalationProgress(data);
+  const current = all.get(email);
+  if (current === undefined) return data;
+  all.set(email, {
+    reviews: Math.max(current.reviews, progress.reviews),
+    resolved: current.resolved || progress.resolved,
+  });
+  const entries = [...all]
+    .filter(([, p]) => p.reviews > 0 || p.resolved)
+    .map(([e, p]) => `${e}=${p.reviews}${p.resolved ? "+" : ""}`);
+  return withExtra(data, ESCALATION_REPLIES_KEY, entries.join(","));
+}
+
+// ---------------------------------------------------------------------------
+// Access ending soon (`[access_expiry]`)
+
+/**
+ * The shortest `warn_before` (in milliseconds) whose warning was sent: the
+ * longer ones are over too (one warning on catch-up, never the missed ones).
+ */
+export const EXPIRY_WARNED_KEY = "email_expiry_warned";
+/**
+ * The thread of the warnings, in the `email_threads` format, when they do
+ * not go into the requester's thread (`delivery.notify_requester` off).
+ */
+export const EXPIRY_THREAD_KEY = "email_expiry_thread";
+
+/** The shortest `warn_before` already warned for, in ms; undefined when none. */
+export function expiryWarned(data: EmailPluginData): number | undefined {
+  const text = data.extra[EXPIRY_WARNED_KEY];
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+export function recordExpiryWarned(data: EmailPluginData, warnBeforeMs: number): EmailPluginData {
+  const current = expiryWarned(data);
+  if (current !== undefined && current <= warnBeforeMs) return data;
+  return withExtra(data, EXPIRY_WARNED_KEY, String(warnBeforeMs));
+}
+
+export function expiryThread(data: EmailPluginData): EmailThread | undefined {
+  return decodeThreadList(data.extra[EXPIRY_THREAD_KEY] ?? "")[0];
+}
+
+export function setExpiryThread(data: EmailPluginData, thread: EmailThread): EmailPluginData {
+  return withExtra(data, EXPIRY_THREAD_KEY, encodeThreadList([thread]));
 }

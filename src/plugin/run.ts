@@ -28,13 +28,17 @@ import { IdentityStore } from "../teleport/identity_store.ts";
 import { runWatcher } from "../teleport/watcher.ts";
 import { TeleportError } from "../teleport/errors.ts";
 import { NotifyApp } from "../notify/app.ts";
+import { MessageTemplates } from "../notify/template.ts";
 import { RULE_KIND, RuleSource } from "../notify/rules.ts";
 
 /** Budget for the mailer's startup health check. */
 export const MAILER_HEALTH_TIMEOUT_MS = 20_000;
 /** The resource kind of access requests, always watched. */
 const REQUEST_KIND = "access_request";
-/** How often due reminders are looked for (when `[reminders]` is on). */
+/**
+ * How often due timed work (reminders, escalations, expiry warnings) is
+ * looked for, when any of them is on: one scheduler for all of them.
+ */
 export const REMINDER_CHECK_MS = 60_000;
 /**
  * Teleport's plugins exit when their watch stream is lost and this is true
@@ -62,7 +66,7 @@ export interface PluginDeps {
   readonly sendRetry?: { readonly baseDelayMs: number; readonly maxDelayMs: number };
   /** Claim lifetime (tests shorten it). */
   readonly claimTtlMs?: number;
-  /** How often due reminders are looked for; default `REMINDER_CHECK_MS`. */
+  /** How often due timed work is looked for; default `REMINDER_CHECK_MS`. */
   readonly reminderCheckMs?: number;
   /** The notifier's clock (claims, retries, reminders); default the real one. */
   readonly clock?: Clock;
@@ -195,6 +199,9 @@ async function runConnected(
       maxRecipients: config.delivery.maxRecipients,
       catchUpWindowMs: config.delivery.catchUpWindowMs,
       ...(config.reminders ? { reminders: config.reminders } : {}),
+      ...(config.escalation ? { escalation: config.escalation } : {}),
+      ...(config.accessExpiry ? { accessExpiry: config.accessExpiry } : {}),
+      ...(config.templates ? { templates: new MessageTemplates(config.templates) } : {}),
       clock,
       activity,
       cluster: ping,
@@ -224,7 +231,7 @@ async function runConnected(
         readiness.watchUp();
         if (first) {
           log.info("Plugin is ready");
-          app.startReminders(deps.reminderCheckMs ?? REMINDER_CHECK_MS, stop);
+          app.startDueChecks(deps.reminderCheckMs ?? REMINDER_CHECK_MS, stop);
           deps.onReady?.();
         } else {
           log.info("Watch stream reconnected");

@@ -27,7 +27,8 @@ export class PromMetrics implements Metrics {
     const registers = [this.registry];
     this.#sent = new Counter({
       name: "teleport_email_emails_sent_total",
-      help: "Emails accepted by the mail server or API, by kind (new, review, resolution)",
+      help:
+        "Emails accepted by the mail server or API, by kind (new, requester, review, resolution, reminder, escalation, access_expiry)",
       labelNames: ["kind"],
       registers,
     });
