@@ -47,7 +47,7 @@ const bad: [string[], string][] = [
   [["help", "nope"], 'Unknown command "nope"'],
   [
     ["preview", "--kind", "escalation2"],
-    'Unknown kind "escalation2" (one of new_request, review, resolution, reminder, requester)',
+    'Unknown kind "escalation2" (one of new_request, review, resolution, reminder, requester, escalation, access_expiry)',
   ],
   [["preview", "--debug"], 'Unknown flag "--debug"'],
 ];

@@ -7,6 +7,8 @@
 import { ConfigError, loadConfig } from "../config/load.ts";
 import type { LoadedConfig } from "../config/types.ts";
 import {
+  accessExpiryMessage,
+  escalationMessage,
   type MessageContent,
   newRequestMessage,
   reminderMessage,
@@ -49,6 +51,21 @@ function builtInMessage(kind: TemplateKind, input: TemplateInput): MessageConten
         review: input.review!,
         link: input.link,
       });
+    case "escalation":
+      return escalationMessage({
+        ...base,
+        waitedMs: 2 * 3_600_000,
+        notified: ["security@example.com", "bob@example.com"],
+      });
+    case "access_expiry": {
+      // The warning an hour before the sample's granted access ends.
+      const accessExpires = input.request.accessExpires ?? new Date(Date.UTC(2026, 10, 22, 17));
+      return accessExpiryMessage({
+        ...base,
+        accessExpires,
+        now: accessExpires.getTime() - 3_600_000,
+      });
+    }
     case "resolution":
       return resolutionMessage({
         ...base,

@@ -35,6 +35,8 @@ export const TEMPLATE_KINDS = [
   "resolution",
   "reminder",
   "requester",
+  "escalation",
+  "access_expiry",
 ] as const;
 export type TemplateKind = typeof TEMPLATE_KINDS[number];
 
