@@ -36,7 +36,9 @@ Deno.test("embed_proto: the embedded sources build without any file on disk", ()
     "GetAccessRequestsV2",
     "GetPluginData",
     "UpdatePluginData",
+    "GetUser",
   ]);
+  assert.deepEqual(Object.keys(built.UsersService.service), ["GetUser"]);
 });
 
 Deno.test("embed_proto: the schema loads in a process that may not read files", async () => {
@@ -67,7 +69,7 @@ Deno.test("embed_proto: the schema loads in a process that may not read files", 
     assert.equal(code, 0, err);
     assert.equal(
       new TextDecoder().decode(stdout).trim(),
-      "Ping,WatchEvents,ListAccessRequests,GetAccessRequestsV2,GetPluginData,UpdatePluginData",
+      "Ping,WatchEvents,ListAccessRequests,GetAccessRequestsV2,GetPluginData,UpdatePluginData,GetUser",
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
