@@ -1,7 +1,7 @@
 /**
- * Dial plans: which routes to try for a Teleport address, in which order,
- * and the ALPN protocols each one offers. Pure; connecting a route is
- * `_dial_route.ts`'s job.
+ * Dial plans: which routes to try for a Teleport address, the order their
+ * failures are listed in, and the ALPN protocols each one offers. Pure;
+ * connecting a route is `_dial_route.ts`'s job.
  */
 
 import { Buffer } from "node:buffer";
@@ -15,6 +15,13 @@ const PROXY_PORTS: readonly number[] = [443, 3080];
 /** Teleport's API server name: SNI and the name verified in the server's certificate. */
 export const TELEPORT_API_SERVER_NAME = "teleport.cluster.local";
 
+/**
+ * How the connection upgrade asks for its tunnel: a WebSocket (sub-protocol
+ * `alpn-ping`, what Teleport's clients send since v15.1) or the legacy
+ * `Upgrade: alpn` (a raw stream after the 101 answer).
+ */
+export type ConnUpgradeMode = "websocket" | "legacy";
+
 /** One way to reach the Auth Service at an address. */
 export type DialPlan =
   | { readonly kind: "direct"; readonly alpn: readonly string[] }
@@ -22,6 +29,13 @@ export type DialPlan =
     readonly kind: "tls-routing";
     readonly alpn: readonly string[];
     readonly clusterName: string;
+  }
+  | {
+    /** TLS routing inside the Proxy's connection upgrade (behind an L7 load balancer). */
+    readonly kind: "conn-upgrade";
+    readonly alpn: readonly string[];
+    readonly clusterName: string;
+    readonly mode: ConnUpgradeMode;
   };
 
 /**
@@ -41,15 +55,32 @@ export function tlsRoutingPlan(clusterName: string): DialPlan {
   return { kind: "tls-routing", alpn: [authAlpnProtocol(clusterName), "h2"], clusterName };
 }
 
+/**
+ * The plan for TLS routing inside the Proxy's connection upgrade: the same
+ * ALPN list as {@linkcode tlsRoutingPlan}, offered in the TLS that runs
+ * inside the upgraded stream.
+ */
+export function connUpgradePlan(clusterName: string, mode: ConnUpgradeMode): DialPlan {
+  return { ...tlsRoutingPlan(clusterName), kind: "conn-upgrade", clusterName, mode };
+}
+
 /** Human words for a plan, as used in error messages. */
 export function describePlan(plan: DialPlan): string {
-  return plan.kind === "direct"
-    ? "direct to Auth (ALPN h2)"
-    : `TLS routing through the proxy (ALPN ${plan.alpn[0]})`;
+  switch (plan.kind) {
+    case "direct":
+      return "direct to Auth (ALPN h2)";
+    case "tls-routing":
+      return `TLS routing through the proxy (ALPN ${plan.alpn[0]})`;
+    case "conn-upgrade":
+      return `TLS routing through the proxy's connection upgrade (${
+        plan.mode === "websocket" ? "WebSocket" : "legacy Upgrade: alpn"
+      }, ALPN ${plan.alpn[0]})`;
+  }
 }
 
 /**
- * The attempts for `addr` ("host:port"), in order:
+ * The attempts for `addr` ("host:port"), in the order their failures are
+ * listed (they run in parallel):
  * - port 3025 (Auth's port): [direct];
  * - ports 443 and 3080 (a Proxy's): [TLS routing, direct];
  * - any other port: [direct, TLS routing] — an Auth server on a custom port is
@@ -63,4 +94,12 @@ export function dialPlans(addr: string, clusterName: string | undefined): DialPl
   if (port === AUTH_PORT) return [DIRECT_PLAN];
   if (PROXY_PORTS.includes(port)) return [...routing, DIRECT_PLAN];
   return [DIRECT_PLAN, ...routing];
+}
+
+/**
+ * Whether `addr` may sit behind an L7 load balancer, so that the connection
+ * upgrade is worth considering: every port but the Auth Service's.
+ */
+export function mayNeedConnUpgrade(addr: string): boolean {
+  return splitHostPort(addr).port !== AUTH_PORT;
 }

@@ -1,6 +1,7 @@
 /**
  * Connecting one route: on a fresh TCP connection (to Teleport, or to the
- * HTTPS proxy in the way), optionally HTTP CONNECT, then mutual TLS with the
+ * HTTPS proxy in the way), optionally HTTP CONNECT, optionally the Proxy's
+ * connection upgrade (`_conn_upgrade.ts`), then mutual TLS with the
  * identity's certificates, server name `teleport.cluster.local`, a plan's
  * ALPN list offered and `h2` required back, and the server's first HTTP/2
  * bytes awaited. Failures come back in words a Teleport admin can act on.
@@ -8,11 +9,13 @@
 
 import type { Buffer } from "node:buffer";
 import type { Socket } from "node:net";
+import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
-import { TELEPORT_API_SERVER_NAME } from "./_dial_plan.ts";
+import { upgradeConnection } from "./_conn_upgrade.ts";
+import { type ConnUpgradeMode, TELEPORT_API_SERVER_NAME } from "./_dial_plan.ts";
 import { httpConnect, type HttpProxy } from "./_https_proxy.ts";
 
-/** Budget for one new connection: CONNECT, TLS handshake and the server's first bytes. */
+/** Budget for one new connection: CONNECT, upgrade, TLS handshake and the server's first bytes. */
 const CONNECT_TIMEOUT_MS = 10_000;
 
 /** Verification failures that mean "this chain does not lead to a trusted CA". */
@@ -50,12 +53,23 @@ export interface RouteOptions {
   readonly alpn: readonly string[];
   /** First ask `proxy` (the socket's peer) for a tunnel to `target` ("host:port"). */
   readonly connectThrough?: { readonly proxy: HttpProxy; readonly target: string } | undefined;
+  /** Then the connection upgrade at the Proxy `addr`, the mutual TLS running inside it. */
+  readonly upgrade?: ConnUpgradeSettings | undefined;
   /** Budget for the whole setup, ms. Default {@linkcode CONNECT_TIMEOUT_MS}. */
   readonly timeoutMs?: number | undefined;
   /** Told what the connection is doing as each step starts, e.g. "in the TLS handshake". */
   readonly onPhase: (phase: string) => void;
-  /** Holds the sockets this is still setting up, so the caller can cut them. */
-  readonly pending: Set<Socket>;
+  /** Holds what this is still setting up (sockets, streams), so the caller can cut it. */
+  readonly pending: Set<{ destroy(): void }>;
+}
+
+/** The connection upgrade for a Proxy behind an L7 load balancer. */
+export interface ConnUpgradeSettings {
+  /** The Proxy's address as configured: the load balancer's TLS name and the `Host` header. */
+  readonly addr: string;
+  readonly mode: ConnUpgradeMode;
+  /** Roots trusted for the load balancer's certificate (system roots plus the proxy CA file). */
+  readonly cas: readonly string[];
 }
 
 /**
@@ -64,7 +78,7 @@ export interface RouteOptions {
  * `Error` saying why, after destroying both sockets.
  */
 export async function connectRoute(socket: Socket, opts: RouteOptions): Promise<tls.TLSSocket> {
-  const { alpn, connectThrough, pending } = opts;
+  const { alpn, connectThrough, upgrade, pending } = opts;
   const timeoutMs = opts.timeoutMs ?? CONNECT_TIMEOUT_MS;
   let phase = "reading the identity's credentials";
   const setPhase = (p: string) => {
@@ -74,6 +88,7 @@ export async function connectRoute(socket: Socket, opts: RouteOptions): Promise<
   setPhase(phase);
   pending.add(socket);
   let tlsSocket: tls.TLSSocket | undefined;
+  let transport: Duplex = socket;
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(
@@ -88,9 +103,16 @@ export async function connectRoute(socket: Socket, opts: RouteOptions): Promise<
       setPhase(`asking HTTPS proxy ${proxy.display} for a tunnel`);
       await Promise.race([httpConnect(socket, target, proxy), timeout]);
     }
+    if (upgrade) {
+      transport = await Promise.race([
+        upgradeConnection(socket, { ...upgrade, onPhase: setPhase, pending }),
+        timeout,
+      ]);
+      pending.add(transport);
+    }
     setPhase("in the TLS handshake");
     const s = tls.connect({
-      socket,
+      socket: transport,
       key: creds.key,
       cert: creds.cert,
       ca: [...creds.cas],
@@ -118,11 +140,13 @@ export async function connectRoute(socket: Socket, opts: RouteOptions): Promise<
     return s;
   } catch (e) {
     tlsSocket?.destroy();
+    transport.destroy();
     socket.destroy();
     throw toError(e);
   } finally {
     clearTimeout(timer);
     pending.delete(socket);
+    pending.delete(transport);
     if (tlsSocket) pending.delete(tlsSocket);
   }
 }

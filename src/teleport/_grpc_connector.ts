@@ -14,7 +14,7 @@
 import * as grpc from "@grpc/grpc-js";
 import type { Socket } from "node:net";
 import type * as tls from "node:tls";
-import { connectRoute, type CredentialsSource } from "./_dial_route.ts";
+import { connectRoute, type ConnUpgradeSettings, type CredentialsSource } from "./_dial_route.ts";
 import { type Goaway, GoawayGuard } from "./_goaway_guard_deno_36788.ts";
 import type { HttpProxy } from "./_https_proxy.ts";
 
@@ -44,10 +44,18 @@ export interface TeleportCredentialsOptions {
   alpn: readonly string[];
   /** Reach `target` ("host:port") by HTTP CONNECT through `proxy`; grpc-js then dials the proxy. */
   connectThrough?: { proxy: HttpProxy; target: string };
+  /** Run the mutual TLS inside the Proxy's connection upgrade. */
+  upgrade?: ConnUpgradeSettings;
   /** Budget per new connection, ms. Default 10 s. */
   connectTimeoutMs?: number;
   /** Told when a server sends GOAWAY (e.g. `too_many_pings`, or a restart). */
   onGoaway?: (goaway: Goaway) => void;
+  /**
+   * A connection already set up for this channel (by the dial race): the
+   * first connection grpc-js asks for is this one, grpc-js's own TCP
+   * connection being closed unused; later ones are set up as usual.
+   */
+  adopt?: tls.TLSSocket;
 }
 
 /**
@@ -58,6 +66,8 @@ export interface TeleportCredentialsOptions {
  */
 export class TeleportChannelCredentials extends grpc.ChannelCredentials {
   readonly #opts: TeleportCredentialsOptions;
+  /** An established connection from the dial race, for the first connection grpc-js asks for. */
+  #adopted: tls.TLSSocket | undefined;
   #stats: { -readonly [K in keyof ConnectStats]: ConnectStats[K] } = {
     connectors: 0,
     handshakes: 0,
@@ -71,6 +81,7 @@ export class TeleportChannelCredentials extends grpc.ChannelCredentials {
     super();
     if (opts.alpn.length === 0) throw new TypeError("At least one ALPN protocol is required");
     this.#opts = { ...opts, alpn: [...opts.alpn] };
+    this.#adopted = opts.adopt;
   }
 
   /** A snapshot of what this object's connections did. */
@@ -107,6 +118,8 @@ export class TeleportChannelCredentials extends grpc.ChannelCredentials {
         life.destroyed = true;
         for (const s of life.pending) s.destroy();
         life.pending.clear();
+        this.#adopted?.destroy();
+        this.#adopted = undefined;
       },
     };
   }
@@ -114,25 +127,33 @@ export class TeleportChannelCredentials extends grpc.ChannelCredentials {
   async #connect(socket: Socket, life: ConnectorLife): Promise<SecureConnectResult> {
     const stats = this.#stats;
     let s: tls.TLSSocket;
-    try {
-      s = await connectRoute(socket, {
-        source: this.#opts.source,
-        alpn: this.#opts.alpn,
-        connectThrough: this.#opts.connectThrough,
-        timeoutMs: this.#opts.connectTimeoutMs,
-        onPhase: (phase) => {
-          stats.phase = phase;
-        },
-        pending: life.pending,
-      });
-    } catch (e) {
-      // Cut by destroy(): the channel was closed, the server is not to blame.
-      const error = life.destroyed
-        ? new Error("connection abandoned: the channel closed")
-        : e as Error; // connectRoute rejects with Errors only
-      if (!life.destroyed) stats.lastError = error;
-      stats.phase = undefined;
-      throw error;
+    const adopted = this.#adopted;
+    this.#adopted = undefined;
+    if (adopted && !adopted.destroyed) {
+      socket.destroy();
+      s = adopted;
+    } else {
+      try {
+        s = await connectRoute(socket, {
+          source: this.#opts.source,
+          alpn: this.#opts.alpn,
+          connectThrough: this.#opts.connectThrough,
+          upgrade: this.#opts.upgrade,
+          timeoutMs: this.#opts.connectTimeoutMs,
+          onPhase: (phase) => {
+            stats.phase = phase;
+          },
+          pending: life.pending,
+        });
+      } catch (e) {
+        // Cut by destroy(): the channel was closed, the server is not to blame.
+        const error = life.destroyed
+          ? new Error("connection abandoned: the channel closed")
+          : e as Error; // connectRoute rejects with Errors only
+        if (!life.destroyed) stats.lastError = error;
+        stats.phase = undefined;
+        throw error;
+      }
     }
     stats.handshakes++;
     stats.alpnProtocol = s.alpnProtocol || undefined; // connectRoute made sure it is "h2"
@@ -147,8 +168,8 @@ export class TeleportChannelCredentials extends grpc.ChannelCredentials {
   }
 }
 
-/** What a connector's connections share: sockets being set up, and whether grpc-js let go of it. */
+/** What a connector's connections share: what is being set up, and whether grpc-js let go of it. */
 interface ConnectorLife {
-  readonly pending: Set<Socket>;
+  readonly pending: Set<{ destroy(): void }>;
   destroyed: boolean;
 }

@@ -2,11 +2,12 @@
  * `HTTPS_PROXY` / `NO_PROXY`: which HTTP CONNECT proxy, if any, stands
  * between us and a Teleport address (the rules of Go's
  * golang.org/x/net/http/httpproxy, as Teleport's Go client applies them),
- * and the CONNECT exchange that opens the tunnel through it.
+ * the CONNECT exchange that opens the tunnel through it, and a TCP dial that
+ * goes through it (for connections grpc-js does not open itself).
  */
 
 import { Buffer } from "node:buffer";
-import { isIP, type Socket } from "node:net";
+import { connect, isIP, type Socket } from "node:net";
 import { splitHostPort } from "./_address.ts";
 
 /** Largest HTTP CONNECT answer head we read before giving up on a proxy. */
@@ -112,6 +113,31 @@ export function httpConnect(socket: Socket, target: string, proxy: HttpProxy): P
     const auth = proxy.authorization ? `Proxy-Authorization: ${proxy.authorization}\r\n` : "";
     socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n${auth}\r\n`);
   });
+}
+
+/**
+ * A TCP connection to `addr` ("host:port"), tunnelled through the HTTP
+ * CONNECT proxy `env` names for it, if any. Rejects with the reason, the
+ * socket destroyed.
+ */
+export async function dialTcp(addr: string, env: Env): Promise<Socket> {
+  const proxy = httpsProxyFor(addr, env);
+  const { host, port } = splitHostPort(proxy ? proxy.hostPort : addr);
+  const socket = connect({ host, port });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      socket.once("connect", () => {
+        socket.off("error", reject);
+        resolve();
+      });
+      socket.once("error", reject);
+    });
+    if (proxy) await httpConnect(socket, addr, proxy);
+    return socket;
+  } catch (e) {
+    socket.destroy();
+    throw e;
+  }
 }
 
 function firstNonEmpty(env: Env, ...names: string[]): string | undefined {

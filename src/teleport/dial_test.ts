@@ -1,14 +1,17 @@
 import assert from "node:assert/strict";
 import { withTeardown } from "../../tests/bounded.ts";
+import { rejection } from "../../tests/assert.ts";
 import { Buffer } from "node:buffer";
 import * as net from "node:net";
 import * as tls from "node:tls";
 import * as grpc from "@grpc/grpc-js";
 import {
   authAlpnProtocol,
+  type AuthChannel,
   authChannel,
   CHANNEL_OPTIONS,
   connectAuth,
+  type ConnectAuthOptions,
   type CredentialsSource,
   DialError,
   DIRECT_PLAN,
@@ -20,7 +23,11 @@ import {
   tlsRoutingPlan,
 } from "./dial.ts";
 import { issueCert, makeCa, type Pem } from "../../tests/pki.ts";
-import { parseClientHello, startRoutingProxy } from "../../tests/routing_proxy.ts";
+import {
+  parseClientHello,
+  startAuthRoutingProxy,
+  startRoutingProxy,
+} from "../../tests/routing_proxy.ts";
 import { startConnectProxy } from "../../tests/connect_proxy.ts";
 
 /** Upper bound for any one test. */
@@ -29,6 +36,9 @@ const TEST_TIMEOUT_MS = 20_000;
 const PING_DEADLINE_MS = 5_000;
 /** Per-plan budget given to connectAuth in tests. */
 const ATTEMPT_TIMEOUT_MS = 5_000;
+/** `pingUntil`: tries, and the pause between them, while a client reconnects. */
+const PING_RETRIES = 20;
+const PING_RETRY_MS = 100;
 
 const CLUSTER = "teleport.example.com";
 const NO_ENV: Env = {};
@@ -100,6 +110,17 @@ async function closeClient(client: grpc.Client): Promise<void> {
   await new Promise((r) => setTimeout(r, CLOSE_SETTLE_MS));
 }
 
+/** A raw client on `ch`, with `options` over the channel's; closed by `defer`. */
+function clientOn(
+  defer: (f: () => unknown) => void,
+  ch: AuthChannel,
+  options: grpc.ChannelOptions = {},
+): grpc.Client {
+  const client = new grpc.Client(ch.target, ch.credentials, { ...ch.options, ...options });
+  defer(() => closeClient(client));
+  return client;
+}
+
 /** Stops a server: graceful first (no sessions are left once clients closed), forced after a while. */
 function stopServer(server: grpc.Server): Promise<void> {
   return new Promise((resolve) => {
@@ -155,6 +176,19 @@ async function startAuthServer(
       done(null, Buffer.from(serial));
     },
   });
+  const port = await listenMutualTls(defer, server, pem);
+  return { addr: `127.0.0.1:${port}`, port, server, serials };
+}
+
+/**
+ * Binds `server` to 127.0.0.1:0 as `pem`, client certificates checked
+ * against `ca`; stopped by `defer`.
+ */
+async function listenMutualTls(
+  defer: (f: () => unknown) => void,
+  server: grpc.Server,
+  pem: Pem,
+): Promise<number> {
   const creds = grpc.ServerCredentials.createSsl(
     Buffer.from(ca.cert),
     [{ cert_chain: Buffer.from(pem.cert), private_key: Buffer.from(pem.key) }],
@@ -164,10 +198,11 @@ async function startAuthServer(
     server.bindAsync("127.0.0.1:0", creds, (err, p) => err ? reject(err) : resolve(p))
   );
   defer(() => stopServer(server));
-  return { addr: `127.0.0.1:${port}`, port, server, serials };
+  return port;
 }
 
-function ping(client: grpc.Client): Promise<string> {
+/** One Ping call: the raw answer (empty when the server sent none). */
+function pingCall(client: grpc.Client): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     client.makeUnaryRequest(
       PING_PATH,
@@ -175,13 +210,36 @@ function ping(client: grpc.Client): Promise<string> {
       passthrough,
       Buffer.alloc(0),
       { deadline: Date.now() + PING_DEADLINE_MS },
-      (err, value) => err ? reject(err) : resolve(value?.toString() ?? ""),
+      (err, value) => err ? reject(err) : resolve(value ?? Buffer.alloc(0)),
     );
   });
 }
 
+/** Ping: the client certificate serial the server saw. */
+async function ping(client: grpc.Client): Promise<string> {
+  return (await pingCall(client)).toString();
+}
+
+/**
+ * Pings until `done(serial)` holds, a failed call counting as serial "",
+ * with a pause between tries; gives up after a couple of seconds with the last serial.
+ */
+async function pingUntil(client: grpc.Client, done: (serial: string) => boolean): Promise<string> {
+  let serial = "";
+  for (let i = 0; i < PING_RETRIES && !done(serial); i++) {
+    serial = await ping(client).catch(() => "");
+    if (!done(serial)) await new Promise((r) => setTimeout(r, PING_RETRY_MS));
+  }
+  return serial;
+}
+
+interface Pinged {
+  client: grpc.Client;
+  serial: string;
+}
+
 /** The probe the tests hand to connectAuth: Ping, keeping the client on success. */
-const pingProbe: Probe<{ client: grpc.Client; serial: string }> = async (channel, signal) => {
+const pingProbe: Probe<Pinged> = async (channel, signal) => {
   const client = new grpc.Client(channel.target, channel.credentials, channel.options);
   const onAbort = () => client.close();
   signal.addEventListener("abort", onAbort, { once: true });
@@ -195,6 +253,20 @@ const pingProbe: Probe<{ client: grpc.Client; serial: string }> = async (channel
   }
 };
 
+/** `connectAuth` with no environment, the tests' budget per plan and the Ping probe, or `opts`. */
+function dial(
+  addr: string,
+  source: CredentialsSource,
+  opts: Partial<ConnectAuthOptions<Pinged>> = {},
+) {
+  return connectAuth(addr, source, {
+    env: NO_ENV,
+    timeoutMs: ATTEMPT_TIMEOUT_MS,
+    probe: pingProbe,
+    ...opts,
+  });
+}
+
 /** A TCP port on 127.0.0.1 with nothing listening. */
 async function closedPort(): Promise<number> {
   const server = net.createServer();
@@ -204,21 +276,14 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-async function rejectsWith(p: Promise<unknown>): Promise<Error> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof Error, `expected an Error, got ${String(e)}`);
-    return e;
-  }
-  assert.fail("expected a rejection");
-}
-
 // --- pure parts ------------------------------------------------------------
 
-Deno.test("CHANNEL_OPTIONS: keepalive ≥ 60 s, grpc-js's own proxy logic off", () => {
-  assert.ok((CHANNEL_OPTIONS["grpc.keepalive_time_ms"] as number) >= 60_000);
-  assert.equal(CHANNEL_OPTIONS["grpc.keepalive_timeout_ms"], 20_000);
+Deno.test("CHANNEL_OPTIONS: keepalive as Teleport's Go client, grpc-js's own proxy logic off", () => {
+  // api/client: keepalive.ClientParameters{Time: ServerKeepAliveTTL (1 min),
+  // Timeout: 1 min × KeepAliveCountMax (3), PermitWithoutStream: true}.
+  assert.equal(CHANNEL_OPTIONS["grpc.keepalive_time_ms"], 60_000);
+  assert.equal(CHANNEL_OPTIONS["grpc.keepalive_timeout_ms"], 180_000);
+  assert.equal(CHANNEL_OPTIONS["grpc.keepalive_permit_without_calls"], 1);
   assert.equal(CHANNEL_OPTIONS["grpc.enable_http_proxy"], 0);
   assert.ok(Object.isFrozen(CHANNEL_OPTIONS));
 });
@@ -313,8 +378,7 @@ bounded(
     );
     const auth = await startAuthServer(defer);
     const ch = authChannel(auth.addr, DIRECT_PLAN, fixed(identity(clientA)), NO_ENV);
-    const client = new grpc.Client(ch.target, ch.credentials, ch.options);
-    defer(() => closeClient(client));
+    const client = clientOn(defer, ch);
     assert.equal(await ping(client), "a0a0a0");
     const stats = ch.credentials.stats;
     assert.ok(
@@ -329,16 +393,9 @@ bounded(
 
 bounded("connectAuth: direct plan, the probe's result and channel come back", async (defer) => {
   const auth = await startAuthServer(defer);
-  const { channel, result, failedAttempts } = await connectAuth(
-    auth.addr,
-    fixed(identity(clientA)),
-    {
-      clusterName: CLUSTER,
-      env: NO_ENV,
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
-    },
-  );
+  const { channel, result, failedAttempts } = await dial(auth.addr, fixed(identity(clientA)), {
+    clusterName: CLUSTER,
+  });
   defer(() => closeClient(result.client));
   assert.equal(channel.plan.kind, "direct");
   assert.equal(result.serial, "a0a0a0");
@@ -349,31 +406,23 @@ bounded("connectAuth: direct plan, the probe's result and channel come back", as
 
 bounded("connectAuth: TLS routing through a proxy that routes on the auth ALPN", async (defer) => {
   const auth = await startAuthServer(defer);
-  const proxy = await startRoutingProxy({
-    expectedAlpn: authAlpnProtocol(CLUSTER),
-    backend: { host: "127.0.0.1", port: auth.port },
-  });
-  defer(() => proxy.close());
+  const proxy = await startAuthRoutingProxy(defer, CLUSTER, auth.port);
   // A custom port tries direct first: the proxy refuses ALPN h2, then routing works.
-  const { channel, result, failedAttempts } = await connectAuth(
-    proxy.addr,
-    fixed(identity(clientA)),
-    {
-      clusterName: CLUSTER,
-      env: NO_ENV,
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
-    },
-  );
+  const { channel, result, failedAttempts } = await dial(proxy.addr, fixed(identity(clientA)), {
+    clusterName: CLUSTER,
+  });
   defer(() => closeClient(result.client));
   assert.equal(channel.plan.kind, "tls-routing");
   assert.equal(result.serial, "a0a0a0", "mutual TLS end to end: auth saw our client certificate");
-  assert.equal(failedAttempts.length, 1);
-  assert.equal(failedAttempts[0]?.plan.kind, "direct");
-  assert.match(
-    failedAttempts[0]?.reason ?? "",
-    /does not accept ALPN protocol h2|closed the connection during the TLS handshake/,
-  );
+  // The routes run at once: direct has failed by now, or was abandoned when routing won.
+  assert.ok(failedAttempts.length <= 1, JSON.stringify(failedAttempts.map((a) => a.reason)));
+  for (const failed of failedAttempts) {
+    assert.equal(failed.plan.kind, "direct");
+    assert.match(
+      failed.reason,
+      /does not accept ALPN protocol h2|closed the connection during the TLS handshake/,
+    );
+  }
   const routed = proxy.hellos.filter((h) => h.alpn[0] === authAlpnProtocol(CLUSTER));
   assert.ok(routed.length >= 1, "the proxy never saw the auth ALPN first");
   assert.deepEqual(routed[0]?.alpn, [authAlpnProtocol(CLUSTER), "h2"]);
@@ -381,13 +430,65 @@ bounded("connectAuth: TLS routing through a proxy that routes on the auth ALPN",
   assert.ok(proxy.counts.forwarded >= 1);
 });
 
+bounded(
+  "the routes run at once: one that stalls does not delay one that answers",
+  async (defer) => {
+    const auth = await startAuthServer(defer);
+    // A proxy that leaves every connection it does not route hanging: direct (tried first on a
+    // custom port) would cost its whole budget before TLS routing if the routes took turns.
+    const proxy = await startRoutingProxy({
+      expectedAlpn: authAlpnProtocol(CLUSTER),
+      backend: { host: "127.0.0.1", port: auth.port },
+      refuse: "stall",
+    });
+    defer(() => proxy.close());
+    const started = Date.now();
+    const { channel, result, failedAttempts } = await dial(proxy.addr, fixed(identity(clientA)), {
+      clusterName: CLUSTER,
+      timeoutMs: 4_000,
+    });
+    defer(() => closeClient(result.client));
+    assert.ok(Date.now() - started < 2_000, `took ${Date.now() - started} ms`);
+    assert.equal(channel.plan.kind, "tls-routing");
+    assert.equal(result.serial, "a0a0a0");
+    assert.deepEqual(failedAttempts, [], "the stalled route was abandoned, not failed");
+    // The abandoned route's connection is cut: only the winner's two sockets stay open.
+    for (let i = 0; i < 40 && proxy.openConnections > 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(proxy.openConnections, 2, "the abandoned connection was left open");
+  },
+);
+
+bounded(
+  "when two routes answer, the first wins and the other's connection is cut",
+  async (defer) => {
+    const auth = await startAuthServer(defer);
+    // A TCP load balancer in front of Auth: direct and TLS routing both reach it.
+    const proxy = await startRoutingProxy({
+      expectedAlpn: authAlpnProtocol(CLUSTER),
+      backend: { host: "127.0.0.1", port: auth.port },
+      forwardAll: true,
+    });
+    defer(() => proxy.close());
+    const { channel, result } = await dial(proxy.addr, fixed(identity(clientA)), {
+      clusterName: CLUSTER,
+    });
+    defer(() => closeClient(result.client));
+    assert.ok(["direct", "tls-routing"].includes(channel.plan.kind));
+    assert.equal(result.serial, "a0a0a0");
+    for (let i = 0; i < 40 && proxy.openForwards > 1; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(proxy.openForwards, 1, "the losing route's connection stayed open");
+    assert.equal(await ping(result.client), "a0a0a0", "the winner still works");
+    // The loser's client, if its Ping had answered too, had its channel closed: no timers leak.
+  },
+);
+
 bounded("a client certificate from another CA is refused with a clear error", async (defer) => {
   const auth = await startAuthServer(defer);
-  const err = await rejectsWith(connectAuth(auth.addr, fixed(identity(strangerClient)), {
-    env: NO_ENV,
-    timeoutMs: ATTEMPT_TIMEOUT_MS,
-    probe: pingProbe,
-  }));
+  const err = await rejection(dial(auth.addr, fixed(identity(strangerClient))));
   assert.ok(err instanceof DialError);
   assert.match(
     err.message,
@@ -399,11 +500,7 @@ bounded("a client certificate from another CA is refused with a clear error", as
 
 bounded("a server certificate from another CA is refused with a clear error", async (defer) => {
   const auth = await startAuthServer(defer, { pem: strangerServer });
-  const err = await rejectsWith(connectAuth(auth.addr, fixed(identity(clientA)), {
-    env: NO_ENV,
-    timeoutMs: ATTEMPT_TIMEOUT_MS,
-    probe: pingProbe,
-  }));
+  const err = await rejection(dial(auth.addr, fixed(identity(clientA))));
   assert.ok(err instanceof DialError);
   assert.match(
     err.message,
@@ -416,19 +513,11 @@ bounded(
   async (defer) => {
     // The stranger's CA in the identity, the server signed by the cluster CA.
     const auth = await startAuthServer(defer);
-    const err = await rejectsWith(connectAuth(auth.addr, fixed(identity(clientA, [otherCa.cert])), {
-      env: NO_ENV,
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
-    }));
+    const err = await rejection(dial(auth.addr, fixed(identity(clientA, [otherCa.cert]))));
     assert.match(err.message, /server certificate is not signed by the identity's Teleport CA/);
 
     const misnamed = await startAuthServer(defer, { pem: misnamedServer });
-    const err2 = await rejectsWith(connectAuth(misnamed.addr, fixed(identity(clientA)), {
-      env: NO_ENV,
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
-    }));
+    const err2 = await rejection(dial(misnamed.addr, fixed(identity(clientA))));
     assert.match(err2.message, /server certificate is not valid for teleport\.cluster\.local/);
   },
 );
@@ -452,11 +541,7 @@ bounded("a server that does not negotiate h2 is refused", async (defer) => {
   defer(() => new Promise((r) => server.close(r)));
   defer(() => sockets.forEach((s) => s.destroy()));
   const addr = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  const err = await rejectsWith(connectAuth(addr, fixed(identity(clientA)), {
-    env: NO_ENV,
-    timeoutMs: ATTEMPT_TIMEOUT_MS,
-    probe: pingProbe,
-  }));
+  const err = await rejection(dial(addr, fixed(identity(clientA))));
   assert.match(
     err.message,
     /the server did not agree to HTTP\/2 over ALPN \(it chose "nothing"; offered h2\)/,
@@ -467,27 +552,17 @@ bounded(
   "new connections present the newest certificate without rebuilding the client",
   async (defer) => {
     const auth = await startAuthServer(defer);
-    const proxy = await startRoutingProxy({
-      expectedAlpn: authAlpnProtocol(CLUSTER),
-      backend: { host: "127.0.0.1", port: auth.port },
-    });
-    defer(() => proxy.close());
+    const proxy = await startAuthRoutingProxy(defer, CLUSTER, auth.port);
     let current = identity(clientA);
     const ch = authChannel(proxy.addr, tlsRoutingPlan(CLUSTER), () => current, NO_ENV);
-    const client = new grpc.Client(ch.target, ch.credentials, ch.options);
-    defer(() => closeClient(client));
+    const client = clientOn(defer, ch);
     assert.equal(await ping(client), "a0a0a0");
     current = identity(clientB);
     // The live connection keeps its certificate...
     assert.equal(await ping(client), "a0a0a0");
     // ...until it is cut; the reconnect reads the source again.
     proxy.dropConnections();
-    let serial = "";
-    for (let i = 0; i < 20 && serial !== "b0b0b0"; i++) {
-      serial = await ping(client).catch(() => "");
-      if (serial !== "b0b0b0") await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(serial, "b0b0b0");
+    assert.equal(await pingUntil(client, (serial) => serial === "b0b0b0"), "b0b0b0");
     assert.equal(ch.credentials.stats.handshakes, 2);
   },
 );
@@ -496,11 +571,7 @@ bounded(
   "HTTPS_PROXY: both plans go through HTTP CONNECT to the Teleport address",
   async (defer) => {
     const auth = await startAuthServer(defer);
-    const routing = await startRoutingProxy({
-      expectedAlpn: authAlpnProtocol(CLUSTER),
-      backend: { host: "127.0.0.1", port: auth.port },
-    });
-    defer(() => routing.close());
+    const routing = await startAuthRoutingProxy(defer, CLUSTER, auth.port);
     // Names under .invalid never resolve: only the proxy can reach them.
     const connect = await startConnectProxy({
       route: (target) => ({
@@ -511,30 +582,28 @@ bounded(
     defer(() => connect.close());
     const env = { HTTPS_PROXY: connect.url.replace("http://", "http://user:secret@") };
 
-    const direct = await connectAuth("auth.teleport.invalid:3025", fixed(identity(clientA)), {
-      env,
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
-    });
+    const direct = await dial("auth.teleport.invalid:3025", fixed(identity(clientA)), { env });
     defer(() => closeClient(direct.result.client));
     assert.equal(direct.result.serial, "a0a0a0");
     assert.equal(direct.channel.proxy?.display, connect.url);
 
-    const routed = await connectAuth("proxy.teleport.invalid:443", fixed(identity(clientB)), {
+    const routed = await dial("proxy.teleport.invalid:443", fixed(identity(clientB)), {
       clusterName: CLUSTER,
       env,
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
     });
     defer(() => closeClient(routed.result.client));
     assert.equal(routed.channel.plan.kind, "tls-routing");
     assert.equal(routed.result.serial, "b0b0b0");
-    assert.deepEqual(
-      connect.requests.map((r) => r.target),
-      ["auth.teleport.invalid:3025", "proxy.teleport.invalid:443"],
-    );
-    assert.equal(connect.requests[0]?.authorization, "Basic " + btoa("user:secret"));
-    assert.equal(routing.hellos[0]?.alpn[0], authAlpnProtocol(CLUSTER));
+    // The first dial has one route; the second's run at once (routing, direct and the
+    // connection-upgrade test), each through its own CONNECT to the same target.
+    const [first, ...rest] = connect.requests;
+    assert.equal(first?.target, "auth.teleport.invalid:3025");
+    assert.ok(rest.length >= 1);
+    for (const r of rest) assert.equal(r.target, "proxy.teleport.invalid:443");
+    for (const r of connect.requests) {
+      assert.equal(r.authorization, "Basic " + btoa("user:secret"));
+    }
+    assert.ok(routing.hellos.some((h) => h.alpn[0] === authAlpnProtocol(CLUSTER)));
   },
 );
 
@@ -546,21 +615,17 @@ bounded("NO_PROXY and loopback addresses bypass HTTPS_PROXY", async (defer) => {
   defer(() => connect.close());
 
   // Loopback never goes through a proxy (as in Go).
-  const local = await connectAuth(auth.addr, fixed(identity(clientA)), {
+  const local = await dial(auth.addr, fixed(identity(clientA)), {
     env: { HTTPS_PROXY: connect.url },
-    timeoutMs: ATTEMPT_TIMEOUT_MS,
-    probe: pingProbe,
   });
   defer(() => closeClient(local.result.client));
   assert.equal(local.result.serial, "a0a0a0");
 
   // A NO_PROXY match dials directly: the name does not resolve, and the proxy sees nothing.
-  const err = await rejectsWith(
-    connectAuth(`auth.teleport.invalid:${auth.port}`, fixed(identity(clientA)), {
+  const err = await rejection(
+    dial(`auth.teleport.invalid:${auth.port}`, fixed(identity(clientA)), {
       clusterName: CLUSTER,
       env: { https_proxy: connect.url, no_proxy: "localhost,.invalid" },
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
     }),
   );
   assert.ok(err instanceof DialError);
@@ -576,11 +641,9 @@ bounded("NO_PROXY and loopback addresses bypass HTTPS_PROXY", async (defer) => {
 bounded("an HTTPS proxy refusing CONNECT is named in the error", async (defer) => {
   const connect = await startConnectProxy({ refuse: () => 403 });
   defer(() => connect.close());
-  const viaProxyPort = await rejectsWith(
-    connectAuth("proxy.teleport.invalid:443", fixed(identity(clientA)), {
+  const viaProxyPort = await rejection(
+    dial("proxy.teleport.invalid:443", fixed(identity(clientA)), {
       env: { HTTPS_PROXY: connect.url },
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
     }),
   );
   assert.equal(
@@ -591,11 +654,9 @@ bounded("an HTTPS proxy refusing CONNECT is named in the error", async (defer) =
       `the cluster name is unknown`,
   );
   // On Auth's port there is nothing else to try, so nothing to note.
-  const viaAuthPort = await rejectsWith(
-    connectAuth("auth.teleport.invalid:3025", fixed(identity(clientA)), {
+  const viaAuthPort = await rejection(
+    dial("auth.teleport.invalid:3025", fixed(identity(clientA)), {
       env: { HTTPS_PROXY: connect.url },
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
     }),
   );
   assert.match(
@@ -606,18 +667,11 @@ bounded("an HTTPS proxy refusing CONNECT is named in the error", async (defer) =
 
 bounded("when every plan fails, one error lists each attempt and why", async (defer) => {
   const port = await closedPort();
-  const wrongCluster = await startRoutingProxy({
-    expectedAlpn: authAlpnProtocol("another.example.com"),
-    backend: { host: "127.0.0.1", port },
-  });
-  defer(() => wrongCluster.close());
+  const wrongCluster = await startAuthRoutingProxy(defer, "another.example.com", port);
 
-  const refused = await rejectsWith(connectAuth(`127.0.0.1:${port}`, fixed(identity(clientA)), {
-    clusterName: CLUSTER,
-    env: NO_ENV,
-    timeoutMs: ATTEMPT_TIMEOUT_MS,
-    probe: pingProbe,
-  }));
+  const refused = await rejection(
+    dial(`127.0.0.1:${port}`, fixed(identity(clientA)), { clusterName: CLUSTER }),
+  );
   assert.ok(refused instanceof DialError);
   assert.deepEqual(refused.attempts.map((a) => a.plan.kind), ["direct", "tls-routing"]);
   assert.equal(
@@ -628,12 +682,9 @@ bounded("when every plan fails, one error lists each attempt and why", async (de
       }): connection refused`,
   );
 
-  const closed = await rejectsWith(connectAuth(wrongCluster.addr, fixed(identity(clientA)), {
-    clusterName: CLUSTER,
-    env: NO_ENV,
-    timeoutMs: ATTEMPT_TIMEOUT_MS,
-    probe: pingProbe,
-  }));
+  const closed = await rejection(
+    dial(wrongCluster.addr, fixed(identity(clientA)), { clusterName: CLUSTER }),
+  );
   assert.ok(closed instanceof DialError);
   assert.equal(closed.attempts.length, 2);
   assert.match(
@@ -657,11 +708,7 @@ bounded(
     defer(() => sockets.forEach((s) => s.destroy()));
     const addr = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
     const started = Date.now();
-    const err = await rejectsWith(connectAuth(addr, fixed(identity(clientA)), {
-      env: NO_ENV,
-      timeoutMs: 300,
-      probe: pingProbe,
-    }));
+    const err = await rejection(dial(addr, fixed(identity(clientA)), { timeoutMs: 300 }));
     assert.ok(Date.now() - started < 3_000);
     assert.match(
       err.message,
@@ -682,12 +729,9 @@ bounded(
       metadata: new grpc.Metadata(),
     });
     const auth = await startAuthServer(defer, { answer: denied });
-    const err = await rejectsWith(connectAuth(auth.addr, fixed(identity(clientA)), {
-      clusterName: CLUSTER,
-      env: NO_ENV,
-      timeoutMs: ATTEMPT_TIMEOUT_MS,
-      probe: pingProbe,
-    }));
+    const err = await rejection(
+      dial(auth.addr, fixed(identity(clientA)), { clusterName: CLUSTER }),
+    );
     assert.ok(!(err instanceof DialError));
     assert.equal((err as grpc.ServiceError).code, grpc.status.PERMISSION_DENIED);
   },
@@ -695,9 +739,9 @@ bounded(
 
 bounded("a failing credentials source fails the attempt with its reason", async (defer) => {
   const auth = await startAuthServer(defer);
-  const err = await rejectsWith(connectAuth(auth.addr, () => {
+  const err = await rejection(dial(auth.addr, () => {
     throw new Error('identity file "/x" is half-written');
-  }, { env: NO_ENV, timeoutMs: ATTEMPT_TIMEOUT_MS, probe: pingProbe }));
+  }));
   assert.match(
     err.message,
     /cannot read the identity's credentials: identity file "\/x" is half-written/,
@@ -708,11 +752,7 @@ bounded("an aborted signal stops connectAuth with its reason", async (defer) => 
   const auth = await startAuthServer(defer);
   const ctl = new AbortController();
   ctl.abort(new Error("shutting down"));
-  const err = await rejectsWith(connectAuth(auth.addr, fixed(identity(clientA)), {
-    env: NO_ENV,
-    probe: pingProbe,
-    signal: ctl.signal,
-  }));
+  const err = await rejection(dial(auth.addr, fixed(identity(clientA)), { signal: ctl.signal }));
   assert.equal(err.message, "shutting down");
 });
 
@@ -723,17 +763,12 @@ bounded(
   async (defer) => {
     const first = await startAuthServer(defer);
     const second = await startAuthServer(defer);
-    const proxy = await startRoutingProxy({
-      expectedAlpn: authAlpnProtocol(CLUSTER),
-      backend: { host: "127.0.0.1", port: first.port },
-    });
-    defer(() => proxy.close());
+    const proxy = await startAuthRoutingProxy(defer, CLUSTER, first.port);
     const goaways: Goaway[] = [];
     const ch = authChannel(proxy.addr, tlsRoutingPlan(CLUSTER), fixed(identity(clientA)), NO_ENV, {
       onGoaway: (g) => goaways.push(g),
     });
-    const client = new grpc.Client(ch.target, ch.credentials, ch.options);
-    defer(() => closeClient(client));
+    const client = clientOn(defer, ch);
     assert.equal(await ping(client), "a0a0a0");
 
     // Without the guard, Deno 2.9.6 dies here about half the time (exit 134 or 139).
@@ -742,12 +777,7 @@ bounded(
     assert.deepEqual(goaways.map((g) => g.errorCode), [0]);
     assert.deepEqual(ch.credentials.stats.lastGoaway, goaways[0]);
 
-    let serial = "";
-    for (let i = 0; i < 20 && serial === ""; i++) {
-      serial = await ping(client).catch(() => "");
-      if (serial === "") await new Promise((r) => setTimeout(r, 100));
-    }
-    assert.equal(serial, "a0a0a0");
+    assert.equal(await pingUntil(client, (serial) => serial !== ""), "a0a0a0");
     assert.deepEqual(second.serials, ["a0a0a0"], "the same client reconnected, to the new backend");
   },
 );
@@ -759,35 +789,11 @@ bounded("large responses stream through the guard intact", async (defer) => {
     ping: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) =>
       done(null, big),
   });
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(
-      "127.0.0.1:0",
-      grpc.ServerCredentials.createSsl(
-        Buffer.from(ca.cert),
-        [{ cert_chain: Buffer.from(serverPem.cert), private_key: Buffer.from(serverPem.key) }],
-        true,
-      ),
-      (err, p) => err ? reject(err) : resolve(p),
-    )
-  );
-  defer(() => stopServer(server));
+  const port = await listenMutualTls(defer, server, serverPem);
   const ch = authChannel(`127.0.0.1:${port}`, DIRECT_PLAN, fixed(identity(clientA)), NO_ENV);
-  const client = new grpc.Client(ch.target, ch.credentials, {
-    ...ch.options,
-    "grpc.max_receive_message_length": 8 * 1024 * 1024,
-  });
-  defer(() => closeClient(client));
+  const client = clientOn(defer, ch, { "grpc.max_receive_message_length": 8 * 1024 * 1024 });
   for (let i = 0; i < 3; i++) {
-    const got = await new Promise<Buffer>((resolve, reject) =>
-      client.makeUnaryRequest(
-        PING_PATH,
-        passthrough,
-        passthrough,
-        Buffer.alloc(0),
-        { deadline: Date.now() + PING_DEADLINE_MS },
-        (err, value) => err || !value ? reject(err) : resolve(value),
-      )
-    );
+    const got = await pingCall(client);
     assert.equal(got.length, big.length);
     assert.ok(got.equals(big));
   }
