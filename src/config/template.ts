@@ -43,6 +43,11 @@ refresh_identity_interval = "1m"
 # client_crt = "/var/lib/teleport/plugins/email/auth.crt"   # TLS certificate
 # root_cas = "/var/lib/teleport/plugins/email/auth.cas"     # Teleport CA certificates
 
+# Behind an L7 load balancer that terminates TLS in front of the Proxy, the plugin
+# upgrades the connection (as tsh does); the load balancer's certificate is checked
+# against the system roots and these extra CAs (PEM):
+# proxy_ca_file = "/etc/ssl/certs/lb-ca.pem"
+
 # Mailer: configure exactly one of [smtp] and [mailgun].
 # (If both are present, [smtp] is used and [mailgun] is ignored.)
 

@@ -31,6 +31,11 @@ export interface TeleportConfig {
   readonly refreshIdentity: boolean;
   /** `teleport.refresh_identity_interval` in milliseconds; default 60 000. */
   readonly refreshIdentityIntervalMs: number;
+  /**
+   * `teleport.proxy_ca_file` (PEM text, already read): CAs trusted for an L7
+   * load balancer in front of the Proxy, besides the system roots.
+   */
+  readonly proxyCa?: string;
 }
 
 export interface SmtpConfig {

@@ -78,6 +78,7 @@ export const CONFIG_KEYS = {
     "client_key",
     "client_crt",
     "root_cas",
+    "proxy_ca_file",
   ],
   mailgun: ["domain", "private_key", "private_key_file", "api_base", "allow_insecure_http"],
   smtp: [
@@ -280,7 +281,11 @@ class Review {
   }
 }
 
-function validateTeleport(raw: Table, review: Review): TeleportConfig | undefined {
+function validateTeleport(
+  raw: Table,
+  deps: ConfigDeps,
+  review: Review,
+): TeleportConfig | undefined {
   const table = review.section(raw, "teleport");
   if (table === INVALID) return undefined;
   const t = table ?? {};
@@ -373,12 +378,34 @@ function validateTeleport(raw: Table, review: Review): TeleportConfig | undefine
     }
   }
 
+  // CAs of an L7 load balancer in front of the Proxy (the connection upgrade), besides the system's.
+  let proxyCa: string | undefined;
+  const proxyCaFile = str("proxy_ca_file");
+  if (typeof proxyCaFile === "string") {
+    try {
+      const text = deps.readTextFile(proxyCaFile, CA_FILE_LIMIT);
+      proxyCa = text;
+      if (!text.includes(PEM_CERTIFICATE_MARKER)) {
+        review.problem(
+          "teleport.proxy_ca_file",
+          `file ${quote(proxyCaFile)} holds no PEM certificate`,
+        );
+      }
+    } catch (error) {
+      review.problem(
+        "teleport.proxy_ca_file",
+        `cannot read ${quote(proxyCaFile)}: ${describeReadError(error)}`,
+      );
+    }
+  }
+
   if (credentials === undefined) return undefined;
   return {
     addr: addr ?? DEFAULT_TELEPORT_ADDR,
     credentials,
     refreshIdentity,
     refreshIdentityIntervalMs,
+    ...(proxyCa === undefined ? {} : { proxyCa }),
   };
 }
 
@@ -930,7 +957,7 @@ export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
     );
   }
 
-  const teleport = validateTeleport(raw, review);
+  const teleport = validateTeleport(raw, deps, review);
   const mailer = validateMailer(raw, deps, review);
   const delivery = review.section(raw, "delivery");
   const deliveryTable = isTable(delivery) ? delivery : undefined;

@@ -1137,7 +1137,10 @@ Deno.test("delivery.max_recipients and delivery.catch_up_window", async (t) => {
     assert.equal(withDelivery({ catch_up_window: "0" }).config.delivery.catchUpWindowMs, 0);
   });
   const bad: [Record<string, unknown>, RegExp][] = [
-    [{ max_recipients: 0 }, /delivery\.max_recipients: must be an integer from 1 to 1000, got an integer "0"/],
+    [
+      { max_recipients: 0 },
+      /delivery\.max_recipients: must be an integer from 1 to 1000, got an integer "0"/,
+    ],
     [{ max_recipients: 5000 }, /delivery\.max_recipients: must be an integer from 1 to 1000/],
     [{ max_recipients: "10" }, /delivery\.max_recipients: must be an integer/],
     [{ catch_up_window: "soon" }, /delivery\.catch_up_window: /],
@@ -1148,4 +1151,26 @@ Deno.test("delivery.max_recipients and delivery.catch_up_window", async (t) => {
       assert.throws(() => withDelivery(extra), message);
     });
   }
+});
+
+Deno.test("teleport.proxy_ca_file: CAs for a load balancer in front of the Proxy", async (t) => {
+  const base = MINIMAL_TABLE;
+  await t.step("read and kept", () => {
+    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const { config } = validateConfig(
+      { ...base, teleport: { ...base.teleport, proxy_ca_file: "/lb.pem" } },
+      { readTextFile: () => pem },
+    );
+    assert.equal(config.teleport.proxyCa, pem);
+  });
+  await t.step("a file without a certificate is named", () => {
+    assert.throws(
+      () =>
+        validateConfig(
+          { ...base, teleport: { ...base.teleport, proxy_ca_file: "/lb.pem" } },
+          { ...ANY_FILE, readTextFile: () => "not a certificate" },
+        ),
+      /teleport\.proxy_ca_file: file "\/lb\.pem" holds no PEM certificate/,
+    );
+  });
 });

@@ -167,6 +167,7 @@ async function runConnected(
     clusterName: identity.clusterName,
     env: deps.env,
     log: log.getChild("teleport"),
+    ...(config.teleport.proxyCa ? { proxyCas: [config.teleport.proxyCa] } : {}),
     signal: stop,
   });
   identities.markConnected();

@@ -330,12 +330,14 @@ export interface ConnectTeleportOptions {
   readonly clusterName?: string | undefined;
   readonly env: Env;
   readonly log: Logger;
+  /** CAs (PEM) trusted for an L7 load balancer in front of the Proxy, besides the system roots. */
+  readonly proxyCas?: readonly string[];
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
 }
 
 /**
- * Reaches the Auth Service (trying the dial plans for `addr` in order), pings
+ * Reaches the Auth Service (trying the dial plans for `addr` at once, the first up wins), pings
  * it and refuses servers older than {@linkcode MIN_SERVER_VERSION}.
  */
 export async function connectTeleport(
@@ -347,6 +349,7 @@ export async function connectTeleport(
     {
       clusterName: opts.clusterName,
       env: opts.env,
+      ...(opts.proxyCas ? { proxyCas: opts.proxyCas } : {}),
       ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       probe: async (channel, signal) => {
