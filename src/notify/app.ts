@@ -107,6 +107,8 @@ export const MAX_STORED_REASON_CHARS = 1_000;
 
 /** Default of `delivery.catch_up_window`: one day. */
 export const DEFAULT_CATCH_UP_WINDOW_MS = 24 * 3_600_000;
+/** Request ids remembered as seen (see `#seen`); the oldest are forgotten first. */
+const MAX_SEEN_REQUESTS = 10_000;
 /** Ids of skipped requests named in the log line, at most. */
 const MAX_LOGGED_IDS = 10;
 
@@ -219,6 +221,14 @@ export class NotifyApp {
    */
   readonly #unrecorded = new Map<string, RecordUpdate[]>();
   #reminderTimer: Timer | undefined;
+  /**
+   * Requests this process has looked at (most recent last, bounded): a
+   * pending, unreviewed request not among them is most likely new, so its
+   * record is created without reading first (one round trip saved; when
+   * another instance created it already, the create's compare fails and
+   * reads it).
+   */
+  readonly #seen = new Set<string>();
   /** The recorders of the requests being processed (flushed on shutdown). */
   readonly #recorders = new Set<Recorder>();
   /** Template kinds whose rendering failed once (logged once each). */
@@ -318,6 +328,8 @@ export class NotifyApp {
       this.#deps.client.listPluginData(signal),
     ]);
     const dataById = new Map(stored.map((s) => [s.requestId, decodePluginData(s.data)]));
+    // Requests with a record are not new: their processing reads it first.
+    for (const requestId of dataById.keys()) this.#remember(requestId);
     const tasks: KeyedTask[] = [];
     const seen = new Set<string>();
     const stale: string[] = [];
@@ -446,7 +458,10 @@ export class NotifyApp {
     const { client } = this.#deps;
     const id = targetId(target);
     const log = this.#deps.log.with({ requestId: id });
-    let raw = await client.getPluginData(id, signal);
+    const fresh = target.kind === "request" && target.request.state === "PENDING" &&
+      target.request.reviews.length === 0 && !this.#seen.has(id) && !this.#unrecorded.has(id);
+    this.#remember(id);
+    let raw = fresh ? undefined : await client.getPluginData(id, signal);
     const unrecorded = this.#unrecorded.get(id) ?? [];
     const withUnrecorded = (d: EmailPluginData) => unrecorded.reduce((acc, u) => u(acc), d);
     let data = raw === undefined ? undefined : withUnrecorded(decodePluginData(raw));
@@ -745,6 +760,12 @@ export class NotifyApp {
       }
       return setClaim(next, this.#newClaim());
     }, this.#casOptions(signal, {}));
+  }
+
+  #remember(id: string): void {
+    this.#seen.delete(id);
+    this.#seen.add(id);
+    if (this.#seen.size > MAX_SEEN_REQUESTS) this.#seen.delete(this.#seen.keys().next().value!);
   }
 
   /** Options for a compare-and-swap: `known` saves the read when it is still current. */

@@ -309,11 +309,12 @@ Deno.test("reconcile finds requests created, reviewed or deleted while away", as
   assert.equal((await app.reconcile(signal())).length, 0, "nothing left after");
 });
 
-Deno.test("a new request with three recipients costs two writes: the create (the claim), then its threads with the release", async () => {
+Deno.test("a new request with three recipients costs two writes and no read: the create (the claim), then its threads with the release", async () => {
   const { app, sent, teleport } = setup();
   await put(app, teleport, request("w1"));
   assert.equal(sent.length, 3);
   assert.equal(teleport.callCount("updatePluginData"), 2, JSON.stringify(teleport.updates));
+  assert.equal(teleport.callCount("getPluginData"), 0, "a new request's record is created unread");
   const stored = teleport.data.get("w1")!;
   assert.equal(stored.email_threads!.split(",").length, 3);
   assert.equal(stored.email_claim, undefined, "released in the same write");
