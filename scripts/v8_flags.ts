@@ -8,11 +8,18 @@
  * Run as `deno run scripts/v8_flags.ts` it prints them (for build.sh).
  */
 /**
- * `--max-semi-space-size=1` (MiB): V8's young generation grows to 16 MiB
- * per semi-space by default, which a daemon of this size never needs; capped,
- * the plugin's resident memory idle and at the peak of a burst drops by
- * 15–30 MB for a few more (cheap) scavenges.
+ * - `--max-semi-space-size=1` (MiB): V8's young generation grows to 16 MiB
+ *   per semi-space by default, which a daemon of this size never needs.
+ * - `--max-old-space-size=128` (MiB): the old generation is collected before
+ *   it grows past 128 MiB instead of when the machine's memory suggests; the
+ *   plugin's live data is far smaller (a reconcile of 10,000 requests holds
+ *   ~10 MiB). Raise it (`DENO_V8_FLAGS=--max-old-space-size=512`) for a
+ *   cluster with very many access requests.
+ *
+ * Measured with `deno task bench` (aiosmtpd, 300 / 1,000 requests × 3): peak
+ * RSS 167–177 / 226 MiB without them, 125 / 130 MiB with them, for the same
+ * burst time within noise.
  */
-export const PLUGIN_V8_FLAGS = "--max-semi-space-size=1";
+export const PLUGIN_V8_FLAGS = "--max-semi-space-size=1,--max-old-space-size=128";
 
 if (import.meta.main) console.log(PLUGIN_V8_FLAGS);
