@@ -622,7 +622,11 @@ e2e(
         await c.smtp.waitFor(1);
         await eventually(() => c.smtp.stalledCount === 1, 5_000, "the send to OPS stalled");
         const stopped = first.stop();
-        await new Promise((r) => setTimeout(r, 200));
+        await eventually(
+          () => capturedLogs.some((l) => l.includes(first.owner) && /Finishing 1 event/.test(l)),
+          5_000,
+          "the stopping plugin waits for its in-flight send",
+        );
         c.smtp.release();
         assert.equal(await stopped, 0);
         assert.equal(c.smtp.messages.length, 2);

@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { KeyedQueue } from "./keyed_queue.ts";
 
+/** Lets every pending promise callback run (the queue is pure promise chains: no time passes). */
+const settled = () => new Promise((resolve) => setTimeout(resolve, 0));
+
 const mustNotFail = (error: unknown) => {
   throw error;
 };
@@ -28,7 +31,7 @@ Deno.test("tasks of one key run in push order, one at a time", async () => {
     log.push("b1");
     return Promise.resolve();
   }, mustNotFail);
-  await new Promise((r) => setTimeout(r, 5));
+  await settled();
   assert.deepEqual(log, ["a1 start", "b1"], "b runs while a1 waits; a2 waits for a1");
   gate.resolve();
   await queue.onIdle();
@@ -42,7 +45,7 @@ Deno.test("push waits when the limit of queued tasks is reached", async () => {
   await queue.push("b", () => gate.promise, mustNotFail);
   let accepted = false;
   const third = queue.push("c", () => Promise.resolve(), mustNotFail).then(() => (accepted = true));
-  await new Promise((r) => setTimeout(r, 5));
+  await settled();
   assert.equal(accepted, false);
   assert.equal(queue.size, 2);
   gate.resolve();
