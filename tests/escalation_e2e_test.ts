@@ -8,7 +8,9 @@ import assert from "node:assert/strict";
 import {
   type Cluster,
   type ConfigOptions,
+  expectMailbox,
   type InProcessPlugin,
+  moveTo,
   runInProcess,
   startCluster,
   withTimeout,
@@ -18,13 +20,8 @@ import type { FakeSmtpServer, ReceivedMessage } from "./smtp_server.ts";
 
 /** Upper bound of one test; a hang fails instead of blocking the suite. */
 const TEST_TIMEOUT_MS = 20_000;
-/** Default wait for emails. */
-const MAIL_WAIT_MS = 5_000;
 /** The plugins' check period (on their fake clock): every move of the tests is longer. */
 const CHECK_MS = 1_000;
-/** Fake-clock timers a move may have to fire before the plugins settle. */
-const MAX_TIMERS_PER_MOVE = 100;
-
 const HOUR = 3_600_000;
 const OPS = "ops@example.com";
 const BOB = "bob@example.com";
@@ -72,23 +69,9 @@ function describe(m: ReceivedMessage): string {
 
 let running: InProcessPlugin[] = [];
 
-async function expectMail(smtp: FakeSmtpServer, from: number, total: number): Promise<string[]> {
-  await smtp.waitFor(total, MAIL_WAIT_MS);
-  await Promise.all(running.map((p) => p.settled()));
-  const got = smtp.messages.slice(from).map(describe).sort();
-  assert.equal(smtp.messages.length, total, `exactly ${total} emails, new ones: ${got}`);
-  return got;
-}
-
-/** Moves the plugins' clock to `at` as after a suspend and waits until they finished. */
-async function moveTo(clock: FakeClock, at: number, plugins: readonly InProcessPlugin[]) {
-  await clock.skip(at - clock.now());
-  for (let i = 0; i < MAX_TIMERS_PER_MOVE; i++) {
-    await Promise.all(plugins.map((p) => p.activity.idle(false)));
-    if (plugins.every((p) => p.activity.waiting === 0)) return;
-    await clock.next();
-  }
-  throw new Error(`The plugins did not settle within ${MAX_TIMERS_PER_MOVE} timers`);
+/** Waits for `total` emails and the running plugins to settle; the new ones, described. */
+function expectMail(smtp: FakeSmtpServer, from: number, total: number): Promise<string[]> {
+  return expectMailbox(smtp, running, from, total, describe);
 }
 
 interface Context {

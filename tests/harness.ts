@@ -7,7 +7,12 @@
 import { fileURLToPath } from "node:url";
 import { configureSync, getLogger, type LogRecord, resetSync } from "@logtape/logtape";
 import { TeleportTestServer, type TeleportTestServerOptions } from "./teleport_server.ts";
-import { type FakeSmtpOptions, type FakeSmtpServer, startSmtpServer } from "./smtp_server.ts";
+import {
+  type FakeSmtpOptions,
+  type FakeSmtpServer,
+  type ReceivedMessage,
+  startSmtpServer,
+} from "./smtp_server.ts";
 import { issueCert, makeCa, type Pem } from "./pki.ts";
 import { loadConfig } from "../src/config/load.ts";
 import { runPlugin } from "../src/plugin/run.ts";
@@ -16,7 +21,7 @@ import { createMailgunMailer } from "../src/mail/mailgun.ts";
 import { defaultIdentityFs } from "../src/teleport/identity_store.ts";
 import { formatTextLine, ROOT_CATEGORY } from "../src/lib/log.ts";
 import { Activity } from "../src/lib/activity.ts";
-import type { Clock } from "../src/lib/clock.ts";
+import type { Clock, FakeClock } from "../src/lib/clock.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const SMTP_USER = "teleport";
@@ -377,4 +382,47 @@ export async function withTimeout<T>(promise: Promise<T>, ms: number, what: stri
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** Fake-clock timers a move may have to fire before the plugins settle. */
+const MAX_TIMERS_PER_MOVE = 100;
+
+/**
+ * Moves the plugins' fake clock to `at` as after a suspend (each due check
+ * runs once) and waits until every plugin has finished what that started,
+ * moving the clock on to the next timer while one only waits for a timer (a
+ * replica retrying after another's claim).
+ */
+export async function moveTo(clock: FakeClock, at: number, plugins: readonly InProcessPlugin[]) {
+  await clock.skip(at - clock.now());
+  for (let i = 0; i < MAX_TIMERS_PER_MOVE; i++) {
+    await Promise.all(plugins.map((p) => p.activity.idle(false)));
+    if (plugins.every((p) => p.activity.waiting === 0)) return;
+    await clock.next();
+  }
+  throw new Error(`The plugins did not settle within ${MAX_TIMERS_PER_MOVE} timers`);
+}
+
+/**
+ * Waits until the mailbox holds `total` messages and `plugins` have nothing
+ * left to do, checks it holds exactly that many, and returns the new ones
+ * (after `from`) as `describe` puts them, sorted.
+ */
+export async function expectMailbox(
+  smtp: FakeSmtpServer,
+  plugins: readonly InProcessPlugin[],
+  from: number,
+  total: number,
+  describe: (m: ReceivedMessage) => string,
+  timeoutMs = 5_000,
+): Promise<string[]> {
+  await smtp.waitFor(total, timeoutMs);
+  await Promise.all(plugins.map((p) => p.settled()));
+  const got = smtp.messages.slice(from).map(describe).sort();
+  if (smtp.messages.length !== total) {
+    throw new Error(
+      `Expected exactly ${total} emails, got ${smtp.messages.length}; new ones: ${got}`,
+    );
+  }
+  return got;
 }

@@ -10,7 +10,9 @@ import {
   capturedLogs,
   type Cluster,
   type ConfigOptions,
+  expectMailbox,
   type InProcessPlugin,
+  moveTo,
   runInProcess,
   startCluster,
   withTimeout,
@@ -21,8 +23,6 @@ import type { RuleInput, TeleportTestServerOptions } from "./teleport_server.ts"
 
 /** Upper bound of one test; a hang fails instead of blocking the suite. */
 const TEST_TIMEOUT_MS = 20_000;
-/** Default wait for emails. */
-const MAIL_WAIT_MS = 5_000;
 /** Reminder check period of the plugins under test (on their fake clock): every move of the tests is longer. */
 const REMINDER_CHECK_MS = 1_000;
 
@@ -73,22 +73,9 @@ function describe(m: ReceivedMessage): string {
 /** The plugins of the test that is running (tests in one file run one after another). */
 let running: InProcessPlugin[] = [];
 
-/** Resolves once every running plugin has nothing under way. */
-async function settled() {
-  await Promise.all(running.map((p) => p.settled()));
-}
-
-/**
- * Waits until the mailbox holds `total` messages and the plugins have
- * nothing left to do, checks it holds exactly that many, and returns the new
- * ones (after `from`), described and sorted.
- */
-async function expectMail(smtp: FakeSmtpServer, from: number, total: number): Promise<string[]> {
-  await smtp.waitFor(total, MAIL_WAIT_MS);
-  await settled();
-  const got = smtp.messages.slice(from).map(describe).sort();
-  assert.equal(smtp.messages.length, total, `exactly ${total} emails, new ones: ${got}`);
-  return got;
+/** Waits for `total` emails and the running plugins to settle; the new ones, described. */
+function expectMail(smtp: FakeSmtpServer, from: number, total: number): Promise<string[]> {
+  return expectMailbox(smtp, running, from, total, describe);
 }
 
 /** Log lines of one in-process plugin written since `from`. */
@@ -346,25 +333,6 @@ const REMINDERS = '[reminders]\nafter = "1h"\nevery = "4h"\nmax = 2\n';
 
 function reminderSetup(clock: FakeClock): Setup {
   return { config: { roleToRecipients: { "*": [OPS] }, extra: REMINDERS }, clock };
-}
-
-/** Fake-clock timers a move may have to fire before the plugins settle. */
-const MAX_TIMERS_PER_MOVE = 100;
-
-/**
- * Moves the plugins' clock to `at` as after a suspend (their reminder check
- * runs once) and waits until every plugin has finished what that started,
- * moving the clock on to the next timer while one only waits for a timer
- * (a replica retrying after another's claim).
- */
-async function moveTo(clock: FakeClock, at: number, plugins: readonly InProcessPlugin[]) {
-  await clock.skip(at - clock.now());
-  for (let i = 0; i < MAX_TIMERS_PER_MOVE; i++) {
-    await Promise.all(plugins.map((p) => p.activity.idle(false)));
-    if (plugins.every((p) => p.activity.waiting === 0)) return;
-    await clock.next();
-  }
-  throw new Error(`The plugins did not settle within ${MAX_TIMERS_PER_MOVE} timers`);
 }
 
 const reminderClock = fakeClock();
