@@ -822,20 +822,7 @@ function durationSetting(
   review: Review,
 ): number | undefined | Invalid {
   if (!Object.hasOwn(table, key)) return undefined;
-  const dotted = `${section}.${key}`;
-  const value = table[key];
-  if (typeof value !== "string") {
-    review.problem(dotted, `must be a duration string such as "1h", got ${describe(value)}`);
-    return INVALID;
-  }
-  try {
-    const ms = parseDuration(value);
-    if (ms > 0) return ms;
-    review.problem(dotted, `must be longer than zero, got ${quote(value)}`);
-  } catch (error) {
-    review.problem(dotted, lowerFirst((error as Error).message));
-  }
-  return INVALID;
+  return durationValue(table[key], `${section}.${key}`, review);
 }
 
 /** `[reminders]`: off unless `after` is set; `every` defaults to `after`, `max` to 3. */

@@ -168,18 +168,7 @@ export function planWork(
     newThreads = plannedRecipients(data).filter((r) => !done.has(r));
   }
 
-  const progress = threadProgress(data);
-  const replies: { thread: EmailThread; items: Reply[] }[] = [];
-  for (const thread of data.emailThreads) {
-    const p = progress.get(thread.email) ?? { reviews: 0, resolved: false };
-    if (p.resolved) continue;
-    const items: Reply[] = [];
-    for (let index = p.reviews; index < reviews.length; index++) {
-      items.push({ kind: "review", index, review: reviews[index]! });
-    }
-    if (resolution) items.push({ kind: "resolution" });
-    if (items.length > 0) replies.push({ thread, items });
-  }
+  const replies = repliesOwed(data.emailThreads, threadProgress(data), reviews, resolution);
   const markResolved = resolution !== undefined && data.emailThreads.length === 0;
   const reminders = planReminders(target, data, options);
   return {
@@ -249,18 +238,12 @@ function planFollowUps(
   options: PlanOptions,
 ): Pick<Plan, "escalation" | "escalationReplies" | "expiryWarning"> {
   const escalation = planEscalation(target, data, options);
-  const progress = escalationProgress(data);
-  const escalationReplies: { thread: EmailThread; items: Reply[] }[] = [];
-  for (const thread of escalationThreads(data)) {
-    const p = progress.get(thread.email) ?? { reviews: 0, resolved: false };
-    if (p.resolved) continue;
-    const items: Reply[] = [];
-    for (let index = p.reviews; index < reviews.length; index++) {
-      items.push({ kind: "review", index, review: reviews[index]! });
-    }
-    if (resolution) items.push({ kind: "resolution" });
-    if (items.length > 0) escalationReplies.push({ thread, items });
-  }
+  const escalationReplies = repliesOwed(
+    escalationThreads(data),
+    escalationProgress(data),
+    reviews,
+    resolution,
+  );
   const expiryWarning = planExpiryWarning(target, data, options);
   return {
     ...(escalation ? { escalation } : {}),
@@ -347,4 +330,29 @@ function planExpiryWarning(
     ...(thread ? { thread } : {}),
     inRequesterThread: own !== undefined,
   };
+}
+
+/**
+ * The replies each thread still owes: the reviews after those it already
+ * got, then the resolution (once the request has one); threads owed nothing
+ * are left out.
+ */
+function repliesOwed(
+  threads: readonly EmailThread[],
+  progress: ReadonlyMap<string, { reviews: number; resolved: boolean }>,
+  reviews: readonly AccessReview[],
+  resolution: ReturnType<typeof resolutionOf>,
+): { thread: EmailThread; items: Reply[] }[] {
+  const owed: { thread: EmailThread; items: Reply[] }[] = [];
+  for (const thread of threads) {
+    const p = progress.get(thread.email) ?? { reviews: 0, resolved: false };
+    if (p.resolved) continue;
+    const items: Reply[] = [];
+    for (let index = p.reviews; index < reviews.length; index++) {
+      items.push({ kind: "review", index, review: reviews[index]! });
+    }
+    if (resolution) items.push({ kind: "resolution" });
+    if (items.length > 0) owed.push({ thread, items });
+  }
+  return owed;
 }
