@@ -14,7 +14,7 @@ import type { AccessRequest, AccessReview } from "../teleport/types.ts";
 import { FakeClock } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
 import { NO_METRICS } from "../lib/metrics.ts";
-import { FakeTeleportClient, newAccessRequest } from "../../tests/fake_cluster.ts";
+import { FAKE_PING, FakeTeleportClient, newAccessRequest } from "../../tests/fake_cluster.ts";
 import type { AccessExpiryPolicy, EscalationPolicy } from "./plan.ts";
 
 const MINUTE = 60_000;
@@ -60,12 +60,7 @@ function instance(
       sent.push({ ...email, messageId, by: owner });
       return Promise.resolve({ messageId });
     },
-    cluster: {
-      clusterName: "teleport.example.com",
-      serverVersion: "17.4.8",
-      advancedAccessWorkflows: true,
-      proxyPublicAddr: "teleport.example.com:443",
-    },
+    cluster: FAKE_PING,
     roleToRecipients: { "*": [OPS] },
     owner,
     log: getLogger(["test"]),

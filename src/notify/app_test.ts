@@ -11,7 +11,7 @@ import { MailError, type OutgoingEmail } from "../mail/mailer.ts";
 import type { AccessRequest, AccessReview } from "../teleport/types.ts";
 import { FakeClock } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
-import { FakeTeleportClient } from "../../tests/fake_cluster.ts";
+import { FAKE_PING, FakeTeleportClient } from "../../tests/fake_cluster.ts";
 
 function request(id: string, patch: Partial<AccessRequest> = {}): AccessRequest {
   return {
@@ -60,12 +60,7 @@ function setup(
       sent.push({ ...email, messageId });
       return Promise.resolve({ messageId });
     },
-    cluster: {
-      clusterName: "teleport.example.com",
-      serverVersion: "17.4.8",
-      advancedAccessWorkflows: true,
-      proxyPublicAddr: "teleport.example.com:443",
-    },
+    cluster: FAKE_PING,
     roleToRecipients: { "*": ["ops@example.com"] },
     owner: opts.owner ?? "a",
     log: getLogger(["test"]),
