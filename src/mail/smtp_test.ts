@@ -541,27 +541,6 @@ Deno.test("smtp: the configured CA is trusted in addition to the system roots", 
   assert.deepEqual(withAuth.auth, { user: "u", pass: "p" });
 });
 
-Deno.test("smtp: TCP_NODELAY keeps a pooled send clear of the delayed-ACK stall", async () => {
-  // With Nagle on, every message over a reused connection waits for the
-  // peer's delayed ACK (40 ms on Linux); scripts/bench_smtp_nodelay.ts has the figures.
-  const { server: cert } = await pki;
-  await withSmtp(
-    { tls: cert },
-    (port, ca) => smtpConfig(port, { ca: ca.cert }),
-    async (mailer) => {
-      await mailer.send({ to: "a@example.com", subject: "warm-up", text: "t" });
-      const times: number[] = [];
-      for (let i = 0; i < 15; i++) {
-        const start = performance.now();
-        await mailer.send({ to: "a@example.com", subject: `s${i}`, text: "t" });
-        times.push(performance.now() - start);
-      }
-      const median = times.sort((a, b) => a - b)[Math.floor(times.length / 2)] ?? Infinity;
-      assert.ok(median < 25, `median ${median.toFixed(1)} ms per message`);
-    },
-  );
-});
-
 Deno.test("smtp: a host name is verified against the certificate's DNS names", async () => {
   const { server: cert, wrongName } = await pki;
   await withSmtp(
