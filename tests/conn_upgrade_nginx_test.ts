@@ -16,7 +16,7 @@
 
 import assert from "node:assert/strict";
 import { type Defer, withTeardown } from "./bounded.ts";
-import { GrpcTeleportClient } from "../src/teleport/client.ts";
+import { type GrpcTeleportClient, pingProbe } from "../src/teleport/client.ts";
 import { authAlpnProtocol, connectAuth, type Probe } from "../src/teleport/dial.ts";
 import type { PingInfo } from "../src/teleport/types.ts";
 import { issueCert, makeCa, type Pem } from "./pki.ts";
@@ -57,15 +57,7 @@ interface Pinged {
   ping: PingInfo;
 }
 
-const probe: Probe<Pinged> = async (channel, signal) => {
-  const client = new GrpcTeleportClient(channel);
-  try {
-    return { client, ping: await client.ping(signal) };
-  } catch (e) {
-    client.close();
-    throw e;
-  }
-};
+const probe: Probe<Pinged> = pingProbe;
 
 function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });

@@ -11,7 +11,7 @@
 import assert from "node:assert/strict";
 import { type Defer, withTeardown } from "./bounded.ts";
 import { rejection } from "./assert.ts";
-import { GrpcTeleportClient } from "../src/teleport/client.ts";
+import { type GrpcTeleportClient, pingProbe } from "../src/teleport/client.ts";
 import {
   authAlpnProtocol,
   connectAuth,
@@ -45,16 +45,7 @@ interface Pinged {
   ping: PingInfo;
 }
 
-/** The real client's probe: Ping, keeping the client. */
-const probe: Probe<Pinged> = async (channel, signal) => {
-  const client = new GrpcTeleportClient(channel);
-  try {
-    return { client, ping: await client.ping(signal) };
-  } catch (e) {
-    client.close();
-    throw e;
-  }
-};
+const probe: Probe<Pinged> = pingProbe;
 
 function source(id: Pick<ClientIdentity, "key" | "cert" | "cas">): CredentialsSource {
   return () => ({ key: id.key, cert: id.cert, cas: id.cas });

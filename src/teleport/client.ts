@@ -323,6 +323,25 @@ export class GrpcTeleportClient implements TeleportClient {
   }
 }
 
+/**
+ * The dialer's probe of a route: a client on the channel and its Ping, the
+ * client closed when the Ping fails.
+ */
+export async function pingProbe(
+  channel: AuthChannel,
+  signal: AbortSignal,
+): Promise<{ client: GrpcTeleportClient; ping: PingInfo }> {
+  const client = new GrpcTeleportClient(channel);
+  try {
+    return { client, ping: await client.ping(signal) };
+  } catch (error) {
+    client.close();
+    // The dialer tells a route that answered from one that did not by the
+    // raw gRPC status, so it gets the status, not our wrapping.
+    throw isTeleportError(error) && error.cause !== undefined ? error.cause : error;
+  }
+}
+
 export interface ConnectTeleportOptions {
   readonly addr: string;
   readonly credentials: CredentialsSource;
@@ -352,17 +371,7 @@ export async function connectTeleport(
       ...(opts.proxyCas ? { proxyCas: opts.proxyCas } : {}),
       ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
-      probe: async (channel, signal) => {
-        const client = new GrpcTeleportClient(channel);
-        try {
-          return { client, ping: await client.ping(signal) };
-        } catch (error) {
-          client.close();
-          // The dialer tells a route that answered from one that did not by
-          // the raw gRPC status, so it gets the status, not our wrapping.
-          throw isTeleportError(error) && error.cause !== undefined ? error.cause : error;
-        }
-      },
+      probe: pingProbe,
     },
   );
   const { client, ping } = connected.result;
