@@ -4,7 +4,6 @@
  * `[templates]` exactly as the notifier renders them (the built-in emails
  * without it), so that an operator sees the result before deploying.
  */
-import { ConfigError, loadConfig } from "../config/load.ts";
 import type { LoadedConfig } from "../config/types.ts";
 import {
   accessExpiryMessage,
@@ -24,6 +23,7 @@ import {
   type TemplateKind,
 } from "../notify/template.ts";
 import { EXIT_FAILURE } from "./exit_codes.ts";
+import { loadConfigReported } from "./load_config_reported.ts";
 
 export interface PreviewDeps {
   /** Writes text to stdout. */
@@ -81,15 +81,8 @@ export function previewCommand(
   command: { readonly configPath: string; readonly emailKind?: TemplateKind },
   deps: PreviewDeps,
 ): number {
-  let loaded;
-  try {
-    loaded = (deps.loadConfig ?? loadConfig)(command.configPath);
-  } catch (error) {
-    const warnings = error instanceof ConfigError ? error.warnings : [];
-    for (const warning of warnings) deps.printError(`teleport-email: warning: ${warning}\n`);
-    deps.printError(`teleport-email: ${(error as Error).message}\n`);
-    return EXIT_FAILURE;
-  }
+  const loaded = loadConfigReported(command.configPath, deps.printError, deps.loadConfig);
+  if (loaded === undefined) return EXIT_FAILURE;
   const { config, warnings } = loaded;
   for (const warning of warnings) deps.printError(`teleport-email: warning: ${warning}\n`);
   const templates = config.templates ? new MessageTemplates(config.templates) : undefined;

@@ -4,10 +4,10 @@
  * logging exists; later failures are logged and also exit 1.
  */
 import type { Config } from "../config/types.ts";
-import { ConfigError, loadConfig } from "../config/load.ts";
 import { closeLogging, logger, setupLogging } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
 import { EXIT_FAILURE } from "./exit_codes.ts";
+import { loadConfigReported } from "./load_config_reported.ts";
 
 export interface StartDeps {
   /** Writes text to stderr (used before logging is set up). */
@@ -23,16 +23,8 @@ export async function startCommand(
   command: { configPath: string; debug: boolean },
   deps: StartDeps,
 ): Promise<number> {
-  let loaded;
-  try {
-    loaded = loadConfig(command.configPath);
-  } catch (error) {
-    // Warnings first: "smtp.hots: unknown key" explains "smtp.host: is required" below it.
-    const warnings = error instanceof ConfigError ? error.warnings : [];
-    for (const warning of warnings) deps.printError(`teleport-email: warning: ${warning}\n`);
-    deps.printError(`teleport-email: ${(error as Error).message}\n`);
-    return EXIT_FAILURE;
-  }
+  const loaded = loadConfigReported(command.configPath, deps.printError);
+  if (loaded === undefined) return EXIT_FAILURE;
   const { config, warnings } = loaded;
   try {
     await setupLogging(config.log, { debug: command.debug });
