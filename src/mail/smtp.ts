@@ -31,7 +31,6 @@
 import "./_smtp_no_pipelining.ts";
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";
 import net from "node:net";
-import tls from "node:tls";
 import type { SmtpConfig, StarttlsPolicy } from "../config/types.ts";
 import {
   abortable,
@@ -47,6 +46,7 @@ import {
   smtpRedaction,
 } from "./mailer.ts";
 import { messageIdGenerator } from "./message_id.ts";
+import { systemTrustedCas } from "../lib/system_cas.ts";
 
 /** RFC 8314 submission port: TLS from the first byte instead of STARTTLS. */
 export const IMPLICIT_TLS_PORT = 465;
@@ -104,27 +104,7 @@ export interface SmtpMailerDeps {
   readonly timeouts?: SmtpTimeouts;
 }
 
-/** Node (22.15+) and Deno expose the CA stores one by one; older runtimes only the bundle. */
-interface TlsWithCaStores {
-  getCACertificates?: (type: "default" | "system" | "bundled" | "extra") => string[];
-}
-
-/**
- * The operating system's trusted roots plus the runtime's bundled Mozilla set.
- * Needed because a `ca` option replaces the runtime's default store (in Node
- * and in Deno alike) instead of adding to it.
- */
-export function systemTrustedCas(): string[] {
-  const stores = tls as unknown as TlsWithCaStores;
-  if (typeof stores.getCACertificates !== "function") return [...tls.rootCertificates];
-  let system: string[] = [];
-  try {
-    system = stores.getCACertificates("system");
-  } catch {
-    // No readable system store (a minimal container): the bundled roots still apply.
-  }
-  return [...system, ...stores.getCACertificates("bundled")];
-}
+export { systemTrustedCas } from "../lib/system_cas.ts";
 
 /** The STARTTLS switches of Nodemailer for a policy (none apply with implicit TLS). */
 function starttlsOptions(policy: StarttlsPolicy): {

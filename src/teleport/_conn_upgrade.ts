@@ -13,6 +13,7 @@
  */
 
 import { Buffer } from "node:buffer";
+import { systemTrustedCas } from "../lib/system_cas.ts";
 import * as http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -22,6 +23,7 @@ import WebSocket, { createWebSocketStream } from "ws";
 import { splitHostPort } from "./_address.ts";
 import type { ConnUpgradeMode } from "./_dial_plan.ts";
 import { dialTcp, type Env } from "./_https_proxy.ts";
+import { awaitTlsHandshake, toError } from "./_tls_handshake.ts";
 
 /** Budget of the test dial that decides whether the upgrade is needed (Teleport's: 5 s). */
 const DETECT_TIMEOUT_MS = 5_000;
@@ -111,34 +113,11 @@ export function connUpgradeMode(env: Env): ConnUpgradeMode {
   return (env[CONN_UPGRADE_MODE_ENV] ?? "").toLowerCase() === "legacy" ? "legacy" : "websocket";
 }
 
-/** Node (22.15+) and Deno expose the CA stores one by one; older runtimes only the bundle. */
-interface TlsWithCaStores {
-  getCACertificates?: (type: "default" | "system" | "bundled" | "extra") => string[];
-}
-
-let systemRootsCache: readonly string[] | undefined;
-
 /**
- * The operating system's trusted roots plus the runtime's bundled Mozilla
- * set, read once: the load balancer's certificate is verified against these
- * (a `ca` option replaces the runtime's default store instead of adding to it).
+ * The roots the load balancer's certificate is verified against, besides
+ * `teleport.proxy_ca_file`: the system's and the runtime's bundle.
  */
-export function systemRoots(): readonly string[] {
-  if (systemRootsCache) return systemRootsCache;
-  const stores = tls as unknown as TlsWithCaStores;
-  if (typeof stores.getCACertificates !== "function") {
-    systemRootsCache = [...tls.rootCertificates];
-    return systemRootsCache;
-  }
-  let system: string[] = [];
-  try {
-    system = stores.getCACertificates("system");
-  } catch {
-    // No readable system store (a minimal container): the bundled roots still apply.
-  }
-  systemRootsCache = [...system, ...stores.getCACertificates("bundled")];
-  return systemRootsCache;
-}
+export const systemRoots: () => readonly string[] = systemTrustedCas;
 
 /** Whether to try the upgrade, and why (for errors and logs). */
 export interface ConnUpgradeDecision {
@@ -491,30 +470,14 @@ function tlsNameOptions(host: string): { servername?: string; host: string } {
   return /^[\d.]+$/.test(host) || host.includes(":") ? { host } : { servername: host, host };
 }
 
+/** A plain TLS handshake (the peer verified), errors as they come. */
 function handshake(s: tls.TLSSocket): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      s.off("secureConnect", onSecure);
-      s.off("error", onError);
-      s.off("close", onClose);
-    };
-    const onSecure = () => {
-      done();
-      if (s.authorized) resolve();
-      else reject(toError(s.authorizationError));
-    };
-    const onError = (e: unknown) => {
-      done();
-      reject(toError(e));
-    };
-    const onClose = () => {
-      done();
-      reject(new Error("the server closed the connection during the TLS handshake"));
-    };
-    s.once("secureConnect", onSecure);
-    s.once("error", onError);
-    s.once("close", onClose);
-  });
+  return awaitTlsHandshake(
+    s,
+    (e) => e,
+    () => new Error("the server closed the connection during the TLS handshake"),
+    true,
+  );
 }
 
 /** A failed TLS handshake with the load balancer, in words an operator can act on. */
@@ -530,8 +493,4 @@ function describeOuterTlsError(e: unknown, host: string): string {
   }
   if (code === "CERT_HAS_EXPIRED") return `its certificate has expired (${error.message})`;
   return error.message;
-}
-
-function toError(e: unknown): Error {
-  return e instanceof Error ? e : new Error(String(e));
 }

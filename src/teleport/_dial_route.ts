@@ -14,6 +14,7 @@ import * as tls from "node:tls";
 import { upgradeConnection } from "./_conn_upgrade.ts";
 import { type ConnUpgradeMode, TELEPORT_API_SERVER_NAME } from "./_dial_plan.ts";
 import { httpConnect, type HttpProxy } from "./_https_proxy.ts";
+import { awaitTlsHandshake, toError } from "./_tls_handshake.ts";
 
 /** Budget for one new connection: CONNECT, upgrade, TLS handshake and the server's first bytes. */
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -159,30 +160,9 @@ function readCredentials(source: CredentialsSource): TlsCredentials {
   }
 }
 
-/** Resolves at `secureConnect`; rejects with a diagnosis on error or close. */
+/** The route's mutual TLS handshake, with a diagnosis on error or close. */
 function tlsHandshake(s: tls.TLSSocket, alpn: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const done = () => {
-      s.off("secureConnect", onSecure);
-      s.off("error", onError);
-      s.off("close", onClose);
-    };
-    const onSecure = () => {
-      done();
-      resolve();
-    };
-    const onError = (e: unknown) => {
-      done();
-      reject(describeTlsError(toError(e), alpn));
-    };
-    const onClose = () => {
-      done();
-      reject(closedDuringHandshake(alpn));
-    };
-    s.once("secureConnect", onSecure);
-    s.once("error", onError);
-    s.once("close", onClose);
-  });
+  return awaitTlsHandshake(s, (e) => describeTlsError(e, alpn), () => closedDuringHandshake(alpn));
 }
 
 /**
@@ -288,8 +268,4 @@ function routingHint(alpn: readonly string[]): string {
     ? ""
     : " (a Teleport proxy does this when TLS routing is off or the ALPN protocol names " +
       "another cluster)";
-}
-
-function toError(e: unknown): Error {
-  return e instanceof Error ? e : new Error(String(e));
 }
