@@ -64,11 +64,9 @@ export interface TeleportCredentialsOptions {
  * trusted, server name `teleport.cluster.local`, verification always on, the
  * plan's ALPN list offered and `h2` required back.
  */
-export class TeleportChannelCredentials extends grpc.ChannelCredentials {
-  readonly #opts: TeleportCredentialsOptions;
-  /** An established connection from the dial race, for the first connection grpc-js asks for. */
-  #adopted: tls.TLSSocket | undefined;
-  #stats: { -readonly [K in keyof ConnectStats]: ConnectStats[K] } = {
+/** A connection record before any connection: nothing tried yet. */
+export function emptyConnectStats(): { -readonly [K in keyof ConnectStats]: ConnectStats[K] } {
+  return {
     connectors: 0,
     handshakes: 0,
     alpnProtocol: undefined,
@@ -76,6 +74,13 @@ export class TeleportChannelCredentials extends grpc.ChannelCredentials {
     phase: undefined,
     lastGoaway: undefined,
   };
+}
+
+export class TeleportChannelCredentials extends grpc.ChannelCredentials {
+  readonly #opts: TeleportCredentialsOptions;
+  /** An established connection from the dial race, for the first connection grpc-js asks for. */
+  #adopted: tls.TLSSocket | undefined;
+  #stats: { -readonly [K in keyof ConnectStats]: ConnectStats[K] } = emptyConnectStats();
 
   constructor(opts: TeleportCredentialsOptions) {
     super();

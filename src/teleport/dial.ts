@@ -37,7 +37,11 @@ import {
 } from "./_dial_plan.ts";
 import { connectRoute, type CredentialsSource } from "./_dial_route.ts";
 import type { Goaway } from "./_goaway_guard_deno_36788.ts";
-import { type ConnectStats, TeleportChannelCredentials } from "./_grpc_connector.ts";
+import {
+  type ConnectStats,
+  emptyConnectStats,
+  TeleportChannelCredentials,
+} from "./_grpc_connector.ts";
 import { dialTcp, type Env, type HttpProxy, httpsProxyFor } from "./_https_proxy.ts";
 
 export {
@@ -539,14 +543,7 @@ function connectFailureReason(error: unknown, addr: string, proxy: HttpProxy | u
 }
 
 /** A connection record for a route that has no channel yet. */
-const NO_STATS: ConnectStats = Object.freeze({
-  connectors: 0,
-  handshakes: 0,
-  alpnProtocol: undefined,
-  lastError: undefined,
-  phase: undefined,
-  lastGoaway: undefined,
-});
+const NO_STATS: ConnectStats = Object.freeze(emptyConnectStats());
 
 function isServerAnswer(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
