@@ -76,6 +76,22 @@ function stats(samples: number[]) {
   };
 }
 
+/** CPU time a process has used so far, seconds (user + system, from /proc). */
+function cpuSeconds(pid: number | "self"): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** The machine's CPU time so far, seconds: busy (all CPUs) and in all (from /proc/stat). */
+function machineCpu(): { busy: number; total: number } {
+  const fields = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).slice(1)
+    .map(Number);
+  const total = fields.reduce((a, b) => a + b, 0);
+  const idle = fields[3]! + fields[4]!;
+  return { busy: (total - idle) / 100, total: total / 100 };
+}
+
 /** Resident set size of a process, MiB (current and peak), from /proc. */
 function rss(pid: number): { current: number; peak: number } {
   const status = Deno.readTextFileSync(`/proc/${pid}/status`);
@@ -131,9 +147,16 @@ async function floor(cfg: SmtpConfig) {
       await sendAll(transport, RECIPIENTS_PER_REQUEST, `floor-l${i}-`);
       latencies.push(performance.now() - t0);
     }
+    const cpu0 = { self: cpuSeconds("self"), machine: machineCpu() };
     const t0 = performance.now();
     await sendAll(transport, REQUESTS * RECIPIENTS_PER_REQUEST, "floor-b");
-    return { burstMs: performance.now() - t0, latency: stats(latencies) };
+    const burstMs = performance.now() - t0;
+    const m = machineCpu();
+    const cpu = {
+      client: round(cpuSeconds("self") - cpu0.self, 2),
+      machine: round((m.busy - cpu0.machine.busy) / (m.total - cpu0.machine.total) * 100, 0),
+    };
+    return { burstMs, latency: stats(latencies), cpu };
   } finally {
     transport.close();
   }
@@ -256,11 +279,18 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
     let peak = rss(pid).current;
     const sampler = setInterval(() => (peak = Math.max(peak, rss(pid).current)), RSS_SAMPLE_MS);
     before = calls();
+    const cpu0 = { plugin: cpuSeconds(pid), bench: cpuSeconds("self"), machine: machineCpu() };
     const t0 = performance.now();
     for (let i = 0; i < REQUESTS; i++) request(100_000 + i);
     expected += REQUESTS * RECIPIENTS_PER_REQUEST;
     await until("the burst's emails", arrived(expected));
     const burstMs = performance.now() - t0;
+    const m = machineCpu();
+    const burstCpu = {
+      plugin: round(cpuSeconds(pid) - cpu0.plugin, 2),
+      bench: round(cpuSeconds("self") - cpu0.bench, 2),
+      machine: round((m.busy - cpu0.machine.busy) / (m.total - cpu0.machine.total) * 100, 0),
+    };
     await new Promise((r) => setTimeout(r, 1_000));
     clearInterval(sampler);
     const burstCalls = perRequest(before, REQUESTS);
@@ -274,6 +304,7 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
       readyMs,
       latency: stats(latencies),
       burstMs,
+      burstCpu,
       calls: { sequential: sequentialCalls, burst: burstCalls },
       rss: { idle: round(idle.current), peak: round(Math.max(peak, rss(pid).peak)) },
     };
@@ -335,6 +366,7 @@ try {
           plugin_to_floor: round(plugin.burstMs / floorRun.burstMs, 2),
           plugin_to_go: round(plugin.burstMs / go.burstMs, 2),
         },
+        burst_cpu: { plugin: plugin.burstCpu, floor: floorRun.cpu },
         latency_ms: { plugin: plugin.latency, floor: floorRun.latency, go_strategy: go.latency },
         plugin_data_calls_per_request: plugin.calls,
         rss_mib: plugin.rss,
@@ -350,6 +382,11 @@ try {
         [
           "burst ratio plugin/floor, plugin/Go",
           `${result.burst_s.plugin_to_floor}×, ${result.burst_s.plugin_to_go}×`,
+        ],
+        [
+          "burst CPU s: plugin + Teleport server / floor",
+          `${plugin.burstCpu.plugin} + ${plugin.burstCpu.bench} s (machine ${plugin.burstCpu.machine}% busy)` +
+          ` / ${floorRun.cpu.client} s (machine ${floorRun.cpu.machine}% busy)`,
         ],
         ["latency plugin p50/p95/p99", `${l.plugin.p50} / ${l.plugin.p95} / ${l.plugin.p99} ms`],
         ["latency floor p50/p95/p99", `${l.floor.p50} / ${l.floor.p95} / ${l.floor.p99} ms`],

@@ -142,6 +142,20 @@ function sendingWith(mailer: Mailer, deps: PluginDeps, readiness: Readiness, log
   };
 }
 
+/** The mailer, once it answered its health check (closed again when it did not). */
+async function startMailer(config: Config, deps: PluginDeps, stop: AbortSignal): Promise<Mailer> {
+  const mailer = await deps.createMailer(config);
+  try {
+    await mailer.checkHealth(
+      AbortSignal.any([stop, AbortSignal.timeout(MAILER_HEALTH_TIMEOUT_MS)]),
+    );
+  } catch (error) {
+    await mailer.close();
+    throw new Error(`Mailer health check failed: ${(error as Error).message}`, { cause: error });
+  }
+  return mailer;
+}
+
 async function runConnected(
   config: Config,
   deps: PluginDeps,
@@ -161,15 +175,27 @@ async function runConnected(
   const identity = await identities.load();
   metrics.identityExpiry(() => identities.identity.notAfter);
 
-  const { client, ping } = await connectTeleport({
-    addr: config.teleport.addr,
-    credentials: identities.credentials,
-    clusterName: identity.clusterName,
-    env: deps.env,
-    log: log.getChild("teleport"),
-    ...(config.teleport.proxyCa ? { proxyCas: [config.teleport.proxyCa] } : {}),
-    signal: stop,
-  });
+  // The mailer starts and answers its health check while the cluster is
+  // dialled: the two wait on different servers. The cluster's failure is
+  // reported first, as when they ran one after the other.
+  const mailerReady = startMailer(config, deps, stop);
+  mailerReady.catch(() => {});
+  let connected: Awaited<ReturnType<typeof connectTeleport>>;
+  try {
+    connected = await connectTeleport({
+      addr: config.teleport.addr,
+      credentials: identities.credentials,
+      clusterName: identity.clusterName,
+      env: deps.env,
+      log: log.getChild("teleport"),
+      ...(config.teleport.proxyCa ? { proxyCas: [config.teleport.proxyCa] } : {}),
+      signal: stop,
+    });
+  } catch (error) {
+    void mailerReady.then((mailer) => mailer.close(), () => {});
+    throw error;
+  }
+  const { client, ping } = connected;
   identities.markConnected();
   identities.onReconnectNeeded(() => {
     client.reconnect();
@@ -178,15 +204,14 @@ async function runConnected(
   deps.onReload(() => void identities.reload("SIGHUP"));
   identities.runRefresh(stop);
 
-  const mailer = await deps.createMailer(config);
+  let mailer: Mailer;
   try {
-    try {
-      await mailer.checkHealth(
-        AbortSignal.any([stop, AbortSignal.timeout(MAILER_HEALTH_TIMEOUT_MS)]),
-      );
-    } catch (error) {
-      throw new Error(`Mailer health check failed: ${(error as Error).message}`, { cause: error });
-    }
+    mailer = await mailerReady;
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+  try {
     readiness.mailerUp();
     log.info("Mailer {kind} answered the health check", { kind: config.mailer.kind });
 
