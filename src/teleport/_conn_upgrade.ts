@@ -19,7 +19,7 @@ import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import * as tls from "node:tls";
 // @ts-types="npm:@types/ws@8.18.1"
-import WebSocket, { createWebSocketStream } from "ws";
+import type WebSocket from "ws";
 import { splitHostPort } from "./_address.ts";
 import type { ConnUpgradeMode } from "./_dial_plan.ts";
 import { dialTcp, type Env } from "./_https_proxy.ts";
@@ -385,9 +385,16 @@ export async function upgradeConnection(socket: Socket, opts: UpgradeOptions): P
   }
 }
 
-/** `Upgrade: websocket` with sub-protocol `alpn-ping`, through `ws`; the stream carries binary messages. */
-function webSocketUpgrade(outer: tls.TLSSocket, opts: UpgradeOptions): Promise<Duplex> {
-  const ws = new WebSocket(`ws://${opts.addr}${CONN_UPGRADE_PATH}`, [SUBPROTOCOL_ALPN_PING], {
+/**
+ * `Upgrade: websocket` with sub-protocol `alpn-ping`, through `ws`; the stream
+ * carries binary messages. `ws` is loaded here, on first use: most
+ * deployments never take this route (startup time and memory).
+ */
+async function webSocketUpgrade(outer: tls.TLSSocket, opts: UpgradeOptions): Promise<Duplex> {
+  const { default: WebSocketClient, createWebSocketStream } = await import("ws");
+  const ws: WebSocket = new WebSocketClient(`ws://${opts.addr}${CONN_UPGRADE_PATH}`, [
+    SUBPROTOCOL_ALPN_PING,
+  ], {
     // The TLS is ours (verified as above); ws speaks HTTP/1.1 and WebSocket on it.
     createConnection: () => outer,
     perMessageDeflate: false,
