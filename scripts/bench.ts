@@ -227,26 +227,43 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
         suggestedReviewers: [`rev-a${i}@example.com`, `rev-b${i}@example.com`],
       });
     // An email counts once the plugin saw the server accept it (its "Sent … email" line), as
-    // the floor's and the Go strategy's count once `sendMail` resolved.
-    let sent = 0;
-    let seen = 0;
-    const accepted = () => {
-      const text = plugin.output();
-      if (text.length > seen) {
-        const end = text.lastIndexOf("\n") + 1;
-        if (end > seen) {
-          sent += text.slice(seen, end).match(/Sent new request email to/g)?.length ?? 0;
-          seen = end;
-        }
+    // the floor's and the Go strategy's count once `sendMail` resolved. Lines are counted as
+    // they arrive, not polled, so the plugin's figures carry no polling delay.
+    const SENT_LINE = /Sent new request email to/g;
+    const sofar = plugin.output();
+    let sent = sofar.slice(0, sofar.lastIndexOf("\n") + 1).match(SENT_LINE)?.length ?? 0;
+    let partial = sofar.slice(sofar.lastIndexOf("\n") + 1);
+    let waiter: { count: number; resolve: () => void } | undefined;
+    plugin.onOutput((piece) => {
+      const text = partial + piece;
+      const end = text.lastIndexOf("\n") + 1;
+      sent += text.slice(0, end).match(SENT_LINE)?.length ?? 0;
+      partial = text.slice(end);
+      if (waiter && sent >= waiter.count) {
+        waiter.resolve();
+        waiter = undefined;
       }
-      return sent;
-    };
-    let expected = accepted();
-    const arrived = (n: number) => () => accepted() >= n;
+    });
+    let expected = sent;
+    const arrived = (what: string, count: number) =>
+      new Promise<void>((resolve, reject) => {
+        if (sent >= count) return resolve();
+        const timer = setTimeout(
+          () => reject(new Error(`Timed out waiting for ${what}`)),
+          PHASE_TIMEOUT_MS,
+        );
+        waiter = {
+          count,
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        };
+      });
     for (let i = 0; i < 5; i++) {
       request(-1 - i);
       expected += RECIPIENTS_PER_REQUEST;
-      await until("the warm-up emails", arrived(expected));
+      await arrived("the warm-up emails", expected);
     }
     await new Promise((r) => setTimeout(r, 1_000));
     const idle = rss(pid);
@@ -269,7 +286,7 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
       const t0 = performance.now();
       request(i);
       expected += RECIPIENTS_PER_REQUEST;
-      await until("a request's emails", arrived(expected));
+      await arrived("a request's emails", expected);
       latencies.push(performance.now() - t0);
     }
     await new Promise((r) => setTimeout(r, 500));
@@ -283,7 +300,7 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
     const t0 = performance.now();
     for (let i = 0; i < REQUESTS; i++) request(100_000 + i);
     expected += REQUESTS * RECIPIENTS_PER_REQUEST;
-    await until("the burst's emails", arrived(expected));
+    await arrived("the burst's emails", expected);
     const burstMs = performance.now() - t0;
     const m = machineCpu();
     const burstCpu = {

@@ -294,6 +294,8 @@ export interface ChildPlugin {
   output(): string;
   /** Resolves once a stderr line matches. */
   waitFor(pattern: RegExp, timeoutMs?: number): Promise<void>;
+  /** Calls `listener` with each piece of stderr as it arrives (the benchmark counts lines so). */
+  onOutput(listener: (text: string) => void): void;
   readonly status: Promise<Deno.CommandStatus>;
 }
 
@@ -308,10 +310,13 @@ export function spawnPlugin(configPath: string, env: Record<string, string> = {}
   }).spawn();
   let text = "";
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
+  const listeners: ((text: string) => void)[] = [];
   const pump = (async () => {
     const decoder = new TextDecoder();
     for await (const chunk of child.stderr) {
-      text += decoder.decode(chunk, { stream: true });
+      const piece = decoder.decode(chunk, { stream: true });
+      text += piece;
+      for (const listener of listeners) listener(piece);
       for (const w of [...waiters]) {
         if (w.pattern.test(text)) {
           waiters.splice(waiters.indexOf(w), 1);
@@ -324,6 +329,7 @@ export function spawnPlugin(configPath: string, env: Record<string, string> = {}
   return {
     child,
     output: () => text,
+    onOutput: (listener) => void listeners.push(listener),
     status,
     waitFor(pattern, timeoutMs = 20_000) {
       if (pattern.test(text)) return Promise.resolve();
