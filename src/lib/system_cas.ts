@@ -27,6 +27,8 @@ export function systemTrustedCas(): readonly string[] {
   } catch {
     // No readable system store (a minimal container): the bundled roots still apply.
   }
-  cached = [...system, ...stores.getCACertificates("bundled")];
+  // The two stores mostly hold the same roots: each is passed (and, per
+  // handshake, parsed: _tls_peer_chain_deno.ts) once.
+  cached = [...new Set([...system, ...stores.getCACertificates("bundled")])];
   return cached;
 }

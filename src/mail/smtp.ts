@@ -47,6 +47,7 @@ import {
 } from "./mailer.ts";
 import { messageIdGenerator } from "./message_id.ts";
 import { systemTrustedCas } from "../lib/system_cas.ts";
+import { caOption } from "../lib/_tls_peer_chain_deno.ts";
 
 /** RFC 8314 submission port: TLS from the first byte instead of STARTTLS. */
 export const IMPLICIT_TLS_PORT = 465;
@@ -247,7 +248,8 @@ export function smtpTransportOptions(
     }),
     getSocket: socketFactory(guard) as SMTPPoolOptions["getSocket"],
     // Nodemailer verifies against the host name (SNI included) unless the host is an IP.
-    tls: { ca: [...new Set(ca)], rejectUnauthorized: true },
+    // (caOption: see _tls_peer_chain_deno.ts, the long CA list's cost per handshake.)
+    tls: { ...caOption([...new Set(ca)]), rejectUnauthorized: true },
     pool: true,
     maxConnections: MAX_CONNECTIONS,
     maxMessages: MAX_MESSAGES_PER_CONNECTION,

@@ -527,9 +527,33 @@ Deno.test("smtp: an aborted send rejects with the signal's reason", async () => 
   }
 });
 
-Deno.test("smtp: the configured CA is trusted in addition to the system roots", () => {
-  const options = smtpTransportOptions(smtpConfig(587, { ca: "EXTRA" }), ["ROOT1", "ROOT2"]);
-  assert.deepEqual(options.tls?.ca, ["ROOT1", "ROOT2", "EXTRA"]);
+Deno.test("smtp: the configured CA is trusted in addition to the system roots", async () => {
+  const { ca, otherCa, server: cert } = await pki;
+  const server = await startSmtpServer({ tls: cert });
+  const attempt = async (systemRoots: Pem[], configured: Pem | undefined) => {
+    const mailer = createSmtpMailer(
+      smtpConfig(server.port, configured ? { ca: configured.cert } : {}),
+      SENDER,
+      { trustedCas: () => systemRoots.map((p) => p.cert) },
+    );
+    try {
+      await mailer.send({ to: "a@example.com", subject: "s", text: "t" });
+      return "sent";
+    } catch (e) {
+      return (e as MailError).code ?? "failed";
+    } finally {
+      await mailer.close();
+    }
+  };
+  try {
+    assert.equal(await attempt([otherCa], ca), "sent", "the configured CA");
+    assert.equal(await attempt([otherCa, ca], undefined), "sent", "a system root");
+    assert.match(await attempt([otherCa], undefined), /CERT|VERIFY|SELF_SIGNED/, "neither");
+    assert.equal(server.messages.length, 2);
+  } finally {
+    await server.close();
+  }
+  const options = smtpTransportOptions(smtpConfig(587), []);
   assert.equal(options.tls?.rejectUnauthorized, true);
   assert.equal(options.pool, true);
   assert.equal(options.maxConnections, MAX_CONNECTIONS);

@@ -14,6 +14,7 @@
 
 import { Buffer } from "node:buffer";
 import { systemTrustedCas } from "../lib/system_cas.ts";
+import { caOption } from "../lib/_tls_peer_chain_deno.ts";
 import * as http from "node:http";
 import type { Socket } from "node:net";
 import type { Duplex } from "node:stream";
@@ -201,10 +202,9 @@ export async function findProxy(addr: string, opts: DetectOptions): Promise<Find
     const s = tls.connect({
       socket: track(await dialTcp(addr, opts.env)),
       ...tlsNameOptions(host),
-      ca: [...opts.cas],
+      ...caOption(opts.cas, "TLSv1.2"),
       ALPNProtocols: ["http/1.1"],
       rejectUnauthorized: true,
-      minVersion: "TLSv1.2",
     });
     track(s);
     s.on("error", () => {});
@@ -305,10 +305,9 @@ async function testDial(addr: string, opts: DetectOptions): Promise<ConnUpgradeD
       const s = track(tls.connect({
         socket: track(await dialTcp(addr, opts.env)),
         ...tlsNameOptions(host),
-        ca: [...opts.cas],
+        ...caOption(opts.cas, "TLSv1.2"),
         ALPNProtocols: [DETECT_ALPN],
         rejectUnauthorized: true,
-        minVersion: "TLSv1.2",
       }));
       s.on("error", () => {});
       await handshake(s);
@@ -360,9 +359,8 @@ export async function upgradeConnection(socket: Socket, opts: UpgradeOptions): P
   const outer = tls.connect({
     socket,
     ...tlsNameOptions(host),
-    ca: [...opts.cas],
+    ...caOption(opts.cas, "TLSv1.2"),
     rejectUnauthorized: true,
-    minVersion: "TLSv1.2",
   });
   opts.pending.add(outer);
   outer.on("error", () => {});
