@@ -8,7 +8,11 @@ import signal
 import socket
 import ssl
 import sys
+import logging
 import threading
+
+# aiosmtpd logs, at every AUTH, that its own Session.login_data is deprecated.
+logging.getLogger("mail.log").setLevel(logging.ERROR)
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
