@@ -48,6 +48,8 @@ const { values: flags } = parseArgs({
 /** Requests of the burst (3 emails each); the latency phase creates the same number one by one. */
 const REQUESTS = Number(flags.requests ?? (flags.quick ? 50 : 300));
 const RECIPIENTS_PER_REQUEST = 3;
+/** Tries per email in the Go strategy. */
+const GO_ATTEMPTS = 3;
 /** Requests of the Go strategy in flight at once (the Go plugin's watcher limit). */
 const GO_IN_FLIGHT = 128;
 /** Plugin starts whose time to "Plugin is ready" is measured (the median is printed). */
@@ -167,12 +169,21 @@ async function floor(cfg: SmtpConfig) {
 /** The Go plugin's strategy: a new connection (TLS, AUTH) per email, a request's emails in turn. */
 async function goStrategy(cfg: SmtpConfig) {
   const options = { ...smtpTransportOptions(cfg, []), pool: false } as const;
+  // A send that fails (Postfix under 128 new connections at once can leave one waiting past
+  // the connection timeout) is tried again on a new connection, as the Go plugin retries.
+  let retries = 0;
   const sendOne = async (to: string) => {
-    const transport = nodemailer.createTransport(options);
-    try {
-      await transport.sendMail({ from: SENDER, to, ...EMAIL });
-    } finally {
-      transport.close();
+    for (let attempt = 1;; attempt++) {
+      const transport = nodemailer.createTransport(options);
+      try {
+        await transport.sendMail({ from: SENDER, to, ...EMAIL });
+        return;
+      } catch (error) {
+        if (attempt >= GO_ATTEMPTS) throw error;
+        retries++;
+      } finally {
+        transport.close();
+      }
     }
   };
   const request = async (i: number) => {
@@ -191,7 +202,7 @@ async function goStrategy(cfg: SmtpConfig) {
       while (next < REQUESTS) await request(next++);
     }),
   );
-  return { burstMs: performance.now() - t0, latency: stats(latencies) };
+  return { burstMs: performance.now() - t0, latency: stats(latencies), retries };
 }
 
 /** The plugin as a separate process: ready time, latency, burst, plugin-data calls, memory. */
@@ -403,6 +414,7 @@ try {
         },
         burst_cpu: { plugin: plugin.burstCpu, floor: floorRun.cpu },
         latency_ms: { plugin: plugin.latency, floor: floorRun.latency, go_strategy: go.latency },
+        go_strategy_retries: go.retries,
         plugin_data_calls_per_request: plugin.calls,
         rss_mib: plugin.rss,
       };
@@ -425,7 +437,10 @@ try {
         ],
         ["latency plugin p50/p95/p99", `${l.plugin.p50} / ${l.plugin.p95} / ${l.plugin.p99} ms`],
         ["latency floor p50/p95/p99", `${l.floor.p50} / ${l.floor.p95} / ${l.floor.p99} ms`],
-        ["latency Go strategy p50", `${l.go_strategy.p50} ms`],
+        [
+          "latency Go strategy p50 (sends tried again)",
+          `${l.go_strategy.p50} ms (${go.retries})`,
+        ],
         [
           "UpdatePluginData per request (1 by 1, burst)",
           `${plugin.calls.sequential.update}, ${plugin.calls.burst.update}`,
