@@ -449,6 +449,47 @@ bounded(
   },
 );
 
+bounded(
+  "runPlugin: the mailer starts while the cluster is dialled; an unreachable cluster's error wins and the mailer is closed",
+  async (defer) => {
+    const cluster = await startCluster();
+    defer(() => cluster.close());
+    // A port nothing listens on: every route is refused at once.
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const { config } = loadConfig(await cluster.writeConfig({ addr: `127.0.0.1:${port}` }));
+    const { log } = testLogger("unreachable");
+    const events: string[] = [];
+    const mailer: Mailer = {
+      send: () => Promise.reject(new Error("no email may be sent")),
+      checkHealth: () => {
+        events.push("health");
+        return Promise.resolve();
+      },
+      close: () => {
+        events.push("close");
+        return Promise.resolve();
+      },
+    };
+    const error = await rejection(runPlugin(config, {
+      env: NO_ENV,
+      identityFs: defaultIdentityFs(),
+      createMailer: () => {
+        events.push("create");
+        return mailer;
+      },
+      onReload: () => {},
+      log,
+      owner: "test/unreachable",
+    }, new AbortController().signal));
+    assert.match(error.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+    assert.doesNotMatch(error.message, /Mailer health check/);
+    await eventually(() => events.includes("close"), 5_000, "the mailer closed");
+    assert.deepEqual(events, ["create", "health", "close"]);
+  },
+);
+
 // --- 8. routes ---------------------------------------------------------------
 
 bounded("HTTPS_PROXY: the direct route goes through HTTP CONNECT", async (defer) => {
