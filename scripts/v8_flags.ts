@@ -19,6 +19,14 @@
  * Measured with `deno task bench` (aiosmtpd, 300 / 1,000 requests × 3): peak
  * RSS 167–177 / 226 MiB without them, 125 / 130 MiB with them, for the same
  * burst time within noise.
+ *
+ * The young generation is a trade of CPU for memory: a burst allocates
+ * ~580 KiB per request (mostly Nodemailer), so 1 MiB semi-spaces mean a
+ * scavenge every other request. `deno run -A scripts/profile_burst.ts
+ * --v8-flags=...` over 300 requests: 355 scavenges and 0.3–0.5 s of GC pauses
+ * at 1 MiB, 83 and ~0.3 s at 4 MiB (+5 MiB idle and peak RSS), 17 and ~0.1 s
+ * at V8's default 16 MiB (+30–50 MiB). The burst's wall time moved within
+ * its run-to-run noise (±15 %), so the memory targets decided.
  */
 export const PLUGIN_V8_FLAGS = "--max-semi-space-size=1,--max-old-space-size=128";
 
