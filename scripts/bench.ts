@@ -28,11 +28,16 @@
 import { parseArgs } from "node:util";
 import nodemailer, { type Transporter } from "nodemailer";
 import { type Cluster, spawnPlugin, startCluster } from "../tests/harness.ts";
-import { issueCert, makeCa } from "../tests/pki.ts";
 import { smtpTransportOptions } from "../src/mail/smtp.ts";
 import type { SmtpConfig } from "../src/config/types.ts";
 import { Secret } from "../src/lib/secret.ts";
-import { type BenchSmtp, startAiosmtpd, startPostfix, startStallSink } from "./bench/servers.ts";
+import {
+  type BenchSmtp,
+  localhostTls,
+  startAiosmtpd,
+  startPostfix,
+  startStallSink,
+} from "./bench/servers.ts";
 import { PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
@@ -367,18 +372,7 @@ const STARTERS: Record<string, (cert: string, key: string) => Promise<BenchSmtp>
 };
 
 const dir = await Deno.makeTempDir({ prefix: "teleport-email-bench-" });
-await Deno.chmod(dir, 0o755); // Postfix reads the key as its own user
-const ca = await makeCa("bench SMTP CA", { keyType: "ec" });
-const leaf = await issueCert(ca, {
-  commonName: "localhost",
-  dnsNames: ["localhost"],
-  ipAddresses: ["127.0.0.1"],
-  usage: "server",
-  keyType: "ec",
-});
-await Deno.writeTextFile(`${dir}/cert.pem`, leaf.cert);
-await Deno.writeTextFile(`${dir}/key.pem`, leaf.key);
-await Deno.chmod(`${dir}/key.pem`, 0o644);
+const { ca, certPath, keyPath } = await localhostTls("bench SMTP CA", dir);
 
 const machine =
   `${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs, deno ${Deno.version.deno}`;
@@ -390,7 +384,7 @@ try {
     if (!start) throw new Error(`Unknown server "${name}" (stall, aiosmtpd, postfix)`);
     let server: BenchSmtp;
     try {
-      server = await start(`${dir}/cert.pem`, `${dir}/key.pem`);
+      server = await start(certPath, keyPath);
     } catch (error) {
       console.log(`\n${name}: skipped, it did not start (${(error as Error).message})`);
       continue;

@@ -19,8 +19,7 @@
 import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { startCluster } from "../tests/harness.ts";
-import { issueCert, makeCa } from "../tests/pki.ts";
-import { startStallSink } from "./bench/servers.ts";
+import { localhostTls, startStallSink } from "./bench/servers.ts";
 import { PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
@@ -126,18 +125,10 @@ function cpuSeconds(pid: number): number {
 }
 
 const dir = await Deno.makeTempDir({ prefix: "teleport-email-profile-" });
-const ca = await makeCa("profile SMTP CA", { keyType: "ec" });
-const leaf = await issueCert(ca, {
-  commonName: "localhost",
-  dnsNames: ["localhost"],
-  usage: "server",
-  keyType: "ec",
-});
-await Deno.writeTextFile(`${dir}/cert.pem`, leaf.cert);
-await Deno.writeTextFile(`${dir}/key.pem`, leaf.key);
+const { ca, certPath, keyPath } = await localhostTls("profile SMTP CA", dir);
 await Deno.writeTextFile(`${dir}/smtp_ca.pem`, ca.cert);
 await Deno.writeTextFile(`${dir}/smtp_password`, "bench-Pa55word\n");
-const smtp = await startStallSink(`${dir}/cert.pem`, `${dir}/key.pem`);
+const smtp = await startStallSink(certPath, keyPath);
 const cluster = await startCluster({ teleport: { listPageSize: 500 } });
 const configPath = await cluster.writeConfig({
   severity: "INFO",

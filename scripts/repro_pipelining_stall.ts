@@ -14,23 +14,14 @@
  * the client's socket.
  */
 import nodemailer from "nodemailer";
-import { issueCert, makeCa } from "../tests/pki.ts";
-import { startStallSink } from "./bench/servers.ts";
+import { localhostTls, startStallSink } from "./bench/servers.ts";
 
 /** Messages measured per mode, after a warm-up of 5. */
 const MESSAGES = Number(Deno.args[0] ?? 40);
 
 const dir = await Deno.makeTempDir({ prefix: "teleport-email-repro-" });
-const ca = await makeCa("repro CA", { keyType: "ec" });
-const leaf = await issueCert(ca, {
-  commonName: "localhost",
-  dnsNames: ["localhost"],
-  usage: "server",
-  keyType: "ec",
-});
-await Deno.writeTextFile(`${dir}/cert.pem`, leaf.cert);
-await Deno.writeTextFile(`${dir}/key.pem`, leaf.key);
-const server = await startStallSink(`${dir}/cert.pem`, `${dir}/key.pem`);
+const { ca, certPath, keyPath } = await localhostTls("repro CA", dir);
+const server = await startStallSink(certPath, keyPath);
 
 async function p50(): Promise<number> {
   const transport = nodemailer.createTransport({

@@ -18,20 +18,15 @@
  *   deno run -A scripts/repro_tls_ca_cost.ts [handshakes]
  */
 import tls from "node:tls";
-import { issueCert, makeCa } from "../tests/pki.ts";
+import { localhostTls } from "./bench/servers.ts";
 import { systemTrustedCas } from "../src/lib/system_cas.ts";
 import { caOption } from "../src/lib/_tls_peer_chain_deno.ts";
 
 /** Handshakes measured per case, after a warm-up of 5. */
 const HANDSHAKES = Number(Deno.args[0] ?? 50);
 
-const ca = await makeCa("repro CA", { keyType: "ec" });
-const leaf = await issueCert(ca, {
-  commonName: "localhost",
-  dnsNames: ["localhost"],
-  usage: "server",
-  keyType: "ec",
-});
+const dir = await Deno.makeTempDir({ prefix: "teleport-email-repro-" });
+const { ca, leaf } = await localhostTls("repro CA", dir);
 const server = tls.createServer({ cert: leaf.cert, key: leaf.key }, (socket) => socket.end());
 await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
 const port = (server.address() as { port: number }).port;
@@ -73,3 +68,4 @@ for (const [label, trust] of cases) {
   console.log(`${label.padEnd(20)} ${cpu.toFixed(1)} ms CPU, ${wall.toFixed(1)} ms per handshake`);
 }
 server.close();
+await Deno.remove(dir, { recursive: true });

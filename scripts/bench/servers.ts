@@ -13,6 +13,7 @@
  * emails arrived.
  */
 import { fileURLToPath } from "node:url";
+import { issueCert, makeCa, type Pem } from "../../tests/pki.ts";
 
 export interface BenchSmtp {
   readonly name: string;
@@ -22,6 +23,35 @@ export interface BenchSmtp {
   /** Messages accepted so far. */
   accepted(): number;
   stop(): Promise<void>;
+}
+
+/** A CA and its certificate for `localhost` / 127.0.0.1 (EC), the key readable by Postfix. */
+export interface LocalhostTls {
+  readonly ca: Pem;
+  readonly leaf: Pem;
+  /** `<dir>/cert.pem` and `<dir>/key.pem`, what the servers are started with. */
+  readonly certPath: string;
+  readonly keyPath: string;
+}
+
+/** Makes {@linkcode LocalhostTls} in a new temp folder, or in `dir`. */
+export async function localhostTls(name: string, dir?: string): Promise<LocalhostTls> {
+  const folder = dir ?? await Deno.makeTempDir({ prefix: "teleport-email-bench-tls-" });
+  await Deno.chmod(folder, 0o755); // Postfix reads the key as its own user
+  const ca = await makeCa(name, { keyType: "ec" });
+  const leaf = await issueCert(ca, {
+    commonName: "localhost",
+    dnsNames: ["localhost"],
+    ipAddresses: ["127.0.0.1"],
+    usage: "server",
+    keyType: "ec",
+  });
+  const certPath = `${folder}/cert.pem`;
+  const keyPath = `${folder}/key.pem`;
+  await Deno.writeTextFile(certPath, leaf.cert);
+  await Deno.writeTextFile(keyPath, leaf.key);
+  await Deno.chmod(keyPath, 0o644);
+  return { ca, leaf, certPath, keyPath };
 }
 
 /** How long a server may take to start listening. */
