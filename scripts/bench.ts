@@ -38,6 +38,7 @@ import {
   startPostfix,
   startStallSink,
 } from "./bench/servers.ts";
+import { cpuSeconds, machineBusy } from "./bench/proc.ts";
 import { PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
@@ -83,22 +84,6 @@ function stats(samples: number[]) {
     p95: round(percentile(sorted, 95), 2),
     p99: round(percentile(sorted, 99), 2),
   };
-}
-
-/** CPU time a process has used so far, seconds (user + system, from /proc). */
-function cpuSeconds(pid: number | "self"): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-/** The machine's CPU time so far, seconds: busy (all CPUs) and in all (from /proc/stat). */
-function machineCpu(): { busy: number; total: number } {
-  const fields = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).slice(1)
-    .map(Number);
-  const total = fields.reduce((a, b) => a + b, 0);
-  const idle = fields[3]! + fields[4]!;
-  return { busy: (total - idle) / 100, total: total / 100 };
 }
 
 /** Resident set size of a process, MiB (current and peak), from /proc. */
@@ -156,15 +141,12 @@ async function floor(cfg: SmtpConfig) {
       await sendAll(transport, RECIPIENTS_PER_REQUEST, `floor-l${i}-`);
       latencies.push(performance.now() - t0);
     }
-    const cpu0 = { self: cpuSeconds("self"), machine: machineCpu() };
+    const cpu0 = cpuSeconds();
+    const busy = machineBusy();
     const t0 = performance.now();
     await sendAll(transport, REQUESTS * RECIPIENTS_PER_REQUEST, "floor-b");
     const burstMs = performance.now() - t0;
-    const m = machineCpu();
-    const cpu = {
-      client: round(cpuSeconds("self") - cpu0.self, 2),
-      machine: round((m.busy - cpu0.machine.busy) / (m.total - cpu0.machine.total) * 100, 0),
-    };
+    const cpu = { client: round(cpuSeconds() - cpu0, 2), machine: busy() };
     return { burstMs, latency: stats(latencies), cpu };
   } finally {
     transport.close();
@@ -330,17 +312,17 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
     let peak = rss(pid).current;
     const sampler = setInterval(() => (peak = Math.max(peak, rss(pid).current)), RSS_SAMPLE_MS);
     before = calls();
-    const cpu0 = { plugin: cpuSeconds(pid), bench: cpuSeconds("self"), machine: machineCpu() };
+    const cpu0 = { plugin: cpuSeconds(pid), bench: cpuSeconds() };
+    const busy = machineBusy();
     const t0 = performance.now();
     for (let i = 0; i < REQUESTS; i++) request(100_000 + i);
     expected += REQUESTS * RECIPIENTS_PER_REQUEST;
     await arrived("the burst's emails", expected);
     const burstMs = performance.now() - t0;
-    const m = machineCpu();
     const burstCpu = {
       plugin: round(cpuSeconds(pid) - cpu0.plugin, 2),
-      bench: round(cpuSeconds("self") - cpu0.bench, 2),
-      machine: round((m.busy - cpu0.machine.busy) / (m.total - cpu0.machine.total) * 100, 0),
+      bench: round(cpuSeconds() - cpu0.bench, 2),
+      machine: busy(),
     };
     await new Promise((r) => setTimeout(r, 1_000));
     clearInterval(sampler);

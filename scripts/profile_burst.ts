@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { startCluster } from "../tests/harness.ts";
 import { localhostTls, startStallSink } from "./bench/servers.ts";
+import { cpuSeconds } from "./bench/proc.ts";
 import { PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
@@ -116,12 +117,6 @@ class Inspector {
   close() {
     this.#ws.close();
   }
-}
-
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 const dir = await Deno.makeTempDir({ prefix: "teleport-email-profile-" });

@@ -19,6 +19,7 @@
  */
 import tls from "node:tls";
 import { localhostTls } from "./bench/servers.ts";
+import { cpuSeconds } from "./bench/proc.ts";
 import { systemTrustedCas } from "../src/lib/system_cas.ts";
 import { caOption } from "../src/lib/_tls_peer_chain_deno.ts";
 
@@ -30,13 +31,6 @@ const { ca, leaf } = await localhostTls("repro CA", dir);
 const server = tls.createServer({ cert: leaf.cert, key: leaf.key }, (socket) => socket.end());
 await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
 const port = (server.address() as { port: number }).port;
-
-/** This process's CPU time so far, ms (user + system). */
-function cpuMs(): number {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
 
 function handshake(trust: tls.ConnectionOptions): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -51,10 +45,13 @@ function handshake(trust: tls.ConnectionOptions): Promise<void> {
 
 async function perHandshake(trust: tls.ConnectionOptions): Promise<{ cpu: number; wall: number }> {
   for (let i = 0; i < 5; i++) await handshake(trust);
-  const cpu0 = cpuMs();
+  const cpu0 = cpuSeconds() * 1000;
   const t0 = performance.now();
   for (let i = 0; i < HANDSHAKES; i++) await handshake(trust);
-  return { cpu: (cpuMs() - cpu0) / HANDSHAKES, wall: (performance.now() - t0) / HANDSHAKES };
+  return {
+    cpu: (cpuSeconds() * 1000 - cpu0) / HANDSHAKES,
+    wall: (performance.now() - t0) / HANDSHAKES,
+  };
 }
 
 const long = [...systemTrustedCas(), ca.cert];
