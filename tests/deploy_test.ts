@@ -17,7 +17,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseToml } from "smol-toml";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
-import { type ConfigDeps, loadConfig } from "../src/config/load.ts";
+import { type ConfigDeps, loadConfigSync } from "../src/config/load.ts";
 import type { LoadedConfig } from "../src/config/types.ts";
 import { exists, runCommand, type RunResult } from "./command.ts";
 
@@ -232,7 +232,7 @@ class Rendered {
    * Secret is mounted at exactly that path; its contents come from the Secret when this chart
    * renders it, else a stand-in for the user's Secret.
    */
-  loadConfig(): { loaded: LoadedConfig; read: string[] } {
+  loadConfigSync(): { loaded: LoadedConfig; read: string[] } {
     const read: string[] = [];
     const deps: ConfigDeps = {
       readTextFile: (path) => {
@@ -247,7 +247,7 @@ class Rendered {
           `from-secret-${secret.secretName}-${mount.subPath}`;
       },
     };
-    return { loaded: loadConfig(this.configPath, deps), read };
+    return { loaded: loadConfigSync(this.configPath, deps), read };
   }
 }
 
@@ -505,7 +505,7 @@ helmTest("helm lint --strict passes for every scenario", async () => {
 
 helmTest("a values file for Teleport's chart renders a config our validation accepts", async () => {
   const r = await render(...SCENARIOS["Teleport-chart values"]);
-  const { loaded, read } = r.loadConfig();
+  const { loaded, read } = r.loadConfigSync();
   assert.deepEqual(loaded.warnings, []);
   const { config } = loaded;
   assert.equal(config.teleport.addr, "teleport.example.com:443");
@@ -582,7 +582,7 @@ helmTest("secrets are mounted 0600 from Secrets and never inlined in the ConfigM
 
 helmTest("tbot: the identity comes from <release>-tbot-out, key identity", async () => {
   const r = await render(...SCENARIOS["tbot"]);
-  const { config } = r.loadConfig().loaded;
+  const { config } = r.loadConfigSync().loaded;
   assert.equal(config.teleport.addr, "teleport.example.com:443"); // tbot.teleportProxyAddress
   assert.deepEqual(config.teleport.credentials, {
     kind: "identity",
@@ -593,7 +593,7 @@ helmTest("tbot: the identity comes from <release>-tbot-out, key identity", async
 
 helmTest("Mailgun: the chart's own Secret holds the key, mounted as private_key_file", async () => {
   const r = await render(...SCENARIOS["Mailgun"]);
-  const { loaded, read } = r.loadConfig();
+  const { loaded, read } = r.loadConfigSync();
   const { config } = loaded;
   assert.ok(config.mailer.kind === "mailgun");
   assert.equal(config.mailer.domain, "mg.example.com");
@@ -614,7 +614,7 @@ helmTest(
       const scenario of ["Teleport-chart values", "status, ServiceMonitor and extras"] as const
     ) {
       const r = await render(...SCENARIOS[scenario]);
-      const { config } = r.loadConfig().loaded;
+      const { config } = r.loadConfigSync().loaded;
       const port = Number(config.status.listenAddr?.split(":").at(-1));
       const named = r.container.ports?.find((p) => p.name === "status");
       assert.equal(named?.containerPort, port, scenario);
@@ -648,7 +648,7 @@ helmTest(
     }]);
 
     // The extras of this chart reach the config, and the log file's directory is writable.
-    const { config } = r.loadConfig().loaded;
+    const { config } = r.loadConfigSync().loaded;
     assert.deepEqual(config.reminders, { afterMs: 3_600_000, everyMs: 14_400_000, max: 5 });
     assert.equal(config.delivery.notifyRequester, true);
     assert.deepEqual(config.log, {
@@ -665,7 +665,7 @@ helmTest(
 
     // status.enabled=false: no [status], probes, port or Service.
     const off = await render(...SCENARIOS["Teleport-chart values"], "--set=status.enabled=false");
-    assert.equal(off.loadConfig().loaded.config.status.listenAddr, undefined);
+    assert.equal(off.loadConfigSync().loaded.config.status.listenAddr, undefined);
     assert.equal(off.container.livenessProbe, undefined);
     assert.equal(off.container.readinessProbe, undefined);
     assert.equal(off.container.ports, undefined);

@@ -14,7 +14,7 @@ import {
   startSmtpServer,
 } from "./smtp_server.ts";
 import { issueCert, makeCa, type Pem } from "./pki.ts";
-import { loadConfig } from "../src/config/load.ts";
+import { loadConfigSync } from "../src/config/load.ts";
 import { runPlugin } from "../src/plugin/run.ts";
 import { createSmtpMailer } from "../src/mail/smtp.ts";
 import { createMailgunMailer } from "../src/mail/mailgun.ts";
@@ -231,7 +231,7 @@ export function runInProcess(
   } = {},
 ): InProcessPlugin {
   captureLogs();
-  const { config } = loadConfig(configPath);
+  const { config } = loadConfigSync(configPath);
   const stop = new AbortController();
   const owner = o.owner ?? `test/${crypto.randomUUID().slice(0, 8)}`;
   const activity = new Activity();

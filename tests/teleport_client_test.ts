@@ -13,7 +13,7 @@ import { connectTeleport, GrpcTeleportClient } from "../src/teleport/client.ts";
 import { authAlpnProtocol, type CredentialsSource, type Env } from "../src/teleport/dial.ts";
 import { RECONNECT_BACKOFF, runWatcher } from "../src/teleport/watcher.ts";
 import { CompareFailedError, isTeleportError, type WatchEvent } from "../src/teleport/types.ts";
-import { loadConfig } from "../src/config/load.ts";
+import { loadConfigSync } from "../src/config/load.ts";
 import { runPlugin } from "../src/plugin/run.ts";
 import { defaultIdentityFs } from "../src/teleport/identity_store.ts";
 import type { Mailer } from "../src/mail/mailer.ts";
@@ -419,7 +419,7 @@ bounded(
       notBefore: new Date(hourAgo.getTime() - 3600_000),
       notAfter: hourAgo,
     });
-    const { config } = loadConfig(await cluster.writeConfig());
+    const { config } = loadConfigSync(await cluster.writeConfig());
     const { log } = testLogger("expired");
     let mailers = 0;
     const error = await rejection(runPlugin(config, {
@@ -458,7 +458,7 @@ bounded(
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (probe.addr as Deno.NetAddr).port;
     probe.close();
-    const { config } = loadConfig(await cluster.writeConfig({ addr: `127.0.0.1:${port}` }));
+    const { config } = loadConfigSync(await cluster.writeConfig({ addr: `127.0.0.1:${port}` }));
     const { log } = testLogger("unreachable");
     const events: string[] = [];
     const mailer: Mailer = {

@@ -15,6 +15,10 @@ import {
   withTimeout,
 } from "./harness.ts";
 import { textOf } from "./mailbox.ts";
+import { loadTemplateEngine } from "../src/notify/template.ts";
+
+// The in-process plugin loads its config synchronously (`loadConfigSync`): the engine first.
+await loadTemplateEngine();
 
 /** Upper bound of one test; a hang fails instead of blocking the suite. */
 const TEST_TIMEOUT_MS = 30_000;

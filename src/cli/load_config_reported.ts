@@ -8,14 +8,14 @@ import { ConfigError, loadConfig } from "../config/load.ts";
 import type { LoadedConfig } from "../config/types.ts";
 
 /** The loaded config, or undefined once the failure was printed (the command exits 1). */
-export function loadConfigReported(
+export async function loadConfigReported(
   path: string,
   printError: (text: string) => void,
-  load: (path: string) => LoadedConfig = loadConfig,
-): LoadedConfig | undefined {
+  load: (path: string) => LoadedConfig | Promise<LoadedConfig> = loadConfig,
+): Promise<LoadedConfig | undefined> {
   let loaded: LoadedConfig;
   try {
-    loaded = load(path);
+    loaded = await load(path);
   } catch (error) {
     const warnings = error instanceof ConfigError ? error.warnings : [];
     for (const warning of warnings) printError(`teleport-email: warning: ${warning}\n`);

@@ -31,7 +31,7 @@ export interface PreviewDeps {
   /** Writes text to stderr. */
   printError(text: string): void;
   /** Loads and validates the config; default `loadConfig`. */
-  loadConfig?(path: string): LoadedConfig;
+  loadConfig?(path: string): LoadedConfig | Promise<LoadedConfig>;
 }
 
 /** The built-in email of `kind` for `input`: what the notifier sends without templates. */
@@ -77,11 +77,11 @@ function builtInMessage(kind: TemplateKind, input: TemplateInput): MessageConten
   }
 }
 
-export function previewCommand(
+export async function previewCommand(
   command: { readonly configPath: string; readonly emailKind?: TemplateKind },
   deps: PreviewDeps,
-): number {
-  const loaded = loadConfigReported(command.configPath, deps.printError, deps.loadConfig);
+): Promise<number> {
+  const loaded = await loadConfigReported(command.configPath, deps.printError, deps.loadConfig);
   if (loaded === undefined) return EXIT_FAILURE;
   const { config, warnings } = loaded;
   for (const warning of warnings) deps.printError(`teleport-email: warning: ${warning}\n`);

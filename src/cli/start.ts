@@ -23,7 +23,7 @@ export async function startCommand(
   command: { configPath: string; debug: boolean },
   deps: StartDeps,
 ): Promise<number> {
-  const loaded = loadConfigReported(command.configPath, deps.printError);
+  const loaded = await loadConfigReported(command.configPath, deps.printError);
   if (loaded === undefined) return EXIT_FAILURE;
   const { config, warnings } = loaded;
   try {

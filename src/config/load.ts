@@ -8,6 +8,7 @@
  */
 import { parse, TomlError } from "smol-toml";
 import { MIB, readBoundedTextFileSync } from "../lib/read_file.ts";
+import { loadTemplateEngine } from "../notify/template.ts";
 import { ConfigError, describeReadError } from "./error.ts";
 import type { LoadedConfig } from "./types.ts";
 import { type ConfigDeps, validateConfig } from "./validate.ts";
@@ -31,9 +32,30 @@ const DEFAULT_CONFIG_DEPS: ConfigDeps = {
 
 /**
  * Loads and validates the config file at `path`, reading the files it names
- * (secrets, CA) through `deps.readTextFile`. Throws `ConfigError`.
+ * (secrets, CA) through `deps.readTextFile`. Rejects with `ConfigError`.
+ * Asynchronous only to load the template engine when the file has
+ * `[templates]` (the built-in messages do without it); the files are read
+ * synchronously.
  */
-export function loadConfig(path: string, deps: ConfigDeps = DEFAULT_CONFIG_DEPS): LoadedConfig {
+export async function loadConfig(
+  path: string,
+  deps: ConfigDeps = DEFAULT_CONFIG_DEPS,
+): Promise<LoadedConfig> {
+  const raw = readConfigFile(path, deps);
+  if (typeof raw === "object" && raw !== null && "templates" in raw) await loadTemplateEngine();
+  return validated(raw, path, deps);
+}
+
+/**
+ * {@linkcode loadConfig} for callers that cannot wait (tests): a file with
+ * `[templates]` needs `loadTemplateEngine()` to have been awaited before.
+ */
+export function loadConfigSync(path: string, deps: ConfigDeps = DEFAULT_CONFIG_DEPS): LoadedConfig {
+  return validated(readConfigFile(path, deps), path, deps);
+}
+
+/** The file at `path` read and parsed as TOML; throws `ConfigError`. */
+function readConfigFile(path: string, deps: ConfigDeps): unknown {
   const quoted = JSON.stringify(path);
   let text: string;
   try {
@@ -46,9 +68,8 @@ export function loadConfig(path: string, deps: ConfigDeps = DEFAULT_CONFIG_DEPS)
     throw new ConfigError([problem], { message: problem, cause: error });
   }
 
-  let raw: unknown;
   try {
-    raw = parse(text);
+    return parse(text);
   } catch (error) {
     if (!(error instanceof TomlError)) throw error;
     // Only the first line of smol-toml's message: the rest quotes the
@@ -59,13 +80,16 @@ export function loadConfig(path: string, deps: ConfigDeps = DEFAULT_CONFIG_DEPS)
       { heading: `Invalid config file ${quoted}` },
     );
   }
+}
 
+/** `validateConfig`, its errors headed with the file's name. */
+function validated(raw: unknown, path: string, deps: ConfigDeps): LoadedConfig {
   try {
     return validateConfig(raw, deps);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     throw new ConfigError(error.problems, {
-      heading: `Invalid config file ${quoted}`,
+      heading: `Invalid config file ${JSON.stringify(path)}`,
       warnings: error.warnings,
     });
   }

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type ConfigDeps, ConfigError, loadConfig } from "./load.ts";
+import { type ConfigDeps, ConfigError, loadConfig, loadConfigSync } from "./load.ts";
 
 const PASSWORD = "pw-4b9e1c7d";
 
@@ -30,7 +30,7 @@ function filesDeps(files: Record<string, string>): ConfigDeps {
 
 function loadError(path: string, deps: ConfigDeps): ConfigError {
   try {
-    loadConfig(path, deps);
+    loadConfigSync(path, deps);
   } catch (error) {
     assert.ok(error instanceof ConfigError, `expected ConfigError, got ${error}`);
     return error;
@@ -38,8 +38,8 @@ function loadError(path: string, deps: ConfigDeps): ConfigError {
   assert.fail("expected a ConfigError");
 }
 
-Deno.test("loadConfig reads, parses and validates the file", () => {
-  const { config, warnings } = loadConfig(
+Deno.test("loadConfig reads, parses and validates the file", async () => {
+  const { config, warnings } = await loadConfig(
     "/etc/teleport-email.toml",
     filesDeps({ "/etc/teleport-email.toml": VALID, "/secrets/smtp_password": `${PASSWORD}\n` }),
   );
@@ -167,7 +167,7 @@ Deno.test("by default loadConfig reads the real file system", async () => {
       configFile,
       VALID.replace("/secrets/smtp_password", passwordFile.replaceAll("\\", "\\\\")),
     );
-    const { config } = loadConfig(configFile);
+    const { config } = loadConfigSync(configFile);
     assert.equal(config.mailer.kind === "smtp" && config.mailer.password?.reveal(), PASSWORD);
 
     const missing = loadError(`${dir}/absent.toml`, { readTextFile: Deno.readTextFileSync });
@@ -176,10 +176,34 @@ Deno.test("by default loadConfig reads the real file system", async () => {
       `Cannot read config file "${dir}/absent.toml": not found; ` +
         `create one with: teleport-email configure > ${dir}/absent.toml`,
     );
-    assert.throws(() => loadConfig(dir), {
+    assert.throws(() => loadConfigSync(dir), {
       message: `Cannot read config file "${dir}": is a directory`,
     });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("loadConfig loads the template engine for a file with [templates] and checks them", async () => {
+  const files = (templates: string) =>
+    filesDeps({
+      "/etc/teleport-email.toml": VALID + templates,
+      "/secrets/smtp_password": `${PASSWORD}\n`,
+    });
+  const { config } = await loadConfig(
+    "/etc/teleport-email.toml",
+    files(`\n[templates]\nsubject = "Access for {{user}}"\n`),
+  );
+  assert.equal(config.templates?.subject?.source, "Access for {{user}}");
+  await assert.rejects(
+    loadConfig(
+      "/etc/teleport-email.toml",
+      files(`\n[templates.reminder]\ntext = """\nline one\n{{#each roles}}"""\n`),
+    ),
+    (error) => {
+      assert.ok(error instanceof ConfigError);
+      assert.match(error.problems[0]!, /^templates\.reminder\.text: line 2: syntax error/);
+      return true;
+    },
+  );
 });

@@ -2,6 +2,10 @@ import assert from "node:assert/strict";
 import { parse } from "smol-toml";
 import { ConfigError, validateConfig } from "./validate.ts";
 import { TEMPLATE_LIMIT } from "./templates.ts";
+import { loadTemplateEngine } from "../notify/template.ts";
+
+// validateConfig is synchronous: `loadConfig` loads the engine first, these tests do it here.
+await loadTemplateEngine();
 
 const BASE = `
 [teleport]

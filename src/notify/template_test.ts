@@ -3,6 +3,7 @@ import {
   checkTemplates,
   cleanSubject,
   formatTime,
+  loadTemplateEngine,
   MAX_SUBJECT_CHARS,
   MessageTemplates,
   sampleInputs,
@@ -11,6 +12,8 @@ import {
   type TemplateSources,
 } from "./template.ts";
 import type { MessageContent } from "./message.ts";
+
+await loadTemplateEngine();
 
 const BUILT_IN: MessageContent = {
   subject: "built-in subject",
