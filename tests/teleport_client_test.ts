@@ -621,8 +621,13 @@ bounded("TLS routing: through a proxy that routes on the auth ALPN", async (defe
   const { log, lines } = testLogger("routing");
   const client = await connect(defer, server, { addr: proxy.addr, log });
   assert.equal((await client.ping()).clusterName, server.clusterName);
-  // Direct and TLS routing run at once (the proxy refuses plain h2); the connection-upgrade
-  // check may add its own ClientHello (http/1.1, for /webapi/find).
+  // Direct and TLS routing run at once (the proxy refuses plain h2). The connection-upgrade
+  // test waits for them (its /webapi/find dial costs a handshake against every system root),
+  // and TLS routing was up first: it sent nothing, so two ClientHellos in all.
+  assert.deepEqual(proxy.hellos.map((h) => h.alpn[0]), [
+    "h2",
+    authAlpnProtocol(server.clusterName),
+  ]);
   const [direct, routed] = ["h2", authAlpnProtocol(server.clusterName)].map((first) =>
     proxy.hellos.find((h) => h.alpn[0] === first)
   );

@@ -75,6 +75,13 @@ export { type Env, type HttpProxy, httpsProxyFor } from "./_https_proxy.ts";
 export const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
 /** Most of a route's budget the connection-upgrade test may take (Teleport's: 5 s). */
 const DETECT_BUDGET_MS = 5_000;
+/**
+ * How long the connection-upgrade test waits for the other routes before it
+ * starts anyway; it starts at once when they have all failed. Its
+ * `/webapi/find` dial verifies against every system root (~25 ms of CPU),
+ * which a route that is up in the meantime makes unnecessary.
+ */
+const DETECT_HEAD_START_MS = 500;
 /** Keepalive ping period, as Teleport's client (`defaults.ServerKeepAliveTTL()`, 1 minute). */
 const KEEPALIVE_TIME_MS = 60_000;
 /** No ping answer within this: the connection is dead (Teleport's: 1 minute × `KeepAliveCountMax` 3). */
@@ -315,12 +322,17 @@ export function connectAuth<T>(
   const upgradeCas = [...(opts.systemCas ?? systemRoots)(), ...(opts.proxyCas ?? [])];
   const outcomes: (RouteOutcome<T> | undefined)[] = [];
   const lose = routes.map(() => new AbortController());
+  let plainLeft = routes.filter((r) => !r.detect).length;
+  let plainDone!: () => void;
+  const plainRoutesDone = new Promise<void>((resolve) => (plainDone = resolve));
+  if (plainLeft === 0) plainDone();
   const ctx: RouteContext<T> = {
     addr,
     source,
     opts,
     timeoutMs: opts.timeoutMs ?? DEFAULT_ATTEMPT_TIMEOUT_MS,
     upgradeCas,
+    plainRoutesDone,
   };
   return new Promise<Connected<T>>((resolve, reject) => {
     /** The route whose connection came up first: the race is its from then on. */
@@ -361,6 +373,7 @@ export function connectAuth<T>(
     routes.forEach((route, i) => {
       runRoute(route, ctx, lose[i]!.signal, () => claim(i)).then((outcome) => {
         outcomes[i] = outcome;
+        if (!route.detect && --plainLeft === 0) plainDone();
         if (settled || (winner !== undefined && winner !== i)) return;
         if (outcome.kind === "ok" && claim(i)) {
           finish(() =>
@@ -389,6 +402,8 @@ interface RouteContext<T> {
   readonly opts: ConnectAuthOptions<T>;
   readonly timeoutMs: number;
   readonly upgradeCas: readonly string[];
+  /** Settles when every route without the upgrade test has an outcome. */
+  readonly plainRoutesDone: Promise<void>;
 }
 
 /** The upgrade route in words, for notes about it. */
@@ -456,6 +471,13 @@ async function runRoute<T>(
     let ch: AuthChannel;
     try {
       if (route.detect) {
+        phase = "waiting for the other routes";
+        let headStart: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([
+          ctx.plainRoutesDone,
+          new Promise((resolve) => (headStart = setTimeout(resolve, DETECT_HEAD_START_MS))),
+          abandoned,
+        ]).finally(() => clearTimeout(headStart));
         phase = "in the connection-upgrade test";
         const decision = await detectConnUpgrade(addr, {
           env: opts.env,
