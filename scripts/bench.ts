@@ -7,10 +7,11 @@
  *
  * - burst: N requests × 3 recipients created at once, time until the server
  *   accepted every email (as the client saw it: the plugin's "Sent … email"
- *   log line, `sendMail` resolving for the others), for the plugin, for the floor (the same emails
- *   straight through Nodemailer's pool, 5 connections, TCP_NODELAY on, the
- *   plugin's transport options) and for the Go plugin's strategy (a new
- *   connection with TLS and AUTH per email, a request's emails one after
+ *   log line, `sendMail` resolving for the others), for the plugin, for the
+ *   floor (the plugin's own emails, built beforehand by its code, straight
+ *   through Nodemailer's pool: 5 connections, TCP_NODELAY on, the plugin's
+ *   transport options) and for the Go plugin's strategy (the same emails, a
+ *   new connection with TLS and AUTH per email, a request's emails one after
  *   another, 128 requests in flight);
  * - latency: one request at a time, created → its 3rd email accepted,
  *   p50/p95/p99, for the plugin and the floor (3 emails sent at once);
@@ -27,8 +28,12 @@
  */
 import { parseArgs } from "node:util";
 import nodemailer, { type Transporter } from "nodemailer";
+import type Mail from "nodemailer/lib/mailer/index.js";
 import { type Cluster, spawnPlugin, startCluster } from "../tests/harness.ts";
-import { smtpTransportOptions } from "../src/mail/smtp.ts";
+import { nodemailerMessage, smtpTransportOptions } from "../src/mail/smtp.ts";
+import { prepareEmail } from "../src/mail/mailer.ts";
+import { messageIdGenerator } from "../src/mail/message_id.ts";
+import { newRequestMessage, requestWebLink } from "../src/notify/message.ts";
 import type { SmtpConfig } from "../src/config/types.ts";
 import { Secret } from "../src/lib/secret.ts";
 import {
@@ -69,6 +74,8 @@ const POLL_MS = 1;
 const SMTP_USER = "bench";
 const SMTP_PASSWORD = "bench-Pa55word";
 const SENDER = "Teleport <noreply@example.com>";
+/** The Teleport test server's cluster name (and its proxy's public address). */
+const CLUSTER_NAME = "teleport.example.com";
 
 const round = (n: number, digits = 1) => Number(n.toFixed(digits));
 
@@ -101,12 +108,32 @@ async function until(what: string, done: () => boolean, timeoutMs = PHASE_TIMEOU
   }
 }
 
-const EMAIL = {
-  subject: "teleport.example.com Role Request 0b7e2c4a-bench",
-  text: "You have a new Role Request:\n\nID: 0b7e2c4a-bench\nUser: alice\nRole(s): editor\n" +
-    "Reason: benchmark\n\nStatus: ⏳ PENDING\n",
-  html: "<p>You have a new Role Request</p><p>ID: 0b7e2c4a-bench</p>",
-};
+const nextMessageId = messageIdGenerator(SENDER);
+
+/**
+ * What the plugin gives Nodemailer for one of the bench's requests: its
+ * built-in new-request email (text and HTML, ~3 KB), to `to`. Built before
+ * the clock starts, so that the floor and the Go strategy time Nodemailer
+ * and the server alone.
+ */
+function pluginEmail(to: string): Mail.Options {
+  const id = crypto.randomUUID();
+  const now = Date.now();
+  const content = newRequestMessage({
+    clusterName: CLUSTER_NAME,
+    request: {
+      id,
+      user: "user1@example.com",
+      roles: ["editor"],
+      requestReason: "benchmark",
+      created: new Date(now),
+      expires: new Date(now + 3_600_000),
+      accessExpires: new Date(now + 3_600_000),
+    },
+    link: requestWebLink(CLUSTER_NAME, id),
+  });
+  return nodemailerMessage(SENDER, prepareEmail({ to, ...content }), nextMessageId());
+}
 
 /** The plugin's SMTP settings for `server` (what its config file says). */
 function smtpConfigFor(server: BenchSmtp, caPem: string): SmtpConfig {
@@ -120,31 +147,33 @@ function smtpConfigFor(server: BenchSmtp, caPem: string): SmtpConfig {
   };
 }
 
-/** Sends `count` emails through `transport` at once; resolves when all were accepted. */
-async function sendAll(transport: Transporter, count: number, tag: string) {
-  await Promise.all(
-    Array.from(
-      { length: count },
-      (_, i) => transport.sendMail({ from: SENDER, to: `${tag}${i}@example.com`, ...EMAIL }),
-    ),
-  );
+/** `count` of the plugin's emails, to `<tag><n>@example.com`. */
+function pluginEmails(count: number, tag: string): Mail.Options[] {
+  return Array.from({ length: count }, (_, i) => pluginEmail(`${tag}${i}@example.com`));
+}
+
+/** Sends `emails` through `transport` at once; resolves when all were accepted. */
+async function sendAll(transport: Transporter, emails: readonly Mail.Options[]) {
+  await Promise.all(emails.map((email) => transport.sendMail(email)));
 }
 
 /** The floor: Nodemailer's pool with the plugin's options, burst and 3-at-once latency. */
 async function floor(cfg: SmtpConfig) {
   const transport = nodemailer.createTransport(smtpTransportOptions(cfg, []));
   try {
-    await sendAll(transport, 10, "warm");
+    await sendAll(transport, pluginEmails(10, "warm"));
     const latencies: number[] = [];
     for (let i = 0; i < REQUESTS; i++) {
+      const emails = pluginEmails(RECIPIENTS_PER_REQUEST, `floor-l${i}-`);
       const t0 = performance.now();
-      await sendAll(transport, RECIPIENTS_PER_REQUEST, `floor-l${i}-`);
+      await sendAll(transport, emails);
       latencies.push(performance.now() - t0);
     }
+    const burst = pluginEmails(REQUESTS * RECIPIENTS_PER_REQUEST, "floor-b");
     const cpu0 = cpuSeconds();
     const busy = machineBusy();
     const t0 = performance.now();
-    await sendAll(transport, REQUESTS * RECIPIENTS_PER_REQUEST, "floor-b");
+    await sendAll(transport, burst);
     const burstMs = performance.now() - t0;
     const cpu = { client: round(cpuSeconds() - cpu0, 2), machine: busy() };
     return { burstMs, latency: stats(latencies), cpu };
@@ -159,11 +188,11 @@ async function goStrategy(cfg: SmtpConfig) {
   // A send that fails (Postfix under 128 new connections at once can leave one waiting past
   // the connection timeout) is tried again on a new connection, as the Go plugin retries.
   let retries = 0;
-  const sendOne = async (to: string) => {
+  const sendOne = async (email: Mail.Options) => {
     for (let attempt = 1;; attempt++) {
       const transport = nodemailer.createTransport(options);
       try {
-        await transport.sendMail({ from: SENDER, to, ...EMAIL });
+        await transport.sendMail(email);
         return;
       } catch (error) {
         if (attempt >= GO_ATTEMPTS) throw error;
@@ -173,20 +202,25 @@ async function goStrategy(cfg: SmtpConfig) {
       }
     }
   };
-  const request = async (i: number) => {
-    for (let r = 0; r < RECIPIENTS_PER_REQUEST; r++) await sendOne(`go${i}-${r}@example.com`);
+  const request = async (emails: readonly Mail.Options[]) => {
+    for (const email of emails) await sendOne(email);
   };
   const latencies: number[] = [];
   for (let i = 0; i < Math.min(REQUESTS, 50); i++) {
+    const emails = pluginEmails(RECIPIENTS_PER_REQUEST, `go-l${i}-`);
     const t0 = performance.now();
-    await request(-1 - i);
+    await request(emails);
     latencies.push(performance.now() - t0);
   }
+  const requests = Array.from(
+    { length: REQUESTS },
+    (_, i) => pluginEmails(RECIPIENTS_PER_REQUEST, `go${i}-`),
+  );
   let next = 0;
   const t0 = performance.now();
   await Promise.all(
     Array.from({ length: GO_IN_FLIGHT }, async () => {
-      while (next < REQUESTS) await request(next++);
+      while (next < REQUESTS) await request(requests[next++]!);
     }),
   );
   return { burstMs: performance.now() - t0, latency: stats(latencies), retries };

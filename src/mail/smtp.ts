@@ -30,6 +30,7 @@
  */
 import "./_smtp_no_pipelining.ts";
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";
+import type Mail from "nodemailer/lib/mailer/index.js";
 import net from "node:net";
 import type { SmtpConfig, StarttlsPolicy } from "../config/types.ts";
 import {
@@ -38,6 +39,7 @@ import {
   type Mailer,
   MailError,
   type OutgoingEmail,
+  type PreparedEmail,
   prepareEmail,
   redact,
   type Redaction,
@@ -346,6 +348,28 @@ export function smtpMailError(
 }
 
 /**
+ * What Nodemailer is given for one prepared email: the mailer's own message,
+ * exported so that the benchmark's floor sends exactly the same.
+ */
+export function nodemailerMessage(
+  sender: string,
+  prepared: PreparedEmail,
+  messageId: string,
+): Mail.Options {
+  const threadId = prepared.inReplyTo === undefined ? undefined : `<${prepared.inReplyTo}>`;
+  return {
+    from: sender,
+    to: prepared.to,
+    subject: prepared.subject,
+    text: prepared.text,
+    ...(prepared.html === undefined ? {} : { html: prepared.html }),
+    messageId: `<${messageId}>`,
+    ...(threadId === undefined ? {} : { inReplyTo: threadId, references: threadId }),
+    headers: Object.fromEntries(prepared.headers),
+  };
+}
+
+/**
  * An SMTP mailer for `cfg`, sending as `sender` (a mailbox, possibly with a
  * display name). Connections open on first use and are pooled.
  */
@@ -369,17 +393,9 @@ export function createSmtpMailer(
       signal?.throwIfAborted();
       const prepared = prepareEmail(email);
       const messageId = nextMessageId();
-      const threadId = prepared.inReplyTo === undefined ? undefined : `<${prepared.inReplyTo}>`;
       try {
         await transporter.sendMail({
-          from: sender,
-          to: prepared.to,
-          subject: prepared.subject,
-          text: prepared.text,
-          ...(prepared.html === undefined ? {} : { html: prepared.html }),
-          messageId: `<${messageId}>`,
-          ...(threadId === undefined ? {} : { inReplyTo: threadId, references: threadId }),
-          headers: Object.fromEntries(prepared.headers),
+          ...nodemailerMessage(sender, prepared, messageId),
           ...(signal === undefined ? {} : { signal }),
         });
       } catch (err) {
