@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { EMBEDDED_MODULE, readProtoFiles, renderEmbeddedModule } from "./embed_proto.ts";
-import { PROTO_FILES } from "../src/teleport/proto_embedded.ts";
-import { buildTeleportProto } from "../src/teleport/proto.ts";
+import { PROTO_FILES, PROTO_JSON } from "../src/teleport/proto_embedded.ts";
+import {
+  AMR_SERVICE,
+  AUTH_SERVICE,
+  buildTeleportProto,
+  teleportProto,
+  USERS_SERVICE,
+} from "../src/teleport/proto.ts";
 
 Deno.test("embed_proto: src/teleport/proto_embedded.ts is up to date with proto/", async () => {
   const files = await readProtoFiles();
@@ -13,6 +19,22 @@ Deno.test("embed_proto: src/teleport/proto_embedded.ts is up to date with proto/
     "src/teleport/proto_embedded.ts is stale: run `deno run -A scripts/embed_proto.ts`",
   );
   assert.deepEqual(PROTO_FILES, files);
+});
+
+Deno.test("embed_proto: the schema the plugin loads (PROTO_JSON) is the one the sources make", () => {
+  assert.deepEqual(PROTO_JSON, buildTeleportProto(PROTO_FILES).root.toJSON());
+  // And what grpc-js is given from it is the same: every method, its path and streaming.
+  const fromJson = teleportProto().packageDefinition;
+  const fromSources = buildTeleportProto(PROTO_FILES).packageDefinition;
+  assert.deepEqual(Object.keys(fromJson).sort(), Object.keys(fromSources).sort());
+  for (const service of [AUTH_SERVICE, AMR_SERVICE, USERS_SERVICE]) {
+    const shape = (def: unknown) =>
+      Object.entries(
+        def as Record<string, { path: string; requestStream: boolean; responseStream: boolean }>,
+      )
+        .map(([name, m]) => [name, m.path, m.requestStream, m.responseStream]);
+    assert.deepEqual(shape(fromJson[service]), shape(fromSources[service]));
+  }
 });
 
 Deno.test("embed_proto: sources with backticks and ${ survive the template literal", async () => {

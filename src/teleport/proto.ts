@@ -8,7 +8,7 @@
 import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import protobuf from "protobufjs";
-import { PROTO_FILES } from "./proto_embedded.ts";
+import { PROTO_FILES, PROTO_JSON } from "./proto_embedded.ts";
 
 /** gRPC service name of Teleport's Auth Service. */
 export const AUTH_SERVICE = "proto.AuthService";
@@ -48,19 +48,31 @@ export interface TeleportProto {
 
 let cached: TeleportProto | undefined;
 
-/** The schema built from the embedded sources; built on first use and cached. */
+/**
+ * The embedded schema, built on first use and cached: from the sources'
+ * JSON made at build time (`scripts/embed_proto.ts`), so that no start
+ * parses `.proto` text. `root` is built on first use (tests and fakes).
+ */
 export function teleportProto(): TeleportProto {
-  cached ??= buildTeleportProto(PROTO_FILES);
+  cached ??= fromJson(PROTO_JSON as protobuf.INamespace, () => buildRoot(PROTO_FILES));
   return cached;
 }
 
 /** Builds the schema from `.proto` sources keyed by path (as in `proto/`). */
 export function buildTeleportProto(files: Readonly<Record<string, string>>): TeleportProto {
   const root = buildRoot(files);
-  const packageDefinition = protoLoader.fromJSON(root.toJSON(), LOADER_OPTIONS);
+  return fromJson(root.toJSON(), () => root);
+}
+
+function fromJson(json: protobuf.INamespace, makeRoot: () => protobuf.Root): TeleportProto {
+  const packageDefinition = protoLoader.fromJSON(json, LOADER_OPTIONS);
   const grpcObject = grpc.loadPackageDefinition(packageDefinition);
+  let root: protobuf.Root | undefined;
   return {
-    root,
+    get root() {
+      root ??= makeRoot();
+      return root;
+    },
     packageDefinition,
     AuthService: serviceConstructor(grpcObject, AUTH_SERVICE),
     AccessMonitoringRulesService: serviceConstructor(grpcObject, AMR_SERVICE),
