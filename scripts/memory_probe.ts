@@ -42,3 +42,5 @@ await import("../src/mail/mailgun.ts");
 show("only with [mailgun]");
 await import("../src/status/metrics.ts");
 show("only with [status] (prom-client)");
+await (await import("../src/notify/template.ts")).loadTemplateEngine();
+show("only with [templates] (Handlebars)");
