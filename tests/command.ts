@@ -32,6 +32,46 @@ export async function moduleGraph(path: string): Promise<string[]> {
   return modules.map((m) => m.specifier);
 }
 
+interface InfoModule {
+  specifier: string;
+  kind?: string;
+  npmPackage?: string;
+  dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+}
+
+/**
+ * The npm packages (`name@version`) that loading `path` loads before any of
+ * its code runs: those its static imports reach, type-only and dynamic
+ * imports (`await import(...)`) not followed (`deno info --json`).
+ */
+export async function staticNpmPackages(path: string): Promise<string[]> {
+  const { code, stdout, stderr } = await runCommand(Deno.execPath(), {
+    args: ["info", "--json", path],
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+  });
+  if (code !== 0) throw new Error(`deno info "${path}" failed: ${stderr}`);
+  const { modules, redirects, roots } = JSON.parse(stdout) as {
+    modules: InfoModule[];
+    redirects: Record<string, string>;
+    roots: string[];
+  };
+  const bySpecifier = new Map(modules.map((m) => [m.specifier, m]));
+  const packages = new Set<string>();
+  const seen = new Set<string>();
+  const stack = [...roots];
+  while (stack.length > 0) {
+    const specifier = stack.pop()!;
+    const module = bySpecifier.get(redirects[specifier] ?? specifier);
+    if (!module || seen.has(module.specifier)) continue;
+    seen.add(module.specifier);
+    if (module.kind === "npm" && module.npmPackage) packages.add(module.npmPackage);
+    for (const dep of module.dependencies ?? []) {
+      if (dep.code && !dep.isDynamic) stack.push(dep.code.specifier);
+    }
+  }
+  return [...packages].sort();
+}
+
 /** Whether anything (a file, directory or link) is at `path`. */
 export async function exists(path: string): Promise<boolean> {
   try {
