@@ -355,8 +355,9 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
     const sequentialCalls = perRequest(before, REQUESTS);
 
     // The burst.
-    let peak = rss(pid).current;
-    let peakAnon = rss(pid).anon;
+    const atStart = rss(pid);
+    let peak = atStart.current;
+    let peakAnon = atStart.anon;
     const sampler = setInterval(() => {
       const now = rss(pid);
       peak = Math.max(peak, now.current);

@@ -21,22 +21,30 @@ export async function runCommand(cmd: string, options: Deno.CommandOptions): Pro
   };
 }
 
-/** The specifiers of every module `path` loads, itself included (`deno info --json`). */
-export async function moduleGraph(path: string): Promise<string[]> {
-  const { code, stdout, stderr } = await runCommand(Deno.execPath(), {
-    args: ["info", "--json", path],
-    env: { DENO_NO_UPDATE_CHECK: "1" },
-  });
-  if (code !== 0) throw new Error(`deno info "${path}" failed: ${stderr}`);
-  const { modules } = JSON.parse(stdout) as { modules: { specifier: string }[] };
-  return modules.map((m) => m.specifier);
-}
-
 interface InfoModule {
   specifier: string;
   kind?: string;
   npmPackage?: string;
   dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+}
+
+/** What `deno info --json path` says of the module graph. */
+async function denoInfo(path: string): Promise<{
+  modules: InfoModule[];
+  redirects: Record<string, string>;
+  roots: string[];
+}> {
+  const { code, stdout, stderr } = await runCommand(Deno.execPath(), {
+    args: ["info", "--json", path],
+    env: { DENO_NO_UPDATE_CHECK: "1" },
+  });
+  if (code !== 0) throw new Error(`deno info "${path}" failed: ${stderr}`);
+  return JSON.parse(stdout);
+}
+
+/** The specifiers of every module `path` loads, itself included (`deno info --json`). */
+export async function moduleGraph(path: string): Promise<string[]> {
+  return (await denoInfo(path)).modules.map((m) => m.specifier);
 }
 
 /**
@@ -45,16 +53,7 @@ interface InfoModule {
  * imports (`await import(...)`) not followed (`deno info --json`).
  */
 export async function staticNpmPackages(path: string): Promise<string[]> {
-  const { code, stdout, stderr } = await runCommand(Deno.execPath(), {
-    args: ["info", "--json", path],
-    env: { DENO_NO_UPDATE_CHECK: "1" },
-  });
-  if (code !== 0) throw new Error(`deno info "${path}" failed: ${stderr}`);
-  const { modules, redirects, roots } = JSON.parse(stdout) as {
-    modules: InfoModule[];
-    redirects: Record<string, string>;
-    roots: string[];
-  };
+  const { modules, redirects, roots } = await denoInfo(path);
   const bySpecifier = new Map(modules.map((m) => [m.specifier, m]));
   const packages = new Set<string>();
   const seen = new Set<string>();
