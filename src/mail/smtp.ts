@@ -30,7 +30,6 @@
  */
 import "./_smtp_no_pipelining.ts";
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";
-import type Mail from "nodemailer/lib/mailer/index.js";
 import net from "node:net";
 import type { SmtpConfig, StarttlsPolicy } from "../config/types.ts";
 import {
@@ -39,7 +38,6 @@ import {
   type Mailer,
   MailError,
   type OutgoingEmail,
-  type PreparedEmail,
   prepareEmail,
   redact,
   type Redaction,
@@ -48,6 +46,8 @@ import {
   smtpRedaction,
 } from "./mailer.ts";
 import { messageIdGenerator } from "./message_id.ts";
+import { messageComposer } from "./compose.ts";
+import { Slots } from "../lib/slots.ts";
 import { systemTrustedCas } from "../lib/system_cas.ts";
 import { caOption } from "../lib/_tls_peer_chain_deno.ts";
 
@@ -55,6 +55,12 @@ import { caOption } from "../lib/_tls_peer_chain_deno.ts";
 export const IMPLICIT_TLS_PORT = 465;
 /** At most this many SMTP connections at once; a notification burst queues behind them. */
 export const MAX_CONNECTIONS = 5;
+/**
+ * Emails composed and handed to Nodemailer's pool at once; the others wait
+ * uncomposed. A burst then holds a few raw messages instead of one per
+ * email in flight (hundreds), and the pool still always has the next one.
+ */
+const MAX_HANDED_OVER = MAX_CONNECTIONS * 2;
 /** Messages sent over one connection before it is replaced (Nodemailer's default). */
 const MAX_MESSAGES_PER_CONNECTION = 100;
 /** Time to open the TCP (and implicit TLS) connection, DNS included. */
@@ -348,28 +354,6 @@ export function smtpMailError(
 }
 
 /**
- * What Nodemailer is given for one prepared email: the mailer's own message,
- * exported so that the benchmark's floor sends exactly the same.
- */
-export function nodemailerMessage(
-  sender: string,
-  prepared: PreparedEmail,
-  messageId: string,
-): Mail.Options {
-  const threadId = prepared.inReplyTo === undefined ? undefined : `<${prepared.inReplyTo}>`;
-  return {
-    from: sender,
-    to: prepared.to,
-    subject: prepared.subject,
-    text: prepared.text,
-    ...(prepared.html === undefined ? {} : { html: prepared.html }),
-    messageId: `<${messageId}>`,
-    ...(threadId === undefined ? {} : { inReplyTo: threadId, references: threadId }),
-    headers: Object.fromEntries(prepared.headers),
-  };
-}
-
-/**
  * An SMTP mailer for `cfg`, sending as `sender` (a mailbox, possibly with a
  * display name). Connections open on first use and are pooled.
  */
@@ -385,6 +369,8 @@ export function createSmtpMailer(
     deps.timeouts ?? DEFAULT_SMTP_TIMEOUTS,
   );
   const transporter = nodemailer.createTransport(options);
+  const compose = messageComposer(sender);
+  const handedOver = new Slots(MAX_HANDED_OVER);
   const server = `${cfg.host}:${cfg.port}`;
   const password = smtpRedaction(cfg.username, cfg.password?.reveal());
 
@@ -393,14 +379,19 @@ export function createSmtpMailer(
       signal?.throwIfAborted();
       const prepared = prepareEmail(email);
       const messageId = nextMessageId();
+      await handedOver.acquire(signal);
       try {
+        const { envelope, raw } = await compose(prepared, messageId);
         await transporter.sendMail({
-          ...nodemailerMessage(sender, prepared, messageId),
+          envelope: { from: envelope.from, to: [...envelope.to] },
+          raw,
           ...(signal === undefined ? {} : { signal }),
         });
       } catch (err) {
         if (signal?.aborted) throw signal.reason;
         throw smtpMailError(err, { what: "send", server, recipient: prepared.to, password });
+      } finally {
+        handedOver.release();
       }
       return { messageId };
     },

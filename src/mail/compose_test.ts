@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import MailComposer from "nodemailer/lib/mail-composer/index.js";
+import { decodeEncodedWords, parseMime } from "../../tests/smtp_server.ts";
+import { type OutgoingEmail, prepareEmail } from "./mailer.ts";
+import { messageComposer } from "./compose.ts";
+
+const SENDER = "Téléport Access <noreply@example.com>";
+const CONTENT = {
+  subject: "teleport.example.com Role Request ✅ from ünïcode@example.com",
+  text: `You have a new Role Request ✅\n${"a long line of the reason ".repeat(12)}\n.\nend`,
+  html: `<p>You have a new <b>Role Request</b>: ✅</p>\n<p>${"x".repeat(300)}</p>`,
+};
+
+function headersOf(raw: string): Map<string, string> {
+  const top = parseMime(raw);
+  return new Map(top.headers.map(([name, value]) => [name.toLowerCase(), value]));
+}
+
+/**
+ * The parts a reader sees: content type and decoded text, in order (line
+ * ends as LF, no final one: MIME turns a text's LF into CRLF and ends it).
+ */
+function partsOf(raw: string): Array<[string, string]> {
+  const top = parseMime(raw);
+  const leaves = top.parts.length === 0 ? [top] : top.parts;
+  return leaves.map((
+    part,
+  ) => [part.contentType, part.body.replace(/\r\n/g, "\n").replace(/\n$/, "")]);
+}
+
+function bodyOf(raw: string): string {
+  return raw.slice(raw.indexOf("\r\n\r\n") + 4);
+}
+
+/** The body with its multipart boundary (random per message) replaced by a fixed word. */
+function bodyWithoutBoundary(raw: string): string {
+  const boundary = /boundary="([^"]+)"/.exec(raw.slice(0, raw.indexOf("\r\n\r\n")))?.[1];
+  const body = bodyOf(raw);
+  return boundary === undefined ? body : body.replaceAll(boundary, "BOUNDARY");
+}
+
+function nodemailerAlone(email: OutgoingEmail, messageId: string): Promise<string> {
+  const prepared = prepareEmail(email);
+  return new Promise((resolve, reject) => {
+    new MailComposer({
+      from: SENDER,
+      to: prepared.to,
+      subject: prepared.subject,
+      text: prepared.text,
+      ...(prepared.html === undefined ? {} : { html: prepared.html }),
+      messageId: `<${messageId}>`,
+      ...(prepared.inReplyTo === undefined
+        ? {}
+        : { inReplyTo: `<${prepared.inReplyTo}>`, references: `<${prepared.inReplyTo}>` }),
+      headers: Object.fromEntries(prepared.headers),
+    }).compile().build((err, built) => (err ? reject(err) : resolve(built.toString("latin1"))));
+  });
+}
+
+Deno.test("compose: a message reads as the one Nodemailer composes alone, all 7-bit", async () => {
+  const compose = messageComposer(SENDER);
+  const email = { to: "alice@example.com", ...CONTENT, inReplyTo: "<thread-1@example.com>" };
+  const ours = (await compose(prepareEmail(email), "m-1@example.com")).raw;
+  const alone = await nodemailerAlone(email, "m-1@example.com");
+
+  assert.match(ours, /^[\x20-\x7e\r\n\t]*$/, "only 7-bit ASCII goes on the wire");
+  assert.equal(bodyWithoutBoundary(ours), bodyWithoutBoundary(alone));
+  assert.deepEqual(partsOf(ours), [["text/plain", CONTENT.text], ["text/html", CONTENT.html]]);
+  const mine = headersOf(ours);
+  const theirs = headersOf(alone);
+  for (const name of theirs.keys()) {
+    if (name === "date" || name === "content-type") continue;
+    assert.equal(mine.get(name), theirs.get(name), name);
+  }
+  assert.deepEqual([...mine.keys()].sort(), [...theirs.keys()].sort());
+  assert.match(mine.get("content-type")!, /^multipart\/alternative;\s*boundary="[^"]+"$/);
+  assert.equal(decodeEncodedWords(mine.get("subject")!), CONTENT.subject);
+  assert.equal(decodeEncodedWords(mine.get("from")!), SENDER);
+  assert.equal(mine.get("in-reply-to"), "<thread-1@example.com>");
+  assert.equal(mine.get("references"), "<thread-1@example.com>");
+  assert.equal(mine.get("auto-submitted"), "auto-generated");
+});
+
+Deno.test("compose: the emails of one content share its body, each with its own head", async () => {
+  const compose = messageComposer(SENDER);
+  const [a, b] = await Promise.all([
+    compose(prepareEmail({ to: "alice@example.com", ...CONTENT }), "m-a@example.com"),
+    compose(prepareEmail({ to: "bob@example.com", ...CONTENT }), "m-b@example.com"),
+  ]);
+  assert.equal(bodyOf(a!.raw), bodyOf(b!.raw));
+  assert.equal(headersOf(a!.raw).get("to"), "alice@example.com");
+  assert.equal(headersOf(b!.raw).get("to"), "bob@example.com");
+  assert.equal(headersOf(a!.raw).get("message-id"), "<m-a@example.com>");
+  assert.equal(headersOf(b!.raw).get("message-id"), "<m-b@example.com>");
+  assert.deepEqual(a!.envelope, { from: SENDER, to: ["alice@example.com"] });
+  assert.deepEqual(b!.envelope, { from: SENDER, to: ["bob@example.com"] });
+
+  // Another text (as a template may make per recipient) gets a body of its own.
+  const c = await compose(
+    prepareEmail({ to: "carol@example.com", ...CONTENT, text: "Only for Carol ✅" }),
+    "m-c@example.com",
+  );
+  assert.notEqual(bodyOf(c.raw), bodyOf(a!.raw));
+  assert.deepEqual(partsOf(c.raw), [["text/plain", "Only for Carol ✅"], [
+    "text/html",
+    CONTENT.html,
+  ]]);
+  // A text equal to another's text followed by its HTML is not mistaken for it.
+  const d = await compose(
+    prepareEmail({ to: "dave@example.com", subject: "s", text: CONTENT.text + CONTENT.html }),
+    "m-d@example.com",
+  );
+  assert.deepEqual(partsOf(d.raw), [["text/plain", CONTENT.text + CONTENT.html]]);
+});
+
+Deno.test("compose: a text-only email keeps its content type and transfer encoding", async () => {
+  const compose = messageComposer(SENDER);
+  const email = { to: "alice@example.com", subject: "plain", text: "Grüße ✅\nline two" };
+  const ours = (await compose(prepareEmail(email), "m-t@example.com")).raw;
+  const alone = await nodemailerAlone(email, "m-t@example.com");
+  assert.equal(bodyOf(ours), bodyOf(alone));
+  assert.deepEqual(partsOf(ours), [["text/plain", email.text]]);
+  const mine = headersOf(ours);
+  const theirs = headersOf(alone);
+  assert.equal(mine.get("content-type"), theirs.get("content-type"));
+  assert.equal(mine.get("content-transfer-encoding"), theirs.get("content-transfer-encoding"));
+  assert.equal(mine.get("mime-version"), "1.0");
+});
+
+Deno.test("compose: many distinct contents in a row each compose correctly", async () => {
+  const compose = messageComposer(SENDER);
+  // More contents than the cache keeps, then the first again: composed anew, not lost.
+  for (let i = 0; i < 70; i++) {
+    const text = `request ${i}`;
+    const { raw } = await compose(prepareEmail({ to: "a@example.com", subject: "s", text }), "m");
+    assert.deepEqual(partsOf(raw), [["text/plain", text]]);
+  }
+  const { raw } = await compose(
+    prepareEmail({ to: "a@example.com", subject: "s", text: "request 0" }),
+    "m",
+  );
+  assert.deepEqual(partsOf(raw), [["text/plain", "request 0"]]);
+});
