@@ -32,7 +32,8 @@ import { parseArgs } from "node:util";
 import nodemailer, { type Transporter } from "nodemailer";
 import type Mail from "nodemailer/lib/mailer/index.js";
 import { type Cluster, spawnPlugin, startCluster } from "../tests/harness.ts";
-import { nodemailerMessage, smtpTransportOptions } from "../src/mail/smtp.ts";
+import { smtpTransportOptions } from "../src/mail/smtp.ts";
+import { messageComposer } from "../src/mail/compose.ts";
 import { prepareEmail } from "../src/mail/mailer.ts";
 import { messageIdGenerator } from "../src/mail/message_id.ts";
 import { newRequestMessage, requestWebLink } from "../src/notify/message.ts";
@@ -122,29 +123,42 @@ async function until(what: string, done: () => boolean, timeoutMs = PHASE_TIMEOU
 
 const nextMessageId = messageIdGenerator(SENDER);
 
+/** Composes emails as the plugin's SMTP mailer does (a body shared by a request's emails). */
+const compose = messageComposer(SENDER);
+
 /**
- * What the plugin gives Nodemailer for one of the bench's requests: its
- * built-in new-request email (text and HTML, ~3 KB), to `to`. Built before
- * the clock starts, so that the floor and the Go strategy time Nodemailer
- * and the server alone.
+ * What the plugin gives Nodemailer for `count` emails of the bench's
+ * requests, to `<tag><n>@example.com`: its built-in new-request email (text
+ * and HTML, ~3 KB), one content per 3 recipients as one request's, composed
+ * by its own code into raw messages. Built before the clock starts, so that
+ * the floor and the Go strategy time Nodemailer and the server alone.
  */
-function pluginEmail(to: string): Mail.Options {
-  const id = crypto.randomUUID();
-  const now = Date.now();
-  const content = newRequestMessage({
-    clusterName: CLUSTER_NAME,
-    request: {
-      id,
-      user: "user1@example.com",
-      roles: ["editor"],
-      requestReason: "benchmark",
-      created: new Date(now),
-      expires: new Date(now + 3_600_000),
-      accessExpires: new Date(now + 3_600_000),
-    },
-    link: requestWebLink(CLUSTER_NAME, id),
-  });
-  return nodemailerMessage(SENDER, prepareEmail({ to, ...content }), nextMessageId());
+async function pluginEmails(count: number, tag: string): Promise<Mail.Options[]> {
+  const emails: Mail.Options[] = [];
+  let content: ReturnType<typeof newRequestMessage> | undefined;
+  for (let i = 0; i < count; i++) {
+    if (i % RECIPIENTS_PER_REQUEST === 0) {
+      const id = crypto.randomUUID();
+      const now = Date.now();
+      content = newRequestMessage({
+        clusterName: CLUSTER_NAME,
+        request: {
+          id,
+          user: "user1@example.com",
+          roles: ["editor"],
+          requestReason: "benchmark",
+          created: new Date(now),
+          expires: new Date(now + 3_600_000),
+          accessExpires: new Date(now + 3_600_000),
+        },
+        link: requestWebLink(CLUSTER_NAME, id),
+      });
+    }
+    const prepared = prepareEmail({ to: `${tag}${i}@example.com`, ...content! });
+    const { envelope, raw } = await compose(prepared, nextMessageId());
+    emails.push({ envelope: { from: envelope.from, to: [...envelope.to] }, raw });
+  }
+  return emails;
 }
 
 /** The plugin's SMTP settings for `server` (what its config file says). */
@@ -159,11 +173,6 @@ function smtpConfigFor(server: BenchSmtp, caPem: string): SmtpConfig {
   };
 }
 
-/** `count` of the plugin's emails, to `<tag><n>@example.com`. */
-function pluginEmails(count: number, tag: string): Mail.Options[] {
-  return Array.from({ length: count }, (_, i) => pluginEmail(`${tag}${i}@example.com`));
-}
-
 /** Sends `emails` through `transport` at once; resolves when all were accepted. */
 async function sendAll(transport: Transporter, emails: readonly Mail.Options[]) {
   await Promise.all(emails.map((email) => transport.sendMail(email)));
@@ -173,15 +182,15 @@ async function sendAll(transport: Transporter, emails: readonly Mail.Options[]) 
 async function floor(cfg: SmtpConfig) {
   const transport = nodemailer.createTransport(smtpTransportOptions(cfg, []));
   try {
-    await sendAll(transport, pluginEmails(10, "warm"));
+    await sendAll(transport, await pluginEmails(10, "warm"));
     const latencies: number[] = [];
     for (let i = 0; i < REQUESTS; i++) {
-      const emails = pluginEmails(RECIPIENTS_PER_REQUEST, `floor-l${i}-`);
+      const emails = await pluginEmails(RECIPIENTS_PER_REQUEST, `floor-l${i}-`);
       const t0 = performance.now();
       await sendAll(transport, emails);
       latencies.push(performance.now() - t0);
     }
-    const burst = pluginEmails(REQUESTS * RECIPIENTS_PER_REQUEST, "floor-b");
+    const burst = await pluginEmails(REQUESTS * RECIPIENTS_PER_REQUEST, "floor-b");
     const cpu0 = cpuSeconds();
     const busy = machineBusy();
     const t0 = performance.now();
@@ -219,14 +228,13 @@ async function goStrategy(cfg: SmtpConfig) {
   };
   const latencies: number[] = [];
   for (let i = 0; i < Math.min(REQUESTS, 50); i++) {
-    const emails = pluginEmails(RECIPIENTS_PER_REQUEST, `go-l${i}-`);
+    const emails = await pluginEmails(RECIPIENTS_PER_REQUEST, `go-l${i}-`);
     const t0 = performance.now();
     await request(emails);
     latencies.push(performance.now() - t0);
   }
-  const requests = Array.from(
-    { length: REQUESTS },
-    (_, i) => pluginEmails(RECIPIENTS_PER_REQUEST, `go${i}-`),
+  const requests = await Promise.all(
+    Array.from({ length: REQUESTS }, (_, i) => pluginEmails(RECIPIENTS_PER_REQUEST, `go${i}-`)),
   );
   let next = 0;
   const t0 = performance.now();
