@@ -8,7 +8,7 @@
  * - burst: N requests × 3 recipients created at once, time until the server
  *   accepted every email (as the client saw it: the plugin's "Sent … email"
  *   log line, `sendMail` resolving for the others), for the plugin, for the
- *   floor (the plugin's own emails, built beforehand by its code, straight
+ *   floor (the plugin's own emails, composed beforehand into raw messages by its code, straight
  *   through Nodemailer's pool: 5 connections, TCP_NODELAY on, the plugin's
  *   transport options) and for the Go plugin's strategy (the same emails, a
  *   new connection with TLS and AUTH per email, a request's emails one after

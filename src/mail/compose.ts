@@ -74,7 +74,11 @@ export function messageComposer(
     if (body === undefined) {
       body = composeBody(text, html);
       bodies.set(key, body);
-      body.catch(() => bodies.delete(key));
+      const composing = body;
+      // A failed composition is forgotten (only if it is still the one kept), not cached.
+      composing.catch(() => {
+        if (bodies.get(key) === composing) bodies.delete(key);
+      });
       // Oldest first out: a Map keeps insertion order.
       if (bodies.size > MAX_BODIES) bodies.delete(bodies.keys().next().value!);
     }
