@@ -385,6 +385,8 @@ export function createSmtpMailer(
         await transporter.sendMail({
           envelope: { from: envelope.from, to: [...envelope.to] },
           raw,
+          // The raw message has it already; given, Nodemailer does not make one it would not send.
+          messageId: `<${messageId}>`,
           ...(signal === undefined ? {} : { signal }),
         });
       } catch (err) {
