@@ -37,6 +37,12 @@ interface Body {
 
 /** Distinct bodies kept: a burst's notifications are each composed once; memory stays small. */
 const MAX_BODIES = 64;
+/**
+ * Bodies composed ahead of their emails (`prepare`) and kept until used, at
+ * most: beyond, in a burst, preparing would only move work earlier, or
+ * compose bodies twice once they fell out of the cache before their use.
+ */
+const MAX_EARLY_BODIES = 8;
 
 const HEADER_END = "\r\n\r\n";
 
@@ -56,23 +62,51 @@ async function composeBody(text: string, html: string | undefined): Promise<Body
   return { contentHeaders, content: whole.slice(end + HEADER_END.length) };
 }
 
+/** Turns a prepared email and its Message-ID (without brackets) into the raw message. */
+export interface MessageComposer {
+  (prepared: PreparedEmail, messageId: string): Promise<RawSmtpMessage>;
+  /**
+   * Starts composing the body of `text` (and `html`) now, for emails to be
+   * composed soon: they find it ready. A failure is left for them to meet.
+   */
+  prepare(text: string, html: string | undefined): void;
+  /** Bodies composed so far (diagnostics, tests). */
+  readonly bodiesComposed: number;
+}
+
 /**
  * A composer sending as `sender` (a mailbox, possibly with a display name):
  * turns a prepared email and its Message-ID (without brackets) into the raw
  * message Nodemailer sends. Emails with the same text and HTML share one
  * composed body.
  */
-export function messageComposer(
-  sender: string,
-): (prepared: PreparedEmail, messageId: string) => Promise<RawSmtpMessage> {
+export function messageComposer(sender: string): MessageComposer {
   const bodies = new Map<string, Promise<Body>>();
+  /** Bodies composed ahead (`prepare`) that no email used yet, oldest first. */
+  const early = new Map<string, { body: Promise<Body>; usedBefore: number }>();
+  /** How many early bodies emails used so far. */
+  let used = 0;
+  let composed = 0;
+
+  // Length first: no text and HTML pair can be read as another.
+  const keyOf = (text: string, html: string | undefined) =>
+    html === undefined ? `t${text}` : `h${text.length}:${text}${html}`;
+
+  const newBody = (text: string, html: string | undefined) => {
+    composed++;
+    return composeBody(text, html);
+  };
 
   const bodyFor = (text: string, html: string | undefined): Promise<Body> => {
-    // Length first: no text and HTML pair can be read as another.
-    const key = html === undefined ? `t${text}` : `h${text.length}:${text}${html}`;
+    const key = keyOf(text, html);
     let body = bodies.get(key);
     if (body === undefined) {
-      body = composeBody(text, html);
+      const ready = early.get(key);
+      if (ready !== undefined) {
+        early.delete(key);
+        used++;
+      }
+      body = ready?.body ?? newBody(text, html);
       bodies.set(key, body);
       const composing = body;
       // A failed composition is forgotten (only if it is still the one kept), not cached.
@@ -85,7 +119,7 @@ export function messageComposer(
     return body;
   };
 
-  return async (prepared, messageId) => {
+  const compose = async (prepared: PreparedEmail, messageId: string) => {
     const body = await bodyFor(prepared.text, prepared.html);
     const head = new MimeNode();
     // The caller's headers first, then the mailer's own, as Nodemailer's composer orders them.
@@ -103,4 +137,25 @@ export function messageComposer(
       raw: `${head.buildHeaders()}\r\n${body.contentHeaders}${HEADER_END}${body.content}`,
     };
   };
+  const prepare = (text: string, html: string | undefined) => {
+    const key = keyOf(text, html);
+    if (bodies.has(key) || early.has(key)) return;
+    if (early.size >= MAX_EARLY_BODIES) {
+      // Full: a burst (the bodies ahead are used first, the rest are composed when sent, once
+      // each), unless the oldest waited while as many later ones were used: its emails are
+      // not coming (another instance sent them), and it makes room.
+      const [oldestKey, oldest] = early.entries().next().value!;
+      if (used - oldest.usedBefore < MAX_EARLY_BODIES) return;
+      early.delete(oldestKey);
+    }
+    const body = newBody(text, html);
+    early.set(key, { body, usedBefore: used });
+    // A failed body is not kept: the emails that need it compose it again (and meet the error).
+    body.catch(() => {
+      if (early.get(key)?.body === body) early.delete(key);
+    });
+  };
+  const composer: MessageComposer = Object.assign(compose, { prepare, bodiesComposed: 0 });
+  Object.defineProperty(composer, "bodiesComposed", { get: () => composed });
+  return composer;
 }

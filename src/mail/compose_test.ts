@@ -141,3 +141,57 @@ Deno.test("compose: many distinct contents in a row each compose correctly", asy
   );
   assert.deepEqual(partsOf(raw), [["text/plain", "request 0"]]);
 });
+
+Deno.test("compose: a body prepared ahead is the one its emails get, composed once", async () => {
+  const compose = messageComposer(SENDER);
+  compose.prepare(CONTENT.text, CONTENT.html);
+  compose.prepare(CONTENT.text, CONTENT.html);
+  assert.equal(compose.bodiesComposed, 1);
+  const [a, b] = await Promise.all([
+    compose(prepareEmail({ to: "alice@example.com", ...CONTENT }), "m-a@example.com"),
+    compose(prepareEmail({ to: "bob@example.com", ...CONTENT }), "m-b@example.com"),
+  ]);
+  assert.equal(compose.bodiesComposed, 1);
+  // The same multipart body, boundary and all (a body composed anew has a boundary of its own).
+  assert.equal(bodyOf(a.raw), bodyOf(b.raw));
+  assert.equal(
+    bodyWithoutBoundary(a.raw),
+    bodyWithoutBoundary(
+      await nodemailerAlone({ to: "alice@example.com", ...CONTENT }, "m-a@example.com"),
+    ),
+  );
+  // Once used, it is an ordinary cached body: preparing it again composes nothing.
+  compose.prepare(CONTENT.text, CONTENT.html);
+  assert.equal(compose.bodiesComposed, 1);
+});
+
+Deno.test("compose: at most 8 bodies wait ahead; one left waiting makes room once 8 later ones were used", async () => {
+  const compose = messageComposer(SENDER);
+  const send = (text: string) =>
+    compose(prepareEmail({ to: "a@example.com", subject: "s", text }), "m").then(({ raw }) => {
+      assert.deepEqual(partsOf(raw), [["text/plain", text]]);
+    });
+  // A burst: 8 are composed ahead, the others when they are sent, each once.
+  for (let i = 0; i < 12; i++) compose.prepare(`burst ${i}`, undefined);
+  assert.equal(compose.bodiesComposed, 8);
+  for (let i = 0; i < 12; i++) await send(`burst ${i}`);
+  assert.equal(compose.bodiesComposed, 12);
+
+  // "stale" is prepared and never sent (another instance sent its emails).
+  compose.prepare("stale", undefined);
+  for (let i = 0; i < 7; i++) compose.prepare(`next ${i}`, undefined);
+  assert.equal(compose.bodiesComposed, 20);
+  for (let i = 0; i < 7; i++) await send(`next ${i}`);
+  for (let i = 7; i < 14; i++) compose.prepare(`next ${i}`, undefined);
+  await send("next 7");
+  compose.prepare("next 14", undefined);
+  assert.equal(compose.bodiesComposed, 28);
+  // Full again, but 8 bodies prepared after "stale" were used since: it gives way.
+  compose.prepare("next 15", undefined);
+  assert.equal(compose.bodiesComposed, 29);
+  await send("next 15");
+  assert.equal(compose.bodiesComposed, 29);
+  // Sent after all, it is composed again, correctly.
+  await send("stale");
+  assert.equal(compose.bodiesComposed, 30);
+});

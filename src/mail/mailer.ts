@@ -33,6 +33,12 @@ export interface SentEmail {
 export interface Mailer {
   /** Sends one email; rejects with `MailError`, or with `signal.reason` once aborted. */
   send(email: OutgoingEmail, signal?: AbortSignal): Promise<SentEmail>;
+  /**
+   * Told of a content (text and HTML) about to be sent, so that whatever
+   * the mailer makes of it once for all its recipients can be made now
+   * (SMTP composes the MIME body). Best effort: never throws, sends nothing.
+   */
+  prepare?(content: { readonly text: string; readonly html?: string }): void;
   /** Proves the server or API is reachable and accepts our credentials; rejects with `MailError`. */
   checkHealth(signal?: AbortSignal): Promise<void>;
   /** Releases connections; sends in flight may fail. */

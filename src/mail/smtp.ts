@@ -398,6 +398,10 @@ export function createSmtpMailer(
       return { messageId };
     },
 
+    prepare(content): void {
+      compose.prepare(content.text, content.html);
+    },
+
     async checkHealth(signal?: AbortSignal): Promise<void> {
       signal?.throwIfAborted();
       try {

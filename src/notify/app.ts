@@ -124,6 +124,12 @@ export interface AppDeps {
   readonly client: TeleportClient;
   /** Sends one email, retrying transient failures; rejects with a `MailError` when it gives up. */
   send(email: OutgoingEmail, signal: AbortSignal): Promise<SentEmail>;
+  /**
+   * Told of a content about to be sent (a new request's opening emails,
+   * while its record is written), so that the mailer can get it ready in
+   * the meantime (`Mailer.prepare`). Sends nothing.
+   */
+  prepare?(content: MessageContent): void;
   readonly cluster: PingInfo;
   readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
   /** Identifies this process in claims: unique per running instance. */
@@ -743,6 +749,7 @@ export class NotifyApp {
         },
       );
     }
+    this.#prepareOpening(request, recipients.length, routed.recipients.length - recipients.length);
     return await modifyPluginData(this.#deps.client, request.id, (current) => {
       if (current !== undefined) return undefined;
       const fresh: EmailPluginData = {
@@ -760,6 +767,29 @@ export class NotifyApp {
       }
       return setClaim(next, this.#newClaim());
     }, this.#casOptions(signal, {}));
+  }
+
+  /**
+   * Writing a new request's record takes a round trip to the cluster: the
+   * mailer prepares the emails that open its threads meanwhile (the same
+   * built-in content as `#processOnce` sends, when no template replaces it).
+   */
+  #prepareOpening(request: AccessRequest, recipients: number, notEmailed: number): void {
+    const { prepare, templates } = this.#deps;
+    if (prepare === undefined) return;
+    const facts = {
+      clusterName: this.#deps.cluster.clusterName,
+      request,
+      link: this.#link(request.id),
+    };
+    if (recipients > 0 && !templates?.has("new_request")) {
+      prepare(newRequestMessage({ ...facts, notEmailed }));
+    }
+    if (
+      this.#deps.notifyRequester && isPlainAddress(request.user) && !templates?.has("requester")
+    ) {
+      prepare(requesterReceivedMessage(facts));
+    }
   }
 
   #remember(id: string): void {

@@ -10,6 +10,7 @@ import { NotifyApp } from "./app.ts";
 import { MailError, type OutgoingEmail } from "../mail/mailer.ts";
 import type { AccessRequest, AccessReview } from "../teleport/types.ts";
 import { FakeClock } from "../lib/clock.ts";
+import type { MessageContent } from "./message.ts";
 import { Activity } from "../lib/activity.ts";
 import { FAKE_PING, FakeTeleportClient } from "../../tests/fake_cluster.ts";
 
@@ -45,6 +46,7 @@ function setup(
     fail?: (e: OutgoingEmail, n: number) => Error | undefined;
     claimTtlMs?: number;
     clock?: FakeClock;
+    prepare?: (content: MessageContent) => void;
   } = {},
 ) {
   const clock = opts.clock ?? new FakeClock(Date.UTC(2026, 10, 23));
@@ -68,6 +70,7 @@ function setup(
     clock,
     activity,
     ...(opts.claimTtlMs ? { claimTtlMs: opts.claimTtlMs } : {}),
+    ...(opts.prepare ? { prepare: opts.prepare } : {}),
   });
   return { app, sent, teleport, clock, activity };
 }
@@ -105,6 +108,32 @@ Deno.test("a new request: one thread per recipient, recorded in Go's format, cla
   // The same event again sends nothing.
   await put(app, teleport, request("r1"));
   assert.equal(sent.length, 3);
+});
+
+Deno.test("a new request's opening email is given to the mailer to prepare while its record is written", async () => {
+  const teleport = new FakeTeleportClient();
+  const prepared: { content: MessageContent; recorded: boolean; sent: number }[] = [];
+  const { app, sent } = setup(teleport, {
+    prepare: (content) =>
+      prepared.push({ content, recorded: teleport.data.has("r1"), sent: sent.length }),
+  });
+  await put(app, teleport, request("r1"));
+  assert.equal(prepared.length, 1);
+  assert.equal(prepared[0]!.recorded, false);
+  assert.equal(prepared[0]!.sent, 0);
+  // What was prepared is what each recipient got.
+  assert.equal(sent.length, 3);
+  for (const e of sent) {
+    assert.equal(e.text, prepared[0]!.content.text);
+    assert.equal(e.html, prepared[0]!.content.html);
+  }
+  // A review is not a new request: nothing more to prepare.
+  await put(
+    app,
+    teleport,
+    request("r1", { reviews: [review("bob@example.com", "APPROVED", "ok")] }),
+  );
+  assert.equal(prepared.length, 1);
 });
 
 Deno.test("two reviews then approval: replies in order, then the resolution, once", async () => {
