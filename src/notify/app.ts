@@ -782,13 +782,17 @@ export class NotifyApp {
       request,
       link: this.#link(request.id),
     };
-    if (recipients > 0 && !templates?.has("new_request")) {
-      prepare(newRequestMessage({ ...facts, notEmailed }));
-    }
-    if (
-      this.#deps.notifyRequester && isPlainAddress(request.user) && !templates?.has("requester")
-    ) {
-      prepare(requesterReceivedMessage(facts));
+    try {
+      if (recipients > 0 && !templates?.has("new_request")) {
+        prepare(newRequestMessage({ ...facts, notEmailed }));
+      }
+      if (
+        this.#deps.notifyRequester && isPlainAddress(request.user) && !templates?.has("requester")
+      ) {
+        prepare(requesterReceivedMessage(facts));
+      }
+    } catch {
+      // Only a head start: the emails are composed when sent all the same.
     }
   }
 
