@@ -23,6 +23,7 @@
  *   and caches), and the time from process start to "Plugin is ready".
  *
  *   deno task bench [--requests N] [--quick] [--servers stall,aiosmtpd,postfix]
+ *     [--v8-flags=...] [--no-plugin-env]
  *
  * Needs Debian's python3-aiosmtpd and postfix for those two servers (a
  * server that cannot start is reported and skipped). Run it on a quiet
@@ -47,7 +48,7 @@ import {
   startStallSink,
 } from "./bench/servers.ts";
 import { cpuSeconds, machineBusy } from "./bench/proc.ts";
-import { PLUGIN_V8_FLAGS } from "./v8_flags.ts";
+import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -57,6 +58,8 @@ const { values: flags } = parseArgs({
     servers: { type: "string", default: "stall,aiosmtpd,postfix" },
     /** V8 flags of the plugin process (default: the ones its build embeds). */
     "v8-flags": { type: "string" },
+    /** Without the environment the unit and the image give the plugin (`PLUGIN_ENV`). */
+    "no-plugin-env": { type: "boolean", default: false },
   },
 });
 /** Requests of the burst (3 emails each); the latency phase creates the same number one by one. */
@@ -266,6 +269,7 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
   const spawn = () =>
     spawnPlugin(configPath, {
       NO_COLOR: "1",
+      ...(flags["no-plugin-env"] ? {} : PLUGIN_ENV),
       ...(v8Flags === "" ? {} : { DENO_V8_FLAGS: v8Flags }),
     });
   // Start → ready varies by ±100 ms from one start to the next: the median of a few.
@@ -425,6 +429,10 @@ const { ca, certPath, keyPath } = await localhostTls("bench SMTP CA", dir);
 const machine =
   `${Deno.build.target}, ${navigator.hardwareConcurrency} CPUs, deno ${Deno.version.deno}`;
 console.log(`teleport-email benchmark: ${REQUESTS} requests × 3 recipients (${machine})`);
+const pluginEnv = flags["no-plugin-env"]
+  ? "none"
+  : Object.entries(PLUGIN_ENV).map(([k, v]) => `${k}=${v}`).join(" ");
+console.log(`plugin: V8 flags ${flags["v8-flags"] ?? PLUGIN_V8_FLAGS}; environment ${pluginEnv}`);
 const results: Record<string, unknown> = {};
 try {
   for (const name of flags.servers.split(",")) {

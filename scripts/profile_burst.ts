@@ -21,7 +21,7 @@ import WebSocket from "ws";
 import { startCluster } from "../tests/harness.ts";
 import { localhostTls, startStallSink } from "./bench/servers.ts";
 import { cpuSeconds } from "./bench/proc.ts";
-import { PLUGIN_V8_FLAGS } from "./v8_flags.ts";
+import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -143,6 +143,7 @@ const child = new Deno.Command(Deno.execPath(), {
   env: {
     DENO_NO_UPDATE_CHECK: "1",
     NO_COLOR: "1",
+    ...PLUGIN_ENV,
     DENO_V8_FLAGS: `${flags["v8-flags"] ?? PLUGIN_V8_FLAGS},--trace-gc`,
   },
   stdin: "null",

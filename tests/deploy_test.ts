@@ -20,6 +20,7 @@ import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { type ConfigDeps, loadConfigSync } from "../src/config/load.ts";
 import type { LoadedConfig } from "../src/config/types.ts";
 import { exists, runCommand, type RunResult } from "./command.ts";
+import { PLUGIN_ENV } from "../scripts/v8_flags.ts";
 
 /** The pinned helm release (Go module `helm.sh/helm/v3`, served by the Go module proxy). */
 const HELM_VERSION = "v3.22.0";
@@ -313,6 +314,8 @@ interface Dockerfile {
   /** COPY sources and destination, flags dropped. */
   copies: { sources: string[]; dest: string }[];
   user: string;
+  /** ENV, as `KEY=value` pairs. */
+  env: Record<string, string>;
   entrypoint: string[];
   cmd: string[];
 }
@@ -327,6 +330,7 @@ async function readDockerfile(): Promise<Dockerfile> {
     args: [],
     copies: [],
     user: "",
+    env: {},
     entrypoint: [],
     cmd: [],
   };
@@ -346,6 +350,11 @@ async function readDockerfile(): Promise<Dockerfile> {
       }
       case "USER":
         dockerfile.user = rest;
+        break;
+      case "ENV":
+        for (const [, key = "", value = ""] of rest.matchAll(/(\w+)=(\S*)/g)) {
+          dockerfile.env[key] = value;
+        }
         break;
       case "ENTRYPOINT":
         dockerfile.entrypoint = JSON.parse(rest);
@@ -379,6 +388,11 @@ async function buildOutputs(): Promise<Map<string, string>> {
   }
   return outputs;
 }
+
+Deno.test("deploy/Dockerfile gives the plugin the environment the benchmark measured it with", async () => {
+  const dockerfile = await readDockerfile();
+  assert.deepEqual(dockerfile.env, PLUGIN_ENV);
+});
 
 Deno.test("deploy/Dockerfile copies the binaries scripts/build.sh writes, per TARGETARCH", async () => {
   const dockerfile = await readDockerfile();

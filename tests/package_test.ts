@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { exists, runCommand, type RunResult } from "./command.ts";
+import { PLUGIN_ENV } from "../scripts/v8_flags.ts";
 
 const REPO = fileURLToPath(new URL("..", import.meta.url));
 const REAL_VERSION = (JSON.parse(await Deno.readTextFile(join(REPO, "deno.json"))) as {
@@ -132,6 +133,15 @@ Deno.test("the systemd unit is Teleport's, and says why it has no PIDFile", asyn
   // the main PID itself, so ours leaves it out and says so.
   assert.deepEqual(directives.filter((line) => line.startsWith("PIDFile=")), []);
   assert.match(unit, /^# No PIDFile=\/run\/teleport-email\.pid.*Type=simple/ms);
+});
+
+Deno.test("the systemd unit gives the plugin the environment the benchmark measured it with", async () => {
+  const unit = await Deno.readTextFile(join(REPO, "teleport-email.service"));
+  const env = unit.split("\n").flatMap((line) => {
+    const m = /^Environment=(\w+)=(.*)$/.exec(line);
+    return m ? [[m[1]!, m[2]!] as const] : [];
+  });
+  assert.deepEqual(Object.fromEntries(env), PLUGIN_ENV);
 });
 
 packTest(
