@@ -4,7 +4,7 @@
  * refresh, the mailer backend, signals), runs the command and maps errors to
  * exit codes. The only module that calls `Deno.exit`.
  */
-// First: its body starts the crypto set-up off the main thread while the rest loads.
+// First: its body starts the crypto set-up off the main thread before the other modules run.
 import "./src/lib/_crypto_warmup_deno.ts";
 import { parseCommand, USAGE_HINT, UsageError } from "./src/cli/args.ts";
 import { runCommand } from "./src/cli/run.ts";

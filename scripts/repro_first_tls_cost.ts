@@ -69,8 +69,9 @@ async function client(kind: Case, port: number, caPath: string) {
 async function main() {
   const [mode, a, b] = Deno.args;
   if (mode === "client") return await client(a as Case, Number(b), Deno.args[3]!);
-  const tls = await localhostTls("repro CA");
-  const caPath = `${await Deno.makeTempDir({ prefix: "teleport-email-repro-" })}/ca.pem`;
+  const dir = await Deno.makeTempDir({ prefix: "teleport-email-repro-" });
+  const tls = await localhostTls("repro CA", dir);
+  const caPath = `${dir}/ca.pem`;
   await Deno.writeTextFile(caPath, tls.ca.cert);
   const listener = Deno.listenTls({
     hostname: "127.0.0.1",
@@ -100,6 +101,7 @@ async function main() {
     }
   }
   listener.close();
+  await Deno.remove(dir, { recursive: true });
 }
 
 await main();

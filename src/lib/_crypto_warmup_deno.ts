@@ -11,8 +11,9 @@
  * `crypto.subtle.generateKey` for an ECDSA key runs in Deno's blocking
  * thread pool, and the same set-up happens there. Importing this module
  * starts one such key generation and drops its result: the set-up then runs
- * on another CPU while the main thread loads the program's modules, and the
- * first handshake finds it done. Nothing is kept, sent or logged; the key is
+ * on another CPU while the main thread runs the program's other modules
+ * (the npm packages load then, ~0.2 s), and the first handshake finds it
+ * done. Nothing is kept, sent or logged; the key is
  * never used. If a Deno release stops doing the set-up in the pool, the
  * handshake pays for it again, nothing else changes.
  *

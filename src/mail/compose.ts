@@ -68,8 +68,10 @@ export interface MessageComposer {
   /**
    * Starts composing the body of `text` (and `html`) now, for emails to be
    * composed soon: they find it ready. A failure is left for them to meet.
+   * The function returned drops the body again if no email used it yet
+   * (the emails are not coming after all).
    */
-  prepare(text: string, html: string | undefined): void;
+  prepare(text: string, html: string | undefined): () => void;
   /** Bodies composed so far (diagnostics, tests). */
   readonly bodiesComposed: number;
 }
@@ -137,23 +139,26 @@ export function messageComposer(sender: string): MessageComposer {
       raw: `${head.buildHeaders()}\r\n${body.contentHeaders}${HEADER_END}${body.content}`,
     };
   };
+  const keep = () => {};
   const prepare = (text: string, html: string | undefined) => {
     const key = keyOf(text, html);
-    if (bodies.has(key) || early.has(key)) return;
+    if (bodies.has(key) || early.has(key)) return keep;
     if (early.size >= MAX_EARLY_BODIES) {
       // Full: a burst (the bodies ahead are used first, the rest are composed when sent, once
       // each), unless the oldest waited while as many later ones were used: its emails are
-      // not coming (another instance sent them), and it makes room.
+      // not coming and nobody said so (see the function returned), and it makes room.
       const [oldestKey, oldest] = early.entries().next().value!;
-      if (used - oldest.usedBefore < MAX_EARLY_BODIES) return;
+      if (used - oldest.usedBefore < MAX_EARLY_BODIES) return keep;
       early.delete(oldestKey);
     }
     const body = newBody(text, html);
     early.set(key, { body, usedBefore: used });
-    // A failed body is not kept: the emails that need it compose it again (and meet the error).
-    body.catch(() => {
+    const forget = () => {
       if (early.get(key)?.body === body) early.delete(key);
-    });
+    };
+    // A failed body is not kept: the emails that need it compose it again (and meet the error).
+    body.catch(forget);
+    return forget;
   };
   const composer: MessageComposer = Object.assign(compose, { prepare, bodiesComposed: 0 });
   Object.defineProperty(composer, "bodiesComposed", { get: () => composed });

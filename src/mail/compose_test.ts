@@ -195,3 +195,27 @@ Deno.test("compose: at most 8 bodies wait ahead; one left waiting makes room onc
   await send("stale");
   assert.equal(compose.bodiesComposed, 30);
 });
+
+Deno.test("compose: a prepared body that is forgotten frees its place and is composed again if sent", async () => {
+  const compose = messageComposer(SENDER);
+  const forgets = Array.from({ length: 8 }, (_, i) => compose.prepare(`gone ${i}`, undefined));
+  assert.equal(compose.bodiesComposed, 8);
+  // Full: nothing more is prepared until places are free.
+  compose.prepare("waiting", undefined);
+  assert.equal(compose.bodiesComposed, 8);
+  for (const forget of forgets) forget();
+  for (let i = 0; i < 8; i++) compose.prepare(`next ${i}`, undefined);
+  assert.equal(compose.bodiesComposed, 16);
+  const { raw } = await compose(
+    prepareEmail({ to: "a@example.com", subject: "s", text: "gone 0" }),
+    "m",
+  );
+  assert.deepEqual(partsOf(raw), [["text/plain", "gone 0"]]);
+  assert.equal(compose.bodiesComposed, 17);
+  // Forgetting a body already used changes nothing.
+  const used = compose.prepare("next 0", undefined);
+  await compose(prepareEmail({ to: "a@example.com", subject: "s", text: "next 0" }), "m");
+  used();
+  await compose(prepareEmail({ to: "b@example.com", subject: "s", text: "next 0" }), "m");
+  assert.equal(compose.bodiesComposed, 17);
+});

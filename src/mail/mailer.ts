@@ -37,8 +37,9 @@ export interface Mailer {
    * Told of a content (text and HTML) about to be sent, so that whatever
    * the mailer makes of it once for all its recipients can be made now
    * (SMTP composes the MIME body). Best effort: never throws, sends nothing.
+   * Returns what to call when the content will not be sent after all.
    */
-  prepare?(content: { readonly text: string; readonly html?: string }): void;
+  prepare?(content: { readonly text: string; readonly html?: string }): () => void;
   /** Proves the server or API is reachable and accepts our credentials; rejects with `MailError`. */
   checkHealth(signal?: AbortSignal): Promise<void>;
   /** Releases connections; sends in flight may fail. */

@@ -398,8 +398,8 @@ export function createSmtpMailer(
       return { messageId };
     },
 
-    prepare(content): void {
-      compose.prepare(content.text, content.html);
+    prepare(content): () => void {
+      return compose.prepare(content.text, content.html);
     },
 
     async checkHealth(signal?: AbortSignal): Promise<void> {

@@ -127,9 +127,10 @@ export interface AppDeps {
   /**
    * Told of a content about to be sent (a new request's opening emails,
    * while its record is written), so that the mailer can get it ready in
-   * the meantime (`Mailer.prepare`). Sends nothing.
+   * the meantime (`Mailer.prepare`). Sends nothing. Returns what to call
+   * when the content will not be sent after all.
    */
-  prepare?(content: MessageContent): void;
+  prepare?(content: MessageContent): () => void;
   readonly cluster: PingInfo;
   readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
   /** Identifies this process in claims: unique per running instance. */
@@ -749,8 +750,7 @@ export class NotifyApp {
         },
       );
     }
-    this.#prepareOpening(request, recipients.length, routed.recipients.length - recipients.length);
-    return await modifyPluginData(this.#deps.client, request.id, (current) => {
+    const writing = modifyPluginData(this.#deps.client, request.id, (current) => {
       if (current !== undefined) return undefined;
       const fresh: EmailPluginData = {
         ...EMPTY_PLUGIN_DATA,
@@ -767,6 +767,21 @@ export class NotifyApp {
       }
       return setClaim(next, this.#newClaim());
     }, this.#casOptions(signal, {}));
+    // Asked once the write is under way, so that it does not wait for the mailer.
+    const forget = this.#prepareOpening(
+      request,
+      recipients.length,
+      routed.recipients.length - recipients.length,
+    );
+    try {
+      const created = await writing;
+      // Another instance created the record first: it sends these emails, not us.
+      if (!created.changed) forget();
+      return created;
+    } catch (error) {
+      forget();
+      throw error;
+    }
   }
 
   /**
@@ -774,26 +789,37 @@ export class NotifyApp {
    * mailer prepares the emails that open its threads meanwhile (the same
    * built-in content as `#processOnce` sends, when no template replaces it).
    */
-  #prepareOpening(request: AccessRequest, recipients: number, notEmailed: number): void {
-    const { prepare, templates } = this.#deps;
-    if (prepare === undefined) return;
-    const facts = {
-      clusterName: this.#deps.cluster.clusterName,
-      request,
-      link: this.#link(request.id),
+  #prepareOpening(request: AccessRequest, recipients: number, notEmailed: number): () => void {
+    const forgets: (() => void)[] = [];
+    const forget = () => {
+      for (const f of forgets) {
+        try {
+          f();
+        } catch {
+          // As below: a head start only.
+        }
+      }
     };
+    if (this.#deps.prepare === undefined) return forget;
+    const { templates } = this.#deps;
     try {
+      const facts = {
+        clusterName: this.#deps.cluster.clusterName,
+        request,
+        link: this.#link(request.id),
+      };
       if (recipients > 0 && !templates?.has("new_request")) {
-        prepare(newRequestMessage({ ...facts, notEmailed }));
+        forgets.push(this.#deps.prepare(newRequestMessage({ ...facts, notEmailed })));
       }
       if (
         this.#deps.notifyRequester && isPlainAddress(request.user) && !templates?.has("requester")
       ) {
-        prepare(requesterReceivedMessage(facts));
+        forgets.push(this.#deps.prepare(requesterReceivedMessage(facts)));
       }
     } catch {
       // Only a head start: the emails are composed when sent all the same.
     }
+    return forget;
   }
 
   #remember(id: string): void {

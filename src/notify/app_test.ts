@@ -46,7 +46,8 @@ function setup(
     fail?: (e: OutgoingEmail, n: number) => Error | undefined;
     claimTtlMs?: number;
     clock?: FakeClock;
-    prepare?: (content: MessageContent) => void;
+    prepare?: (content: MessageContent) => () => void;
+    maxRecipients?: number;
   } = {},
 ) {
   const clock = opts.clock ?? new FakeClock(Date.UTC(2026, 10, 23));
@@ -71,6 +72,7 @@ function setup(
     activity,
     ...(opts.claimTtlMs ? { claimTtlMs: opts.claimTtlMs } : {}),
     ...(opts.prepare ? { prepare: opts.prepare } : {}),
+    ...(opts.maxRecipients ? { maxRecipients: opts.maxRecipients } : {}),
   });
   return { app, sent, teleport, clock, activity };
 }
@@ -113,20 +115,24 @@ Deno.test("a new request: one thread per recipient, recorded in Go's format, cla
 Deno.test("a new request's opening email is given to the mailer to prepare while its record is written", async () => {
   const teleport = new FakeTeleportClient();
   const prepared: { content: MessageContent; recorded: boolean; sent: number }[] = [];
+  let forgotten = 0;
   const { app, sent } = setup(teleport, {
-    prepare: (content) =>
-      prepared.push({ content, recorded: teleport.data.has("r1"), sent: sent.length }),
+    prepare: (content) => {
+      prepared.push({ content, recorded: teleport.data.has("r1"), sent: sent.length });
+      return () => forgotten++;
+    },
   });
   await put(app, teleport, request("r1"));
   assert.equal(prepared.length, 1);
   assert.equal(prepared[0]!.recorded, false);
   assert.equal(prepared[0]!.sent, 0);
-  // What was prepared is what each recipient got.
+  // What was prepared is what each recipient got; it was used, so not forgotten.
   assert.equal(sent.length, 3);
   for (const e of sent) {
     assert.equal(e.text, prepared[0]!.content.text);
     assert.equal(e.html, prepared[0]!.content.html);
   }
+  assert.equal(forgotten, 0);
   // A review is not a new request: nothing more to prepare.
   await put(
     app,
@@ -134,6 +140,49 @@ Deno.test("a new request's opening email is given to the mailer to prepare while
     request("r1", { reviews: [review("bob@example.com", "APPROVED", "ok")] }),
   );
   assert.equal(prepared.length, 1);
+});
+
+Deno.test("a prepared email is forgotten when another instance created the record first", async () => {
+  const teleport = new FakeTeleportClient();
+  const first = setup(teleport, { owner: "b" });
+  await put(first.app, teleport, request("r1"));
+  assert.equal(first.sent.length, 3);
+  let forgotten = 0;
+  const second = setup(teleport, { owner: "a", prepare: () => () => forgotten++ });
+  await put(second.app, teleport, request("r1"));
+  assert.equal(second.sent.length, 0);
+  assert.equal(forgotten, 1);
+});
+
+Deno.test("with more recipients than delivery.max_recipients, the prepared email is the one sent", async () => {
+  const teleport = new FakeTeleportClient();
+  const prepared: MessageContent[] = [];
+  const { app, sent } = setup(teleport, {
+    maxRecipients: 2,
+    prepare: (content) => {
+      prepared.push(content);
+      return () => {};
+    },
+  });
+  await put(app, teleport, request("r1"));
+  assert.equal(sent.length, 2);
+  assert.equal(prepared.length, 1);
+  // The email says one recipient was not emailed; the prepared one says the same.
+  assert.match(sent[0]!.text, /1 more reviewer\(s\) of this request were not emailed/);
+  for (const e of sent) {
+    assert.equal(e.text, prepared[0]!.text);
+    assert.equal(e.html, prepared[0]!.html);
+  }
+});
+
+Deno.test("a mailer whose prepare throws costs no email", async () => {
+  const { app, sent, teleport } = setup(undefined, {
+    prepare: () => {
+      throw new Error("boom");
+    },
+  });
+  await put(app, teleport, request("r1"));
+  assert.equal(sent.length, 3);
 });
 
 Deno.test("two reviews then approval: replies in order, then the resolution, once", async () => {

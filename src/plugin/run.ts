@@ -220,7 +220,7 @@ async function runConnected(
     const app = new NotifyApp({
       client,
       send: sendingWith(mailer, deps, readiness, notifyLog),
-      prepare: (content) => mailer.prepare?.(content),
+      prepare: (content) => mailer.prepare?.(content) ?? (() => {}),
       rules,
       notifyRequester: config.delivery.notifyRequester,
       maxRecipients: config.delivery.maxRecipients,
