@@ -488,7 +488,10 @@ export class NotifyApp {
     }
 
     let plan = this.#plan(target, data);
-    if (isEmptyPlan(plan) && readClaim(data)?.owner !== this.#deps.owner) return undefined;
+    // Emails sent earlier but not on record still need their write, even with nothing to send.
+    if (
+      isEmptyPlan(plan) && unrecorded.length === 0 && readClaim(data)?.owner !== this.#deps.owner
+    ) return undefined;
 
     // Take (or keep) the claim: only its holder sends for this request.
     if (!claimedAlready) {

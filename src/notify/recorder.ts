@@ -102,10 +102,15 @@ export class Recorder {
    * written.
    */
   record(update: RecordUpdate): Promise<void> {
-    return new Promise((resolve, reject) => {
+    const written = new Promise<void>((resolve, reject) => {
       this.#queue.push({ update, resolve, reject });
       this.#timer ??= this.#deps.clock.setTimeout(() => void this.flush(), COALESCE_MS);
     });
+    // Its caller awaits it at the end of the request, and its write may fail well before (a
+    // coalesced write, while another send of the request still runs): a failure is not left
+    // unhandled meanwhile, which would end the process. It shows in `error` and `unrecorded()`.
+    written.catch(() => {});
+    return written;
   }
 
   /** Writes what is queued now (after the write under way). */

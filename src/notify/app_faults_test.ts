@@ -1,0 +1,99 @@
+/**
+ * The notifier when the cluster fails it at awkward moments: a record's write
+ * failing while another send of the request is still running, a retry whose
+ * re-read fails, a reconcile racing another replica, a due check working from
+ * an old listing. On the in-memory cluster and a fake clock; each test fails
+ * (or crashes the test runner) without the change it came with.
+ */
+import assert from "node:assert/strict";
+import { status } from "@grpc/grpc-js";
+import { getLogger } from "@logtape/logtape";
+import { type AppDeps, NotifyApp } from "./app.ts";
+import type { OutgoingEmail, SentEmail } from "../mail/mailer.ts";
+import type { AccessRequest } from "../teleport/types.ts";
+import { FakeClock } from "../lib/clock.ts";
+import { Activity } from "../lib/activity.ts";
+import { FAKE_PING, FakeTeleportClient } from "../../tests/fake_cluster.ts";
+
+function request(id: string, patch: Partial<AccessRequest> = {}): AccessRequest {
+  return {
+    id,
+    user: "alice@example.com",
+    roles: ["editor"],
+    state: "PENDING",
+    requestReason: "hotfix",
+    resolveReason: "",
+    systemAnnotations: {},
+    reviews: [],
+    suggestedReviewers: [],
+    requestedResources: [],
+    loginHint: "",
+    created: new Date(Date.UTC(2026, 10, 23)),
+    ...patch,
+  };
+}
+
+type Send = (email: OutgoingEmail) => Promise<SentEmail>;
+
+function setup(opts: { send?: Send; deps?: Partial<AppDeps>; owner?: string } = {}) {
+  const teleport = new FakeTeleportClient();
+  const clock = new FakeClock(Date.UTC(2026, 10, 23));
+  const activity = new Activity();
+  const sent: OutgoingEmail[] = [];
+  const send: Send = opts.send ?? (() => Promise.resolve({ messageId: `m${sent.length}@x` }));
+  const app = new NotifyApp({
+    client: teleport,
+    send: async (email) => {
+      const result = await send(email);
+      sent.push(email);
+      return result;
+    },
+    cluster: FAKE_PING,
+    roleToRecipients: { "*": ["ops@example.com"] },
+    owner: opts.owner ?? "a",
+    log: getLogger(["test"]),
+    retryBackoff: { baseMs: 1_000, capMs: 1_000 },
+    clock,
+    activity,
+    ...opts.deps,
+  });
+  return { app, teleport, clock, activity, sent };
+}
+
+const signal = () => AbortSignal.timeout(5_000);
+const to = (sent: OutgoingEmail[]) => sent.map((e) => e.to).sort();
+
+Deno.test("a record that fails to be written while another send of the request runs does not end the process", async () => {
+  let releaseSlow!: () => void;
+  const slow = new Promise<void>((resolve) => (releaseSlow = resolve));
+  const { app, teleport, clock, sent } = setup({
+    send: async (email) => {
+      if (email.to === "slow@example.com") await slow;
+      return { messageId: `${email.to}.id@x` };
+    },
+  });
+  let updates = 0;
+  teleport.beforeCall = (call) => {
+    // The first update is the create (the claim); the second, ops@'s record, is refused.
+    if (call.method === "updatePluginData" && ++updates === 2) {
+      throw { code: status.PERMISSION_DENIED, details: "access denied" };
+    }
+  };
+  const r1 = request("r1", { suggestedReviewers: ["slow@example.com"] });
+  teleport.requests.set("r1", r1);
+  const handled = app.handleEvent({ type: "put", kind: "access_request", request: r1 }, signal());
+  // ops@'s record waits for the coalescing window, then its write fails; slow@ still sends.
+  await clock.tick(150);
+  assert.equal(updates, 2);
+  releaseSlow();
+  await handled;
+  assert.deepEqual(to(sent), ["ops@example.com", "slow@example.com"]);
+  // The request is tried again later; what went out is not sent again.
+  teleport.beforeCall = undefined;
+  await clock.tick(5_000);
+  app.stop();
+  assert.deepEqual(to(sent), ["ops@example.com", "slow@example.com"]);
+  const threads = teleport.data.get("r1")?.email_threads ?? "";
+  assert.match(threads, /ops@example\.com/);
+  assert.match(threads, /slow@example\.com/);
+});
