@@ -444,20 +444,25 @@ export class NotifyApp {
           );
           return;
         }
-        const attempt = this.#retryAttempts.get(id) ?? 0;
-        this.#retryAttempts.set(id, attempt + 1);
-        const delay = backoffDelay(
-          attempt,
-          this.#deps.retryBackoff ?? REQUEST_RETRY_BACKOFF,
-          this.#random,
-        );
-        this.#deps.log.with({ requestId: id }).error(
-          "Processing the request failed: {error}; retrying in {delay} ms",
-          { error, delay },
-        );
-        this.#scheduleRetry(id, delay);
+        this.#retryLater(id, "Processing the request failed", error);
       }
     });
+  }
+
+  /** Schedules the next try of `id` after a failure, with the request's backoff. */
+  #retryLater(id: string, what: string, error: unknown): void {
+    const attempt = this.#retryAttempts.get(id) ?? 0;
+    this.#retryAttempts.set(id, attempt + 1);
+    const delay = backoffDelay(
+      attempt,
+      this.#deps.retryBackoff ?? REQUEST_RETRY_BACKOFF,
+      this.#random,
+    );
+    this.#deps.log.with({ requestId: id }).error(`${what}: {error}; retrying in {delay} ms`, {
+      error,
+      delay,
+    });
+    this.#scheduleRetry(id, delay);
   }
 
   /** Returns when to look again (another instance holds the claim), or undefined when done. */
@@ -1034,7 +1039,14 @@ export class NotifyApp {
   async #retry(requestId: string) {
     if (this.#stopped) return;
     const signal = AbortSignal.timeout(RETRY_DEADLINE_MS);
-    const [request] = await this.#deps.client.listAccessRequests({ id: requestId }, signal);
+    let request: AccessRequest | undefined;
+    try {
+      [request] = await this.#deps.client.listAccessRequests({ id: requestId }, signal);
+    } catch (error) {
+      // Nothing else would bring the request back (its event has passed): try again later.
+      if (!this.#stopped) this.#retryLater(requestId, "Reading the request again failed", error);
+      return;
+    }
     const target: Target = request ? { kind: "request", request } : { kind: "deleted", requestId };
     await this.process(target, signal);
   }

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { status } from "@grpc/grpc-js";
 import { getLogger } from "@logtape/logtape";
 import { type AppDeps, NotifyApp } from "./app.ts";
-import type { OutgoingEmail, SentEmail } from "../mail/mailer.ts";
+import { MailError, type OutgoingEmail, type SentEmail } from "../mail/mailer.ts";
 import type { AccessRequest } from "../teleport/types.ts";
 import { FakeClock } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
@@ -96,4 +96,28 @@ Deno.test("a record that fails to be written while another send of the request r
   const threads = teleport.data.get("r1")?.email_threads ?? "";
   assert.match(threads, /ops@example\.com/);
   assert.match(threads, /slow@example\.com/);
+});
+
+Deno.test("a retry whose re-read of the request fails is tried again, not dropped", async () => {
+  let smtpDown = true;
+  const { app, teleport, clock, sent } = setup({
+    send: () =>
+      smtpDown
+        ? Promise.reject(new MailError("451 try again later", { transient: true }))
+        : Promise.resolve({ messageId: "m@x" }),
+  });
+  const r1 = request("r1");
+  teleport.requests.set("r1", r1);
+  await app.handleEvent({ type: "put", kind: "access_request", request: r1 }, signal());
+  assert.equal(app.retryQueueDepth, 1);
+  smtpDown = false;
+  // The retry's re-read of the request meets an auth server restarting.
+  teleport.failNext("listAccessRequests", { code: status.UNAVAILABLE, details: "restarting" });
+  await clock.tick(1_500);
+  assert.equal(teleport.callCount("listAccessRequests"), 1);
+  assert.deepEqual(to(sent), []);
+  assert.equal(app.retryQueueDepth, 1);
+  await clock.tick(1_500);
+  app.stop();
+  assert.deepEqual(to(sent), ["ops@example.com"]);
 });
