@@ -330,10 +330,11 @@ export class NotifyApp {
     const loading = this.#deps.rules?.reload(signal) ?? Promise.resolve();
     this.#rulesLoaded = loading.catch(() => {});
     await loading;
-    const [requests, stored] = await Promise.all([
-      this.#deps.client.listAccessRequests({}, signal),
-      this.#deps.client.listPluginData(signal),
-    ]);
+    // The records first, then the requests: a record listed whose request is not is one of a
+    // request deleted since. Listed together, a request created (and its record written by
+    // another replica) between the two answers would look deleted, and get an "expired" email.
+    const stored = await this.#deps.client.listPluginData(signal);
+    const requests = await this.#deps.client.listAccessRequests({}, signal);
     const dataById = new Map(stored.map((s) => [s.requestId, decodePluginData(s.data)]));
     // Requests with a record are not new: their processing reads it first.
     for (const requestId of dataById.keys()) this.#remember(requestId);

@@ -35,9 +35,17 @@ function request(id: string, patch: Partial<AccessRequest> = {}): AccessRequest 
 
 type Send = (email: OutgoingEmail) => Promise<SentEmail>;
 
-function setup(opts: { send?: Send; deps?: Partial<AppDeps>; owner?: string } = {}) {
-  const teleport = new FakeTeleportClient();
-  const clock = new FakeClock(Date.UTC(2026, 10, 23));
+function setup(
+  opts: {
+    send?: Send;
+    deps?: Partial<AppDeps>;
+    owner?: string;
+    teleport?: FakeTeleportClient;
+    clock?: FakeClock;
+  } = {},
+) {
+  const teleport = opts.teleport ?? new FakeTeleportClient();
+  const clock = opts.clock ?? new FakeClock(Date.UTC(2026, 10, 23));
   const activity = new Activity();
   const sent: OutgoingEmail[] = [];
   const send: Send = opts.send ?? (() => Promise.resolve({ messageId: `m${sent.length}@x` }));
@@ -52,7 +60,9 @@ function setup(opts: { send?: Send; deps?: Partial<AppDeps>; owner?: string } = 
     roleToRecipients: { "*": ["ops@example.com"] },
     owner: opts.owner ?? "a",
     log: getLogger(["test"]),
+    // Retries after exactly 1 s (no jitter).
     retryBackoff: { baseMs: 1_000, capMs: 1_000 },
+    random: () => 1,
     clock,
     activity,
     ...opts.deps,
@@ -120,4 +130,32 @@ Deno.test("a retry whose re-read of the request fails is tried again, not droppe
   await clock.tick(1_500);
   app.stop();
   assert.deepEqual(to(sent), ["ops@example.com"]);
+});
+
+Deno.test("a reconcile racing another replica's new request does not take it for deleted", async () => {
+  const a = setup({ owner: "a" });
+  const b = setup({ owner: "b", teleport: a.teleport, clock: a.clock });
+  const r1 = request("r1");
+  // While replica A reconciles, r1 is created and replica B emails it and writes its record.
+  a.teleport.beforeCall = async (call) => {
+    if (call.method !== "listPluginData") return;
+    for (let i = 0; i < 10; i++) await Promise.resolve(); // a listing started with it answers
+    a.teleport.requests.set("r1", r1);
+    await b.app.handleEvent({ type: "put", kind: "access_request", request: r1 }, signal());
+  };
+  const tasks = await a.app.reconcile(signal());
+  a.teleport.beforeCall = undefined;
+  for (const task of tasks) await task.run(signal());
+  assert.deepEqual(to(b.sent), ["ops@example.com"]);
+  // A sends nothing: no "expired" email for a request that is alive.
+  assert.deepEqual(to(a.sent), []);
+  assert.equal(a.teleport.data.get("r1")?.resolution ?? "", "");
+  // Its approval later reaches the thread B opened.
+  const approved = { ...r1, state: "APPROVED" as const, resolveReason: "ok" };
+  a.teleport.requests.set("r1", approved);
+  await a.app.handleEvent({ type: "put", kind: "access_request", request: approved }, signal());
+  a.app.stop();
+  b.app.stop();
+  assert.equal(a.sent.length, 1);
+  assert.match(a.sent[0]!.text, /APPROVED/);
 });
