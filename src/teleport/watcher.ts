@@ -22,6 +22,8 @@ export const MAX_IN_FLIGHT = 128;
 export const HANDLER_DEADLINE_MS = 10 * 60_000;
 /** On stop, how long in-flight handlers may run before they are aborted. */
 export const SHUTDOWN_GRACE_MS = 15_000;
+/** Retries of a failed reconcile while the stream stays up: 0.5 s doubling up to 30 s. */
+export const RECONCILE_RETRY_BACKOFF: BackoffOptions = { baseMs: 500, capMs: 30_000 };
 
 export type { KeyedTask } from "../lib/keyed_queue.ts";
 
@@ -111,18 +113,38 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
     });
   };
 
+  // After every INIT: what the stream did not deliver (requests changed while it was down).
+  // A failed reconcile is tried again while the stream stays up: nothing else would bring
+  // those requests back. A stream that is gone stops it; the next INIT starts a new one.
   const startReconcile = (
     init: Extract<WatchEvent, { type: "init" }>,
     streamSignal: AbortSignal,
   ) => {
     const mark = seq;
     const end = activity.begin();
-    options.reconcile(init, streamSignal).then(async (tasks) => {
-      for (const task of tasks) {
-        if ((lastEventSeq.get(task.key) ?? -1) > mark) continue;
-        await submit(task.key, (s) => task.run(s));
+    (async () => {
+      for (let attempt = 0;; attempt++) {
+        let tasks: readonly KeyedTask[];
+        try {
+          tasks = await options.reconcile(init, streamSignal);
+        } catch (error) {
+          if (streamSignal.aborted) return;
+          const delay = backoffDelay(attempt, RECONCILE_RETRY_BACKOFF, random);
+          log.error("Reconcile after INIT failed: {error}; retrying in {delay} ms", {
+            error,
+            delay,
+          });
+          await clock.sleep(delay, streamSignal);
+          continue;
+        }
+        for (const task of tasks) {
+          if (streamSignal.aborted) return;
+          if ((lastEventSeq.get(task.key) ?? -1) > mark) continue;
+          await submit(task.key, (s) => task.run(s));
+        }
+        return;
       }
-    }).catch((error) => {
+    })().catch((error) => {
       if (!streamSignal.aborted) log.error("Reconcile after INIT failed: {error}", { error });
     }).finally(end);
   };

@@ -127,6 +127,33 @@ Deno.test("a dropped stream is reopened with backoff and reconcile runs after ev
   assert.deepEqual(delays, [15, 30]);
 });
 
+Deno.test("a reconcile that fails is tried again with backoff while the stream stays up", async () => {
+  const delays: number[] = [];
+  const ran: string[] = [];
+  let reconciles = 0;
+  const stop = new AbortController();
+  const done = runWatcher(
+    baseOptions({
+      clock: clockWithSleep((ms) => (delays.push(ms), Promise.resolve())),
+      reconcile: () => {
+        // The first listing meets a deadline; the second answers.
+        if (++reconciles === 1) return Promise.reject(new Error("DEADLINE_EXCEEDED"));
+        return Promise.resolve([{
+          key: "access_request/a",
+          run: () => (ran.push("a"), Promise.resolve()),
+        }]);
+      },
+    }),
+    stop.signal,
+  );
+  await until(() => ran.length === 1);
+  stop.abort();
+  await done;
+  assert.equal(reconciles, 2);
+  // One stream only: the retry waited 0.5 s scaled by jitter 0.75, no reconnect.
+  assert.deepEqual(delays, [375]);
+});
+
 Deno.test("no INIT within the timeout: the stream is dropped and reopened", async () => {
   const stop = new AbortController();
   const client = scriptedClient([
