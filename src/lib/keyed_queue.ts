@@ -28,16 +28,33 @@ export class KeyedQueue {
   }
 
   /**
-   * Queues `task` behind the other tasks of `key`. Resolves once the task is
-   * accepted (not when it is done). A task's rejection is passed to `onError`.
+   * Queues `task` behind the other tasks of `key`. Resolves with true once the
+   * task is accepted (not when it is done), or with false, the task dropped,
+   * when `signal` aborts first (also while waiting for room). A task's
+   * rejection is passed to `onError`.
    */
   async push(
     key: string,
     task: () => Promise<void>,
     onError: (error: unknown) => void,
-  ): Promise<void> {
-    while (this.#pending >= this.#limit) {
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    while (this.#pending >= this.#limit && !signal?.aborted) {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal?.removeEventListener("abort", wake);
+          const at = this.#waiters.indexOf(wake);
+          if (at >= 0) this.#waiters.splice(at, 1);
+          resolve();
+        };
+        this.#waiters.push(wake);
+        signal?.addEventListener("abort", wake, { once: true });
+      });
+    }
+    if (signal?.aborted) {
+      // Woken for room it does not take: the next waiter may.
+      if (this.#pending < this.#limit) this.#waiters.shift()?.();
+      return false;
     }
     this.#pending++;
     const previous = this.#tails.get(key) ?? Promise.resolve();
@@ -48,6 +65,7 @@ export class KeyedQueue {
       if (this.#pending === 0) { for (const resolve of this.#idle.splice(0)) resolve(); }
     });
     this.#tails.set(key, run);
+    return true;
   }
 
   /** Resolves when no task is queued or running. */

@@ -68,3 +68,22 @@ Deno.test("a failing task reports its error and does not block its key", async (
   assert.equal((errors[0] as Error).message, "boom");
   assert.deepEqual(ran, ["after"]);
 });
+
+Deno.test("a push waiting for room gives up when its signal aborts, and the room goes to the next", async () => {
+  const queue = new KeyedQueue(1);
+  const gate = deferred();
+  assert.equal(await queue.push("a", () => gate.promise, mustNotFail), true);
+  const stop = new AbortController();
+  const ran: string[] = [];
+  const given = queue.push("b", () => (ran.push("b"), Promise.resolve()), mustNotFail, stop.signal);
+  const next = queue.push("c", () => (ran.push("c"), Promise.resolve()), mustNotFail);
+  await settled();
+  stop.abort();
+  assert.equal(await given, false);
+  // Not queued: once stopped, a push is refused at once.
+  assert.equal(await queue.push("d", () => Promise.resolve(), mustNotFail, stop.signal), false);
+  gate.resolve();
+  assert.equal(await next, true);
+  await queue.onIdle();
+  assert.deepEqual(ran, ["c"]);
+});

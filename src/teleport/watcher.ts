@@ -8,7 +8,7 @@
 import type { Logger } from "@logtape/logtape";
 import type { TeleportClient, WatchEvent } from "./types.ts";
 import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
-import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
+import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
 import { KeyedQueue, type KeyedTask } from "../lib/keyed_queue.ts";
 
@@ -99,9 +99,13 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
   let firstInit = true;
   let failure: { error: unknown } | undefined;
 
-  const submit = (key: string, run: (signal: AbortSignal) => Promise<void>) => {
+  /**
+   * Queues a task (waiting for room: the back-pressure on the stream); once
+   * stopping, it is not queued (a later start's reconcile finds its work).
+   */
+  const submit = async (key: string, run: (signal: AbortSignal) => Promise<void>) => {
     const end = activity.begin();
-    return queue.push(key, async () => {
+    const accepted = await queue.push(key, async () => {
       try {
         const taskSignal = AbortSignal.any([tasksAbort.signal, AbortSignal.timeout(deadlineMs)]);
         await run(taskSignal);
@@ -110,8 +114,19 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
       }
     }, (error) => {
       log.error("Handling {key} failed: {error}", { key, error });
-    });
+    }, signal);
+    if (!accepted) end();
   };
+  // The shutdown grace runs from the stop, also while the stream waits for room in the queue.
+  const grace = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
+  let graceTimer: Timer | undefined;
+  const startGrace = () => {
+    graceTimer ??= clock.setTimeout(
+      () => tasksAbort.abort(new Error("Shutdown grace period over")),
+      grace,
+    );
+  };
+  signal.addEventListener("abort", startGrace, { once: true });
 
   // After every INIT: what the stream did not deliver (requests changed while it was down).
   // A failed reconcile is tried again while the stream stays up: nothing else would bring
@@ -142,6 +157,9 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
           if ((lastEventSeq.get(task.key) ?? -1) > mark) continue;
           await submit(task.key, (s) => task.run(s));
         }
+        // Events up to the mark matter to no later reconcile (their marks are higher): the map
+        // keeps only what came since, not one entry per request ever seen.
+        for (const [key, at] of lastEventSeq) if (at <= mark) lastEventSeq.delete(key);
         return;
       }
     })().catch((error) => {
@@ -201,22 +219,19 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
     }
   }
 
-  // Stopping: let what is in flight finish, then abort it.
-  const grace = options.shutdownGraceMs ?? SHUTDOWN_GRACE_MS;
+  // Stopping (or given up): let what is in flight finish, then abort it.
   if (queue.size > 0) {
     log.info("Finishing {count} event(s) in flight (for up to {grace} ms)", {
       count: queue.size,
       grace,
     });
   }
-  const graceTimer = clock.setTimeout(
-    () => tasksAbort.abort(new Error("Shutdown grace period over")),
-    grace,
-  );
+  startGrace();
   try {
     await queue.onIdle();
   } finally {
-    graceTimer.cancel();
+    signal.removeEventListener("abort", startGrace);
+    graceTimer?.cancel();
   }
   if (failure) throw failure.error;
 }

@@ -226,6 +226,29 @@ Deno.test("stopping lets an in-flight handler finish within the grace period", a
   assert.equal(finished, true);
 });
 
+Deno.test("stopping while the stream waits for room in a full queue: the grace runs from the stop, the waiting event is not started", async () => {
+  const stop = new AbortController();
+  const started: string[] = [];
+  const done = runWatcher(
+    baseOptions({
+      client: scriptedClient([{ events: [INIT, put("a"), put("b")], then: "hang" }]),
+      maxInFlight: 1,
+      shutdownGraceMs: 20,
+      handlerDeadlineMs: 60_000,
+      // A send that keeps retrying until it is aborted (SMTP down).
+      handleEvent: (event, signal) => {
+        started.push(eventKey(event));
+        return new Promise((resolve) => signal.addEventListener("abort", () => resolve()));
+      },
+    }),
+    stop.signal,
+  );
+  await until(() => started.length === 1);
+  stop.abort();
+  await done;
+  assert.deepEqual(started, ["access_request/a"]);
+});
+
 Deno.test("after the grace period an in-flight handler is aborted", async () => {
   const stop = new AbortController();
   let started = false;
