@@ -148,9 +148,23 @@ function kindOf(value: unknown): string {
   return typeof value;
 }
 
-/** A scalar as it appears in a message: JSON-quoted, so control characters stay visible. */
+/** Characters that do not show: C1 controls, space-likes other than U+0020, format characters. */
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]/gu;
+
+/**
+ * A scalar as it appears in a message: JSON-quoted, so control characters
+ * stay visible, and characters that do not show (U+00A0, U+200B...) escaped.
+ */
 function quote(value: string | number | boolean | bigint): string {
-  return typeof value === "string" ? JSON.stringify(value) : `"${value}"`;
+  if (typeof value !== "string") return `"${value}"`;
+  return JSON.stringify(value).replace(
+    INVISIBLE,
+    (char) => {
+      const code = char.codePointAt(0)!;
+      const hex = code.toString(16);
+      return code > 0xffff ? `\\u{${hex}}` : `\\u${hex.padStart(4, "0")}`;
+    },
+  );
 }
 
 /** The kind of a wrong-typed value, plus the value itself unless it may be a secret. */

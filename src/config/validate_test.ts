@@ -597,6 +597,14 @@ Deno.test("recipients", async (t) => {
       'role_to_recipients."dev": must be a plain email address (no display name or spaces), ' +
       'got " dev@example.com"',
     ]],
+    ["an invisible character in a role's address, shown escaped", {
+      roles: `${ROLES}"dev" = ["sec\u00a0urity@example.com", "ops@example.com\u200b"]`,
+    }, [
+      'role_to_recipients."dev"[0]: must be a plain email address (no display name or spaces), ' +
+      'got "sec\\u00a0urity@example.com"',
+      'role_to_recipients."dev"[1]: must be a plain email address (no display name or spaces), ' +
+      'got "ops@example.com\\u200b"',
+    ]],
     ["a number in a role's array", { roles: `[role_to_recipients]\n"*" = ["a@example.com", 42]` }, [
       'role_to_recipients."*"[1]: must be an email address, got an integer "42"',
     ]],

@@ -23,15 +23,26 @@ export interface Mailbox {
   readonly address: string;
 }
 
+/**
+ * Beyond ASCII only letters, digits and combining marks: no space-like,
+ * invisible or direction-changing character (U+00A0, U+200B, U+FEFF,
+ * U+202E, U+2028...), which Nodemailer's address parser would read as a
+ * separator or drop, so that the address checked, de-duplicated and
+ * recorded would not be the one mailed.
+ */
 function isLetterOrDigit(char: string): boolean {
-  return /^[A-Za-z0-9]$/.test(char) || char.charCodeAt(0) >= 0x80;
+  return /^[A-Za-z0-9]$/.test(char) ||
+    (char.charCodeAt(0) >= 0x80 && /^[\p{L}\p{N}\p{M}]$/u.test(char));
 }
 
 function hasControlCharacter(text: string): boolean {
-  // C0 controls (CR, LF, TAB, NUL...) and DEL.
+  // C0 controls (CR, LF, TAB, NUL...), DEL, C1 controls (NEL...) and the Unicode line and
+  // paragraph separators.
   for (let i = 0; i < text.length; i++) {
     const code = text.charCodeAt(i);
-    if (code < 0x20 || code === 0x7f) return true;
+    if (code < 0x20 || (code >= 0x7f && code <= 0x9f) || code === 0x2028 || code === 0x2029) {
+      return true;
+    }
   }
   return false;
 }

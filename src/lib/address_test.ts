@@ -42,6 +42,24 @@ Deno.test("isPlainAddress", async (t) => {
     [`a@${"b".repeat(64)}.com`, false],
     [`a@${"b".repeat(63)}.com`, true],
     [`a@${"b.".repeat(126)}cc`, false],
+    // Non-ASCII letters, digits and marks only: not what Nodemailer's parser reads as a
+    // separator or drops (the address checked and recorded would not be the one mailed).
+    [
+      "\u0441\u0435\u0440\u0433\u0435\u0439@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444",
+      true,
+    ],
+    ["\u7528\u6237@\u4f8b\u5b50.\u5e7f\u544a", true],
+    ["cafe\u0301@example.com", true],
+    ["a\u00a0security@example.com", false],
+    ["b\u2028security@example.com", false],
+    ["security\u2029@example.com", false],
+    ["security@example.com\u200b", false],
+    ["security@example.com\ufeff", false],
+    ["sec\u202eurity@example.com", false],
+    ["ceo\u0085attacker@evil.example", false],
+    ["ceo\u3000x@example.com", false],
+    ["a@exa\u00a0mple.com", false],
+    ["\u{1F600}@example.com", false],
   ];
   for (const [text, expected] of cases) {
     await t.step(`${JSON.stringify(text)} → ${expected}`, () => {
@@ -92,6 +110,9 @@ Deno.test("parseMailbox rejects malformed mailboxes", async (t) => {
     ["Teleport <a@b.c>\r\nBcc: x@y.z", /: contains a control character$/],
     ["Tele\nport <a@b.c>", /: contains a control character$/],
     ['"Team\r" <a@b.c>', /: contains a control character$/],
+    ["Tele\u2028port <a@b.c>", /: contains a control character$/],
+    ['"Team\u0085" <a@b.c>', /: contains a control character$/],
+    ["Teleport <a\u00a0b@example.com>", /: not a valid address$/],
   ];
   for (const [text, reason] of cases) {
     await t.step(JSON.stringify(text), () => {
