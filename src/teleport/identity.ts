@@ -246,29 +246,48 @@ async function modeWarnings(deps: IdentityFs, path: string, what: string): Promi
   ];
 }
 
+const PEM_BEGIN = /^-----BEGIN ([A-Z0-9 ]+)-----[ \t]*$/;
+const PEM_END = /^-----END ([A-Z0-9 ]+)-----[ \t]*$/;
+
+/** The PEM blocks of `text`, in one pass over its lines (linear in any input). */
 function pemBlocks(text: string, what: string): PemBlock[] {
   const normalized = text.replace(/\r\n?/g, "\n");
   if (normalized.trim() === "") throw new Error(`${what} is empty`);
   const blocks: PemBlock[] = [];
-  const re = /^-----BEGIN ([A-Z0-9 ]+)-----[ \t]*\n([\s\S]*?)^-----END ([A-Z0-9 ]+)-----[ \t]*$/gm;
-  for (const m of normalized.matchAll(re)) {
-    const [, label = "", body = "", endLabel] = m;
-    if (endLabel !== label) {
-      throw new Error(`${what} has a PEM block "${label}" ended by "${endLabel}"`);
+  let open: { label: string; lines: string[] } | undefined;
+  for (const line of normalized.split("\n")) {
+    if (open === undefined) {
+      if (!line.startsWith("-----BEGIN ")) continue; // other lines (SSH certificates) are not PEM
+      const label = PEM_BEGIN.exec(line)?.[1];
+      if (label === undefined) {
+        throw new Error(`${what} has an unterminated PEM block (truncated file?)`);
+      }
+      open = { label, lines: [] };
+      continue;
     }
-    const lines = body.split("\n").map((l) => l.trim()).filter((l) => l !== "");
-    if (lines.some((l) => l.startsWith("-----"))) {
-      throw new Error(`${what} has an unterminated PEM block "${label}"`);
+    const endLabel = PEM_END.exec(line)?.[1];
+    if (endLabel !== undefined) {
+      if (endLabel !== open.label) {
+        throw new Error(`${what} has a PEM block "${open.label}" ended by "${endLabel}"`);
+      }
+      blocks.push({
+        label: open.label,
+        pem: `-----BEGIN ${open.label}-----\n${
+          open.lines.join("\n")
+        }\n-----END ${open.label}-----\n`,
+        index: blocks.length + 1,
+      });
+      open = undefined;
+      continue;
     }
-    blocks.push({
-      label,
-      pem: `-----BEGIN ${label}-----\n${lines.join("\n")}\n-----END ${label}-----\n`,
-      index: blocks.length + 1,
-    });
+    const trimmed = line.trim();
+    if (trimmed.startsWith("-----")) {
+      throw new Error(`${what} has an unterminated PEM block "${open.label}"`);
+    }
+    if (trimmed !== "") open.lines.push(trimmed);
   }
-  const begins = normalized.match(/^-----BEGIN /gm)?.length ?? 0;
-  if (begins > blocks.length) {
-    // A half-written file typically ends inside a block.
+  // A half-written file typically ends inside a block.
+  if (open !== undefined) {
     throw new Error(`${what} has an unterminated PEM block (truncated file?)`);
   }
   if (blocks.length === 0) throw new Error(`${what} has no PEM blocks`);

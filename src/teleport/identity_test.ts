@@ -209,6 +209,13 @@ Deno.test("identity: broken files fail with a message naming the file", async (t
       /unterminated PEM block/,
     ],
     [
+      // A block-by-block regular expression scanned to the end for each: ~50 s at 64,000 lines,
+      // the main thread blocked (no signal, no email) at every start, refresh and SIGHUP.
+      "200,000 BEGIN lines and no END (answered at once)",
+      "-----BEGIN A-----\n".repeat(200_000),
+      /unterminated PEM block "A"/,
+    ],
+    [
       "mismatched END label",
       good.replace("-----END RSA PRIVATE KEY-----", "-----END EC PRIVATE KEY-----"),
       /PEM block "RSA PRIVATE KEY" ended by "EC PRIVATE KEY"/,
