@@ -84,7 +84,9 @@ async function start(config: string, dir: string): Promise<Outcome> {
 }
 
 /** A valid config with `[smtp]`, where `smtp` adds or overrides lines and `identity` is the path. */
-function configText(o: { identity: string; smtp?: string; mailgun?: string }): string {
+function configText(
+  o: { identity: string; smtp?: string; mailgun?: string; extra?: string },
+): string {
   const mailer = o.mailgun ?? [
     "[smtp]",
     `host = "smtp.example.com"`,
@@ -103,6 +105,7 @@ function configText(o: { identity: string; smtp?: string; mailgun?: string }): s
     "",
     "[role_to_recipients]",
     `"*" = ["ops@example.com"]`,
+    ...(o.extra === undefined ? [] : ["", o.extra]),
   ].join("\n") + "\n";
 }
 
@@ -196,6 +199,14 @@ Deno.test({
           () => write("id_fifo", configText({ identity: fifo })),
           `Cannot read identity file "${fifo}" (teleport.identity): is a FIFO (named pipe), ` +
           "not a regular file",
+          true,
+        ],
+        [
+          // Opening a FIFO for writing waits for a reader: the start hung before its first line.
+          "log.output is a FIFO",
+          () =>
+            write("log_fifo", configText({ identity: "/id", extra: `[log]\noutput = "${fifo}"` })),
+          `Cannot use log file "${fifo}" (log.output): it is a FIFO (named pipe), not a regular file`,
           true,
         ],
         [

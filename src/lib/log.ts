@@ -46,13 +46,21 @@ export interface LoggingDeps {
   stdout: LogWriter;
   openAppend(path: string): LogWriter & { close(): void };
   /** What is at `path` before it is opened; `undefined` when nothing. Default: `Deno.statSync`. */
-  fileInfo?(path: string): { isFile: boolean; mode: number | null } | undefined;
+  fileInfo?(path: string): LogPathInfo | undefined;
 }
 
-function defaultFileInfo(path: string): { isFile: boolean; mode: number | null } | undefined {
+export interface LogPathInfo {
+  readonly isFile: boolean;
+  readonly mode: number | null;
+  /** A named pipe or a socket: what opening it for writing would wait on, or fail at. */
+  readonly special?: "FIFO (named pipe)" | "socket";
+}
+
+function defaultFileInfo(path: string): LogPathInfo | undefined {
   try {
     const info = Deno.statSync(path);
-    return { isFile: info.isFile, mode: info.mode };
+    const special = info.isFifo ? "FIFO (named pipe)" : info.isSocket ? "socket" : undefined;
+    return { isFile: info.isFile, mode: info.mode, ...(special ? { special } : {}) };
   } catch {
     return undefined;
   }
@@ -200,6 +208,13 @@ export async function setupLogging(
   else {
     // A file we create is owner-only; one that was there keeps its mode, which may not be.
     const before = (deps.fileInfo ?? defaultFileInfo)(cfg.output);
+    if (before?.special) {
+      // Opening a FIFO for writing waits for a reader: the plugin would hang before its first line.
+      throw new Error(
+        `Cannot use log file "${cfg.output}" (log.output): it is a ${before.special}, not a ` +
+          `regular file; log to a file, "stderr" or "stdout"`,
+      );
+    }
     if (before?.isFile && before.mode !== null && (before.mode & SHARED_MODE_MASK) !== 0) {
       const octal = (before.mode & 0o777).toString(8).padStart(4, "0");
       warnings.push(
