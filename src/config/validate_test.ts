@@ -1073,6 +1073,23 @@ Deno.test("credentials never go out unencrypted without an opt-in that says so",
         "the key belongs in mailgun.private_key or mailgun.private_key_file",
       ],
     },
+    ...[
+      ["https:/", "https:/"],
+      ["https:", "https:"],
+      ["https:\\\\", "https:\\\\\\\\"],
+    ].map(([scheme, shown]) => ({
+      name: `mailgun: user info after "${scheme}" in api_base is refused and never printed`,
+      toml: mailgun(`api_base = '${scheme}api:${MAILGUN_KEY}@api.mailgun.net'`),
+      problems: [
+        `mailgun.api_base: must not carry a user name or password, got "${shown}***@api.mailgun.net"; ` +
+        "the key belongs in mailgun.private_key or mailgun.private_key_file",
+      ],
+    })),
+    {
+      name: "mailgun: an api_base that is no URL but carries a key is not printed with it",
+      toml: mailgun(`api_base = "htps//api:${MAILGUN_KEY}@x"`),
+      problems: ['mailgun.api_base: must be an http(s) URL, got "***@x"'],
+    },
     {
       name: "mailgun: user info in an api_base that is not an http(s) URL is not printed either",
       toml: mailgun(`api_base = "htps://api:${MAILGUN_KEY}@api.mailgun.net"`),

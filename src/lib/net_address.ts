@@ -19,7 +19,17 @@ export function isWildcardHost(host: string): boolean {
   return WILDCARD_HOST.test(host);
 }
 
-/** `text` with anything between `//` and `@` of its authority replaced by `***`. */
+/**
+ * `text` (a URL, or what was meant as one) with everything between its
+ * scheme and its last `@` replaced by `***`: the user info, however the
+ * URL is written (`https://api:key@…`, `https:/api:key@…`, `https:api:key@…`,
+ * backslashes, no scheme at all), which URL parsers accept and read as a
+ * user name and password. A path's own `@` hides more than needed, never
+ * less.
+ */
 export function withoutUserInfo(text: string): string {
-  return text.replace(/^([^:/?#]*:\/\/)[^/?#]*@/, "$1***@");
+  const at = text.lastIndexOf("@");
+  if (at < 0) return text;
+  const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[\\/]*/.exec(text)?.[0] ?? "";
+  return `${scheme}***${text.slice(at)}`;
 }
