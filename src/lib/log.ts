@@ -128,19 +128,22 @@ function renderMessage(record: LogRecord, render: (value: unknown) => string): s
   return message;
 }
 
-/** Renders a value for a text line: as plain text, quoted when needed so no control character survives. */
+/**
+ * Renders a value inside a text line's message: as plain text, quoted when
+ * it holds a control character (none survives) or an `=` (so that it
+ * cannot pass for a `key=value` field of the line).
+ */
 function renderValue(value: unknown): string {
-  return quoteIfNeeded(plainValue(value));
-}
-
-function quoteIfNeeded(text: string): string {
+  const text = plainValue(value);
   // deno-lint-ignore no-control-regex
-  return /[\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : text;
+  return /[\x00-\x1f\x7f=]/.test(text) ? JSON.stringify(text) : text;
 }
 
+/** A `key=value` field's value: quoted also for a space or a quote (a value ends at a space). */
 function renderProperty(value: unknown): string {
-  const text = renderValue(value);
-  return /\s/.test(text) && !text.startsWith('"') ? JSON.stringify(text) : text;
+  const text = plainValue(value);
+  // deno-lint-ignore no-control-regex
+  return /[\s"=\x00-\x1f\x7f]/.test(text) ? JSON.stringify(text) : text;
 }
 
 /** `2026-11-23T04:40:00.123Z INFO  Plugin is ready requestId=abc` */

@@ -63,6 +63,28 @@ Deno.test("CR/LF in a value cannot forge a log line", async () => {
   assert.match(text, /Reason "a\\r\\nERROR forged"/);
 });
 
+Deno.test("a value cannot forge a key=value field of a text line", async () => {
+  const c = capture();
+  await setupLogging(base, {}, c.deps);
+  try {
+    logger().with({ requestId: "r-1" }).warn("Not emailing {who}", {
+      who: "x requestId=forged",
+      reason: '"x requestId=forged to=evil@x',
+      note: "two words",
+    });
+  } finally {
+    await closeLogging();
+  }
+  const line = c.err.join("");
+  assert.ok(
+    line.endsWith(
+      'Not emailing "x requestId=forged" requestId=r-1 ' +
+        'reason="\\"x requestId=forged to=evil@x" note="two words"\n',
+    ),
+    line,
+  );
+});
+
 Deno.test("json format writes one JSON object per line", async () => {
   const c = capture();
   await setupLogging({ ...base, format: "json", output: "/var/log/x.log" }, {}, c.deps);

@@ -744,7 +744,20 @@ export class NotifyApp {
       : undefined;
     const match = rules?.recipientsFor(request, traits);
     const routed = routeRecipients(request, match, this.#deps.roleToRecipients);
-    for (const note of routed.notes) logRoutingNote(log, note);
+    const notAddresses: string[] = [];
+    for (const note of routed.notes) {
+      if (note.kind === "not_an_address") notAddresses.push(note.entry);
+      else logRoutingNote(log, note);
+    }
+    if (notAddresses.length > 0) {
+      // One line, however many (a request may suggest thousands), each value quoted: a name
+      // such as `x requestId=forged` cannot pass for a field of the line.
+      const shown = notAddresses.slice(0, MAX_LOGGED_IDS).map((e) => truncate(e, 100));
+      log.warn("Not emailing {count} recipient(s), not plain email addresses: {recipients}", {
+        count: notAddresses.length,
+        recipients: JSON.stringify(shown) + (notAddresses.length > shown.length ? " …" : ""),
+      });
+    }
     const max = this.#deps.maxRecipients ?? DEFAULT_MAX_RECIPIENTS;
     const recipients = routed.recipients.slice(0, max);
     if (routed.recipients.length > max) {
@@ -1070,8 +1083,7 @@ function logRoutingNote(log: Logger, note: RoutingNote): void {
       log.info("Recipients from access monitoring rule(s) {rules}", { rules: note.rules });
       break;
     case "not_an_address":
-      log.warn("Not emailing {recipient}: not a plain email address", { recipient: note.entry });
-      break;
+      break; // gathered into one line by the caller
     case "rules_name_nobody":
       log.warn(
         "Access monitoring rule(s) {rules} name no email address: recipients come from role_to_recipients",

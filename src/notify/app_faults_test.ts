@@ -159,3 +159,28 @@ Deno.test("a reconcile racing another replica's new request does not take it for
   assert.equal(a.sent.length, 1);
   assert.match(a.sent[0]!.text, /APPROVED/);
 });
+
+Deno.test("suggested reviewers that are not addresses are logged in one line, however many", async () => {
+  const warnings: { message: string; props: Record<string, unknown> }[] = [];
+  const log = {
+    warn: (message: string, props: Record<string, unknown>) => warnings.push({ message, props }),
+    info: () => {},
+    debug: () => {},
+    error: () => {},
+    with: () => log,
+    getChild: () => log,
+  };
+  const { app, teleport, sent } = setup({ deps: { log: log as unknown as AppDeps["log"] } });
+  const junk = Array.from({ length: 10_000 }, (_, i) => `x${i} requestId=forged`);
+  const r1 = request("r1", { suggestedReviewers: [...junk, "bob@example.com"] });
+  teleport.requests.set("r1", r1);
+  await app.handleEvent({ type: "put", kind: "access_request", request: r1 }, signal());
+  app.stop();
+  assert.deepEqual(to(sent), ["bob@example.com", "ops@example.com"]);
+  const notEmailed = warnings.filter((w) => w.message.startsWith("Not emailing"));
+  assert.equal(notEmailed.length, 1);
+  assert.equal(notEmailed[0]!.props.count, 10_000);
+  const shown = String(notEmailed[0]!.props.recipients);
+  assert.ok(shown.startsWith('["x0 requestId=forged","x1 requestId=forged",'), shown);
+  assert.ok(shown.endsWith('"x9 requestId=forged"] …'), shown);
+});
