@@ -355,7 +355,10 @@ export class NotifyApp {
         continue;
       }
       if (!pendingNew && isEmptyPlan(this.#plan(target, data)) && !hasClaim(data)) continue;
-      tasks.push({ key: `access_request/${request.id}`, run: (s) => this.process(target, s) });
+      tasks.push({
+        key: `access_request/${request.id}`,
+        run: (s) => this.process(target, s, { listed: true }),
+      });
     }
     for (const [requestId, data] of dataById) {
       if (seen.has(requestId)) continue;
@@ -398,7 +401,7 @@ export class NotifyApp {
     const requests = await this.#deps.client.listAccessRequests({}, signal);
     for (const request of requests) {
       if (!this.#mayBeDue(request, now)) continue;
-      await this.process({ kind: "request", request }, signal);
+      await this.process({ kind: "request", request }, signal, { listed: true });
     }
   }
 
@@ -427,12 +430,22 @@ export class NotifyApp {
     return false;
   }
 
-  /** Brings one request up to date; failures are logged and the request retried later. */
-  async process(target: Target, signal: AbortSignal): Promise<void> {
+  /**
+   * Brings one request up to date; failures are logged and the request
+   * retried later. `listed`: the request comes from a listing (a due check,
+   * a reconcile) that may be minutes old by now; timed work (a reminder, an
+   * escalation, an expiry warning) is only sent after reading the request
+   * again, so that a request reviewed or resolved since gets none.
+   */
+  async process(
+    target: Target,
+    signal: AbortSignal,
+    opts: { readonly listed?: boolean } = {},
+  ): Promise<void> {
     const id = targetId(target);
     await this.#withLock(id, async () => {
       try {
-        const retryAt = await this.#processOnce(target, signal);
+        const retryAt = await this.#processOnce(target, signal, opts.listed === true);
         if (retryAt === undefined) this.#retryAttempts.delete(id);
         else this.#scheduleRetry(id, Math.max(0, retryAt - this.#clock.now()));
       } catch (error) {
@@ -467,7 +480,11 @@ export class NotifyApp {
   }
 
   /** Returns when to look again (another instance holds the claim), or undefined when done. */
-  async #processOnce(target: Target, signal: AbortSignal): Promise<number | undefined> {
+  async #processOnce(
+    target: Target,
+    signal: AbortSignal,
+    listed: boolean,
+  ): Promise<number | undefined> {
     const { client } = this.#deps;
     const id = targetId(target);
     const log = this.#deps.log.with({ requestId: id });
@@ -494,6 +511,13 @@ export class NotifyApp {
     }
 
     let plan = this.#plan(target, data);
+    if (listed && target.kind === "request" && hasTimedWork(plan)) {
+      const [current] = await client.listAccessRequests({ id }, signal);
+      // Gone since: its DELETE event (or the next reconcile) follows it up.
+      if (current === undefined) return undefined;
+      target = { kind: "request", request: current };
+      plan = this.#plan(target, data);
+    }
     // Emails sent earlier but not on record still need their write, even with nothing to send.
     if (
       isEmptyPlan(plan) && unrecorded.length === 0 && readClaim(data)?.owner !== this.#deps.owner
@@ -1102,6 +1126,12 @@ function truncate(text: string, max: number): string {
   let cut = text.slice(0, max - 1);
   if (/[\uD800-\uDBFF]$/.test(cut)) cut = cut.slice(0, -1);
   return cut + "…";
+}
+
+/** Whether `plan` has work that is due by time rather than by a change of the request. */
+function hasTimedWork(plan: Plan): boolean {
+  return (plan.reminders?.length ?? 0) > 0 || plan.escalation !== undefined ||
+    plan.expiryWarning !== undefined;
 }
 
 function hasClaim(data: EmailPluginData | undefined): boolean {

@@ -184,3 +184,48 @@ Deno.test("suggested reviewers that are not addresses are logged in one line, ho
   assert.ok(shown.startsWith('["x0 requestId=forged","x1 requestId=forged",'), shown);
   assert.ok(shown.endsWith('"x9 requestId=forged"] …'), shown);
 });
+
+Deno.test("a due check sends no reminder for a request reviewed since its listing", async () => {
+  let releaseFirst: (() => void) | undefined;
+  let holding = false;
+  const { app, teleport, clock, sent } = setup({
+    deps: { reminders: { afterMs: 3_600_000, everyMs: 3_600_000, max: 3 } },
+    send: async (email) => {
+      // r0's reminder is held, so the check still has r1 (as listed) to do.
+      if (holding && /r0/.test(email.subject) && releaseFirst === undefined) {
+        await new Promise<void>((resolve) => (releaseFirst = resolve));
+      }
+      return { messageId: `${email.to}.${sent.length}@x` };
+    },
+  });
+  for (const id of ["r0", "r1"]) {
+    const r = request(id);
+    teleport.requests.set(id, r);
+    await app.handleEvent({ type: "put", kind: "access_request", request: r }, signal());
+  }
+  await clock.tick(2 * 3_600_000);
+  sent.length = 0;
+  holding = true;
+  const check = app.checkDue(signal());
+  for (let i = 0; i < 1_000 && releaseFirst === undefined; i++) await clock.tick(0);
+  assert.ok(releaseFirst, "r0's reminder was not sent");
+  // Meanwhile r1 gets a review (still pending: it needs another), and its event is handled.
+  const reviewed = request("r1", {
+    reviews: [{
+      author: "bob@example.com",
+      roles: [],
+      proposedState: "APPROVED",
+      reason: "ok",
+      created: new Date(clock.now()),
+    }],
+  });
+  teleport.requests.set("r1", reviewed);
+  await app.handleEvent({ type: "put", kind: "access_request", request: reviewed }, signal());
+  const afterReview = sent.length;
+  releaseFirst();
+  await check;
+  app.stop();
+  // r0 got its reminder; r1, reviewed, none.
+  assert.deepEqual(sent.slice(afterReview).map((e) => e.subject.match(/r\d/)?.[0]), ["r0"]);
+  assert.ok(!sent.some((e) => /r1/.test(e.subject) && /reminder|waiting/i.test(e.text)));
+});

@@ -286,6 +286,8 @@ function planEscalation(
   const policy = options.escalation;
   if (policy === undefined || options.now === undefined || target.kind !== "request") return;
   const { request } = target;
+  // Resolved on record: a copy of the request still pending is an old one (a listing).
+  if (data.resolution !== "") return;
   if (request.state !== "PENDING" || request.reviews.length > 0 || !request.created) return;
   const level = escalationLevelAt(request.created, options.now, policy);
   if (level <= escalationLevel(data)) return;

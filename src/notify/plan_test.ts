@@ -286,3 +286,17 @@ Deno.test("reminders never go to the requester's thread", () => {
   assert.deepEqual(remindersOwed(plan), [`${OPS}#1`]);
   assert.deepEqual(requesterOwed(plan), []);
 });
+
+Deno.test("no escalation for a pending copy of a request resolved on record (an old listing)", () => {
+  const escalation = {
+    levels: [{ afterMs: 1 * HOUR, recipients: [BOB], roleToRecipients: {} }],
+  };
+  const options = { now: T0 + 2 * HOUR, escalation };
+  const opened = addThread(setPlannedRecipients(EMPTY_PLUGIN_DATA, [OPS]), thread(OPS));
+  assert.deepEqual(planWork(request("PENDING"), opened, options).escalation, {
+    level: 1,
+    newThreads: [BOB],
+  });
+  const resolved = markResolved(opened, { tag: "APPROVED", reason: "ok" });
+  assert.equal(planWork(request("PENDING"), resolved, options).escalation, undefined);
+});
