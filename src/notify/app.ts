@@ -119,6 +119,8 @@ const MAX_LOGGED_IDS = 10;
 export const REMINDER_CHECK_DEADLINE_MS = 5 * 60_000;
 /** Deadline of one retry of a request (reading it again and bringing it up to date). */
 export const RETRY_DEADLINE_MS = 10 * 60_000;
+/** How long retries and due checks under way may finish once stopping (as the watcher's handlers). */
+export const SHUTDOWN_GRACE_MS = 15_000;
 
 export interface AppDeps {
   readonly client: TeleportClient;
@@ -141,6 +143,8 @@ export interface AppDeps {
   /** Counts the retries waiting and the reminder checks under way. */
   readonly activity?: Activity;
   readonly random?: () => number;
+  /** Default {@linkcode SHUTDOWN_GRACE_MS}; see `beginStop`. */
+  readonly shutdownGraceMs?: number;
   readonly claimTtlMs?: number;
   readonly retryBackoff?: BackoffOptions;
   /**
@@ -241,6 +245,8 @@ export class NotifyApp {
   /** Template kinds whose rendering failed once (logged once each). */
   readonly #templateFailures = new Set<string>();
   #stopped = false;
+  /** Aborted when the shutdown grace is over: retries and due checks still running are cut. */
+  readonly #graceOver = new AbortController();
   /**
    * The latest rule listing (settled either way): new requests wait for it,
    * so a request seen right after INIT is routed by the rules, not the map.
@@ -266,6 +272,34 @@ export class NotifyApp {
     await Promise.allSettled([...this.#recorders].map((recorder) => recorder.flush()));
   }
 
+  /**
+   * Shutdown begins: no retry, due check or due check's next request starts
+   * any more (the next start's reconcile and checks find that work); those
+   * under way get the shutdown grace (`shutdownGraceMs`) to finish, then
+   * their signal aborts. See {@linkcode drain}.
+   */
+  beginStop(): void {
+    if (this.#stopped) return;
+    this.stop();
+    const timer = this.#clock.setTimeout(
+      () => this.#graceOver.abort(new Error("Shutdown grace period over")),
+      this.#deps.shutdownGraceMs ?? SHUTDOWN_GRACE_MS,
+    );
+    this.#graceOver.signal.addEventListener("abort", () => timer.cancel(), { once: true });
+  }
+
+  /**
+   * Resolves once the retries and due checks under way ended (or the grace
+   * is over): before the mailer and the client close under them.
+   */
+  async drain(): Promise<void> {
+    const over = new Promise<void>((resolve) => {
+      if (this.#graceOver.signal.aborted) resolve();
+      this.#graceOver.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    await Promise.race([this.#activity.idle(false), over]);
+  }
+
   /** Cancels the pending retries and the reminder checks (shutdown). */
   stop(): void {
     this.#stopped = true;
@@ -286,19 +320,26 @@ export class NotifyApp {
 
   /**
    * The one scheduler of timed work: looks for due reminders, escalations
-   * and expiry warnings every `everyMs` until `stop()` (no-op when none is
-   * configured); a check still running when the next is due is not doubled.
+   * and expiry warnings every `everyMs` until `signal` aborts (`beginStop`)
+   * or `stop()` (no-op when none is configured); a check still running when
+   * the next is due is not doubled.
    * A clock that jumped (suspend, downtime) gives one check, and each rule
    * sends only its latest due step.
    */
   startDueChecks(everyMs: number, signal: AbortSignal): void {
     if (!this.#hasTimedWork || this.#reminderTimer !== undefined || this.#stopped) return;
+    // Stopping begins the shutdown: a check under way gets the grace, none starts after.
+    signal.addEventListener("abort", () => this.beginStop(), { once: true });
     let running = false;
     this.#reminderTimer = this.#clock.setInterval(() => {
       if (running) return;
       running = true;
       const end = this.#activity.begin();
-      const deadline = AbortSignal.any([signal, AbortSignal.timeout(REMINDER_CHECK_DEADLINE_MS)]);
+      // Stopping ends the checks (no new one, no next request); one under way gets the grace.
+      const deadline = AbortSignal.any([
+        this.#graceOver.signal,
+        AbortSignal.timeout(REMINDER_CHECK_DEADLINE_MS),
+      ]);
       this.checkDue(deadline)
         .catch((error) => this.#deps.log.warn("Checking for due work failed: {error}", { error }))
         .finally(() => {
@@ -400,6 +441,7 @@ export class NotifyApp {
     const now = this.#clock.now();
     const requests = await this.#deps.client.listAccessRequests({}, signal);
     for (const request of requests) {
+      if (this.#stopped) return;
       if (!this.#mayBeDue(request, now)) continue;
       await this.process({ kind: "request", request }, signal, { listed: true });
     }
@@ -1076,7 +1118,10 @@ export class NotifyApp {
 
   async #retry(requestId: string) {
     if (this.#stopped) return;
-    const signal = AbortSignal.timeout(RETRY_DEADLINE_MS);
+    const signal = AbortSignal.any([
+      this.#graceOver.signal,
+      AbortSignal.timeout(RETRY_DEADLINE_MS),
+    ]);
     let request: AccessRequest | undefined;
     try {
       [request] = await this.#deps.client.listAccessRequests({ id: requestId }, signal);

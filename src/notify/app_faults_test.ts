@@ -229,3 +229,39 @@ Deno.test("a due check sends no reminder for a request reviewed since its listin
   assert.deepEqual(sent.slice(afterReview).map((e) => e.subject.match(/r\d/)?.[0]), ["r0"]);
   assert.ok(!sent.some((e) => /r1/.test(e.subject) && /reminder|waiting/i.test(e.text)));
 });
+
+Deno.test("stopping during a due check: its email in flight is recorded, not sent again by the next start", async () => {
+  let release: (() => void) | undefined;
+  let holding = false;
+  const reminders = { afterMs: 3_600_000, everyMs: 3_600_000, max: 3 };
+  const a = setup({
+    deps: { reminders, shutdownGraceMs: 10_000 },
+    send: async (email) => {
+      if (holding && release === undefined) await new Promise<void>((r) => (release = r));
+      return { messageId: `${email.to}.${Math.random()}@x` };
+    },
+  });
+  const r1 = request("r1");
+  a.teleport.requests.set("r1", r1);
+  await a.app.handleEvent({ type: "put", kind: "access_request", request: r1 }, signal());
+  const stop = new AbortController();
+  a.app.startDueChecks(60_000, stop.signal);
+  holding = true;
+  await a.clock.tick(3_600_000 + 60_000);
+  for (let i = 0; i < 1_000 && release === undefined; i++) await a.clock.tick(0);
+  assert.ok(release, "the reminder was not sent");
+  // SIGTERM while the reminder is with the mail server.
+  stop.abort(new Error("SIGTERM"));
+  a.app.flushRecords();
+  await a.clock.tick(0);
+  release();
+  await a.clock.tick(200);
+  await a.app.drain();
+  const remindersSent = a.sent.length - 1;
+  assert.equal(remindersSent, 1);
+  // The next start finds the reminder on record.
+  const b = setup({ deps: { reminders }, teleport: a.teleport, clock: a.clock });
+  await b.app.checkDue(signal());
+  b.app.stop();
+  assert.deepEqual(b.sent, []);
+});

@@ -242,7 +242,11 @@ async function runConnected(
     });
     // Stopping: write the records of emails already sent at once, not at the
     // end of their coalescing window.
-    stop.addEventListener("abort", () => void app.flushRecords(), { once: true });
+    stop.addEventListener("abort", () => {
+      // No retry or due check starts any more; those under way get the shutdown grace.
+      app.beginStop();
+      void app.flushRecords();
+    }, { once: true });
     deps.onForcedExit?.(() => app.flushRecords());
     if (failFast) {
       log.info("{env} is on: a lost watch stream ends the plugin", { env: FAIL_FAST_ENV });
@@ -281,6 +285,9 @@ async function runConnected(
       activity,
     }, stop);
     app.stop();
+    // Retries and due checks still sending finish (or are cut at the grace's end) before the
+    // mailer and the client close under them.
+    await app.drain();
     log.info("Stopped");
     return 0;
   } finally {
