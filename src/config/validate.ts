@@ -9,6 +9,7 @@
  * never contain a secret: values of `smtp.password` and
  * `mailgun.private_key` and the contents of any file are never shown.
  */
+import { X509Certificate } from "node:crypto";
 import { isPlainAddress, parseMailbox } from "../lib/address.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { isLoopbackHost, withoutUserInfo } from "../lib/net_address.ts";
@@ -125,6 +126,30 @@ const OUTPUT_ALIASES: Readonly<Record<string, string>> = {
 };
 
 const PEM_CERTIFICATE_MARKER = "-----BEGIN CERTIFICATE-----";
+const PEM_CERTIFICATE_END = "-----END CERTIFICATE-----";
+
+/**
+ * What is wrong with a CA file's text, if anything: no certificate, or one
+ * that does not parse (found now, not at the first TLS handshake, where the
+ * error would not name the file).
+ */
+function caFileProblem(path: string, text: string): string | undefined {
+  if (!text.includes(PEM_CERTIFICATE_MARKER)) return `file ${quote(path)} holds no PEM certificate`;
+  let number = 0;
+  for (let at = text.indexOf(PEM_CERTIFICATE_MARKER); at >= 0;) {
+    number++;
+    const end = text.indexOf(PEM_CERTIFICATE_END, at);
+    if (end < 0) return `file ${quote(path)}: certificate ${number} has no END line`;
+    const pem = text.slice(at, end + PEM_CERTIFICATE_END.length);
+    try {
+      new X509Certificate(pem);
+    } catch {
+      return `file ${quote(path)}: certificate ${number} is not a readable X.509 certificate`;
+    }
+    at = text.indexOf(PEM_CERTIFICATE_MARKER, end);
+  }
+  return undefined;
+}
 
 type Table = Record<string, unknown>;
 
@@ -399,12 +424,8 @@ function validateTeleport(
     try {
       const text = deps.readTextFile(proxyCaFile, CA_FILE_LIMIT);
       proxyCa = text;
-      if (!text.includes(PEM_CERTIFICATE_MARKER)) {
-        review.problem(
-          "teleport.proxy_ca_file",
-          `file ${quote(proxyCaFile)} holds no PEM certificate`,
-        );
-      }
+      const problem = caFileProblem(proxyCaFile, text);
+      if (problem !== undefined) review.problem("teleport.proxy_ca_file", problem);
     } catch (error) {
       review.problem(
         "teleport.proxy_ca_file",
@@ -504,9 +525,10 @@ function validateSmtp(table: Table, deps: ConfigDeps, review: Review): SmtpConfi
   if (typeof caFile === "string") {
     try {
       ca = deps.readTextFile(caFile, CA_FILE_LIMIT);
-      if (!ca.includes(PEM_CERTIFICATE_MARKER)) {
+      const problem = caFileProblem(caFile, ca);
+      if (problem !== undefined) {
         ok = false;
-        review.problem("smtp.ca_file", `file ${quote(caFile)} holds no PEM certificate`);
+        review.problem("smtp.ca_file", problem);
       }
     } catch (error) {
       ok = false;

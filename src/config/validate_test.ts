@@ -3,17 +3,22 @@ import { parse } from "smol-toml";
 import { Secret } from "../lib/secret.ts";
 import type { Config, LoadedConfig } from "./types.ts";
 import { type ConfigDeps, ConfigError, validateConfig } from "./validate.ts";
+import { makeCa } from "../../tests/pki.ts";
 
 // Secret values the tests look for in every message.
 const SMTP_PASSWORD = "smtp-pa55word-7f3a";
 const MAILGUN_KEY = "key-9c1d5e0b2a";
+
+/** A real certificate: CA files are parsed. */
+const CA_PEM = (await makeCa("Test SMTP CA")).cert;
 
 const FILES: Readonly<Record<string, string>> = {
   "/secrets/smtp_password": `  ${SMTP_PASSWORD}\n`,
   "/secrets/mailgun_key": `${MAILGUN_KEY}\n`,
   "/secrets/empty": " \n\t\n",
   "/secrets/unreadable": "",
-  "/etc/ssl/smtp_ca.pem": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+  "/etc/ssl/smtp_ca.pem": CA_PEM,
+  "/etc/ssl/garbage.pem": "-----BEGIN CERTIFICATE-----\nMIIBgarbage\n-----END CERTIFICATE-----\n",
   "/etc/ssl/not_pem.txt": "hello",
 };
 
@@ -473,6 +478,13 @@ Deno.test("[smtp]", async (t) => {
     ["a ca_file without a certificate", `${base}password = "p"\nca_file = "/etc/ssl/not_pem.txt"`, [
       'smtp.ca_file: file "/etc/ssl/not_pem.txt" holds no PEM certificate',
     ]],
+    [
+      "a ca_file whose certificate does not parse",
+      `${base}password = "p"\nca_file = "/etc/ssl/garbage.pem"`,
+      [
+        'smtp.ca_file: file "/etc/ssl/garbage.pem": certificate 1 is not a readable X.509 certificate',
+      ],
+    ],
     ["a password of the wrong type without a username", `[smtp]\nhost = "h"\npassword = 1234`, [
       "smtp.password: must be a string, got an integer",
     ]],
@@ -1181,7 +1193,7 @@ Deno.test("delivery.max_recipients and delivery.catch_up_window", async (t) => {
 Deno.test("teleport.proxy_ca_file: CAs for a load balancer in front of the Proxy", async (t) => {
   const base = MINIMAL_TABLE;
   await t.step("read and kept", () => {
-    const pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+    const pem = CA_PEM;
     const { config } = validateConfig(
       { ...base, teleport: { ...base.teleport, proxy_ca_file: "/lb.pem" } },
       { readTextFile: () => pem },

@@ -4,6 +4,7 @@
  * random part alone makes them unique; the time part helps people reading
  * mail logs.
  */
+import { domainToASCII } from "node:url";
 import { addressDomain, parseMailbox } from "../lib/address.ts";
 
 /** Bytes of randomness per Message-ID: 128 bits, collision-free in practice. */
@@ -26,7 +27,10 @@ export function senderDomain(sender: string): string {
  * Throws `TypeError` when `sender` is not a valid mailbox.
  */
 export function messageIdGenerator(sender: string, deps: MessageIdDeps = {}): () => string {
-  const domain = senderDomain(sender);
+  // A header is ASCII: an internationalised domain goes in as its punycode (as From does).
+  const written = senderDomain(sender);
+  // deno-lint-ignore no-control-regex
+  const domain = /^[\x00-\x7f]*$/.test(written) ? written : domainToASCII(written) || written;
   const randomBytes = deps.randomBytes ?? ((bytes: Uint8Array) => crypto.getRandomValues(bytes));
   const now = deps.now ?? Date.now;
   return () => {

@@ -28,3 +28,8 @@ Deno.test("message id: unique, no brackets, sender domain for every sender form"
 Deno.test("message id: an invalid sender is refused", () => {
   assert.throws(() => messageIdGenerator("not an address"), TypeError);
 });
+
+Deno.test("message id: an internationalised sender domain is written as its punycode", () => {
+  const next = messageIdGenerator("Teleport <noreply@ex\u00e4mple.com>");
+  assert.match(next(), /^[0-9a-f]{32}\.[0-9a-z]+@xn--exmple-cua\.com$/);
+});
