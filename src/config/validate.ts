@@ -12,7 +12,7 @@
 import { X509Certificate } from "node:crypto";
 import { isPlainAddress, parseMailbox } from "../lib/address.ts";
 import { parseDuration } from "../lib/duration.ts";
-import { isLoopbackHost, withoutUserInfo } from "../lib/net_address.ts";
+import { isLoopbackHost, parseHostPort, withoutUserInfo } from "../lib/net_address.ts";
 import { KIB, MIB } from "../lib/read_file.ts";
 import { Secret } from "../lib/secret.ts";
 import { ConfigError, describeReadError } from "./error.ts";
@@ -344,6 +344,14 @@ function validateTeleport(
         `conflicts with teleport.addr: ${values}; keep only teleport.addr`,
       );
     }
+  }
+
+  if (addr !== undefined && parseHostPort(addr) === undefined) {
+    review.problem(
+      addr === addrValue ? "teleport.addr" : "teleport.auth_server",
+      `must be host:port (an IPv6 host in brackets, a port from 1 to 65535), ` +
+        `e.g. "teleport.example.com:443", got ${quote(addr)}`,
+    );
   }
 
   const identity = str("identity");

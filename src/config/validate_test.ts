@@ -238,6 +238,20 @@ Deno.test("[teleport] problems", async (t) => {
         'teleport.auth_server: conflicts with teleport.addr: "b:3025" is not "a:443"; keep only teleport.addr',
       ],
     ],
+    ...[
+      ["https://teleport.example.com", "addr"],
+      ["teleport.example.com", "addr"],
+      ["teleport.example.com:99999", "addr"],
+      ["::1:3025", "addr"],
+      ["teleport.example.com:0", "auth_server"],
+    ].map(([value, key]): [string, string, string[]] => [
+      `teleport.${key} = ${JSON.stringify(value)}`,
+      `[teleport]\n${key} = ${JSON.stringify(value)}\nidentity = "/id"`,
+      [
+        `teleport.${key}: must be host:port (an IPv6 host in brackets, a port from 1 to 65535), ` +
+        `e.g. "teleport.example.com:443", got ${JSON.stringify(value)}`,
+      ],
+    ]),
     ["a bad duration", `[teleport]\nidentity = "/id"\nrefresh_identity_interval = "5x"`, [
       'teleport.refresh_identity_interval: invalid duration "5x": unknown unit "x" ' +
       "(use ns, us, ms, s, m or h)",

@@ -33,3 +33,14 @@ export function withoutUserInfo(text: string): string {
   const scheme = /^[A-Za-z][A-Za-z0-9+.-]*:[\\/]*/.exec(text)?.[0] ?? "";
   return `${scheme}***${text.slice(at)}`;
 }
+
+/**
+ * `host:port` (an IPv6 host in brackets, a port from 1 to 65535), or
+ * undefined when `text` is not that.
+ */
+export function parseHostPort(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(text);
+  const host = m?.[1] ?? m?.[2];
+  const port = Number(m?.[3]);
+  return m && host && port >= 1 && port <= 65535 ? { host, port } : undefined;
+}

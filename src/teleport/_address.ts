@@ -4,13 +4,13 @@
  * port) and the proxy rules (which look at both).
  */
 
+import { parseHostPort } from "../lib/net_address.ts";
+
 /** Splits "host:port" or "[v6]:port"; throws unless the port is 1–65535. */
 export function splitHostPort(addr: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(addr);
-  const host = m?.[1] ?? m?.[2];
-  const port = Number(m?.[3]);
-  if (!m || !host || !(port >= 1 && port <= 65535)) {
+  const parsed = parseHostPort(addr);
+  if (parsed === undefined) {
     throw new Error(`Invalid Teleport address ${JSON.stringify(addr)}: expected host:port`);
   }
-  return { host, port };
+  return parsed;
 }
