@@ -374,8 +374,17 @@ export class NotifyApp {
     // The records first, then the requests: a record listed whose request is not is one of a
     // request deleted since. Listed together, a request created (and its record written by
     // another replica) between the two answers would look deleted, and get an "expired" email.
-    const stored = await this.#deps.client.listPluginData(signal);
+    let stored = await this.#listRecords(signal);
     const requests = await this.#deps.client.listAccessRequests({}, signal);
+    if (stored === undefined) {
+      // Each listed request's own record instead (the Go plugin's way): the requests deleted
+      // while no instance ran are not followed up then.
+      stored = [];
+      for (const request of requests) {
+        const data = await this.#deps.client.getPluginData(request.id, signal);
+        if (data !== undefined) stored.push({ requestId: request.id, data });
+      }
+    }
     const dataById = new Map(stored.map((s) => [s.requestId, decodePluginData(s.data)]));
     // Requests with a record are not new: their processing reads it first.
     for (const requestId of dataById.keys()) this.#remember(requestId);
@@ -423,6 +432,24 @@ export class NotifyApp {
       count: tasks.length,
     });
     return tasks;
+  }
+
+  /**
+   * Every record of ours in one answer, or undefined when that answer would
+   * be larger than the client takes (grpc-js: 4 MiB, some 10,000 records).
+   */
+  async #listRecords(signal: AbortSignal) {
+    try {
+      return await this.#deps.client.listPluginData(signal);
+    } catch (error) {
+      if (!isTeleportError(error, "too_large")) throw error;
+      this.#deps.log.warn(
+        "The plugin's records do not fit one answer ({error}): reading each listed request's " +
+          "own; requests deleted while no instance ran get no email",
+        { error },
+      );
+      return undefined;
+    }
   }
 
   /** The former name of {@link startDueChecks}. */

@@ -265,3 +265,26 @@ Deno.test("stopping during a due check: its email in flight is recorded, not sen
   b.app.stop();
   assert.deepEqual(b.sent, []);
 });
+
+Deno.test("a reconcile whose records do not fit one answer reads each request's own", async () => {
+  const { app, teleport } = setup();
+  // r1 was handled before the restart; r2 was created while no instance ran.
+  const r1 = request("r1");
+  teleport.requests.set("r1", r1);
+  await app.handleEvent({ type: "put", kind: "access_request", request: r1 }, signal());
+  const { app: restarted, sent } = setup({ teleport });
+  const r2 = request("r2");
+  teleport.requests.set("r2", r2);
+  teleport.failNext("listPluginData", {
+    code: status.RESOURCE_EXHAUSTED,
+    details: "Received message larger than max (5242880 vs 4194304)",
+  });
+  const tasks = await restarted.reconcile(signal());
+  for (const task of tasks) await task.run(signal());
+  app.stop();
+  restarted.stop();
+  assert.deepEqual(tasks.map((t) => t.key), ["access_request/r2"]);
+  assert.deepEqual(to(sent), ["ops@example.com"]);
+  assert.match(sent[0]!.subject, /r2/);
+  assert.ok(teleport.data.get("r2")?.email_threads?.includes("ops@example.com"));
+});
