@@ -56,11 +56,23 @@ export interface LogPathInfo {
   readonly special?: "FIFO (named pipe)" | "socket";
 }
 
+function hasRealPath(path: string): boolean {
+  try {
+    Deno.realPathSync(path);
+    return true;
+  } catch {
+    return false; // `pipe:[…]`, `socket:[…]`: no path
+  }
+}
+
 function defaultFileInfo(path: string): LogPathInfo | undefined {
   try {
     const info = Deno.statSync(path);
     const special = info.isFifo ? "FIFO (named pipe)" : info.isSocket ? "socket" : undefined;
-    return { isFile: info.isFile, mode: info.mode, ...(special ? { special } : {}) };
+    // Only one with a name in the file system: /dev/stdout of a process whose output is a pipe
+    // (a container, a supervisor, `| tee`) leads to that pipe, which has none, and is fine.
+    const named = special !== undefined && hasRealPath(path);
+    return { isFile: info.isFile, mode: info.mode, ...(named ? { special } : {}) };
   } catch {
     return undefined;
   }
@@ -130,13 +142,14 @@ function renderMessage(record: LogRecord, render: (value: unknown) => string): s
 
 /**
  * Renders a value inside a text line's message: as plain text, quoted when
- * it holds a control character (none survives) or an `=` (so that it
- * cannot pass for a `key=value` field of the line).
+ * it holds a control character (none survives) or a word followed by `=`
+ * (so that it cannot pass for a `key=value` field of the line; `a = b`
+ * stays as it is).
  */
 function renderValue(value: unknown): string {
   const text = plainValue(value);
   // deno-lint-ignore no-control-regex
-  return /[\x00-\x1f\x7f=]/.test(text) ? JSON.stringify(text) : text;
+  return /[\x00-\x1f\x7f]|(?:^|\s)[^\s="]+=/.test(text) ? JSON.stringify(text) : text;
 }
 
 /** A `key=value` field's value: quoted also for a space or a quote (a value ends at a space). */

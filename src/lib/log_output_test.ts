@@ -5,6 +5,7 @@
  * losing every line without a word.
  */
 import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
 import { closeLogging, logger, type LoggingDeps, setupLogging } from "./log.ts";
 
 function stderrCapture() {
@@ -82,5 +83,41 @@ Deno.test({
       err.lines[0]!,
       /^teleport-email: cannot write to log output "\/dev\/full" \(log\.output\): .*; log lines are lost until it accepts writes again\n$/,
     );
+  },
+});
+
+Deno.test({
+  name: "log.output = /dev/stdout works when stdout is a pipe (only a named FIFO is refused)",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "log_output_test_" });
+    try {
+      const script = `${dir}/log_to_stdout.ts`;
+      const log = new URL("./log.ts", import.meta.url).href;
+      await Deno.writeTextFile(
+        script,
+        `import { closeLogging, logger, setupLogging } from ${JSON.stringify(log)};\n` +
+          `await setupLogging({ output: "/dev/stdout", severity: "info", format: "text" }, {});\n` +
+          `logger().info("through the pipe");\nawait closeLogging();\n`,
+      );
+      const out = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "-A",
+          "--config",
+          fileURLToPath(new URL("../../deno.json", import.meta.url)),
+          script,
+        ],
+        env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const stderr = new TextDecoder().decode(out.stderr);
+      assert.equal(out.code, 0, stderr);
+      assert.match(new TextDecoder().decode(out.stdout), /INFO {2}through the pipe\n$/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

@@ -85,6 +85,22 @@ Deno.test("a value cannot forge a key=value field of a text line", async () => {
   );
 });
 
+Deno.test("a message value that merely contains ' = ' (a config hint) is not quoted", async () => {
+  const c = capture();
+  await setupLogging(base, {}, c.deps);
+  try {
+    logger().warn("{warning}", {
+      warning: 'smtp.allow_insecure_auth = true (starttls_policy = "x")',
+    });
+  } finally {
+    await closeLogging();
+  }
+  assert.match(
+    c.err.join(""),
+    / WARN {2}smtp\.allow_insecure_auth = true \(starttls_policy = "x"\)\n$/,
+  );
+});
+
 Deno.test("json format writes one JSON object per line", async () => {
   const c = capture();
   await setupLogging({ ...base, format: "json", output: "/var/log/x.log" }, {}, c.deps);
