@@ -24,15 +24,20 @@ export interface Mailbox {
 }
 
 /**
- * Beyond ASCII only letters, digits and combining marks: no space-like,
- * invisible or direction-changing character (U+00A0, U+200B, U+FEFF,
- * U+202E, U+2028...), which Nodemailer's address parser would read as a
- * separator or drop, so that the address checked, de-duplicated and
- * recorded would not be the one mailed.
+ * Beyond ASCII, what an address may hold: anything but white space (U+00A0,
+ * U+2028, U+3000...), controls, and invisible format characters (U+200B,
+ * U+FEFF, U+00AD, direction overrides), which Nodemailer's address parser
+ * reads as separators or the domain's IDNA conversion drops, so that the
+ * address checked, de-duplicated and recorded would not be the one mailed.
+ * The zero-width joiner and non-joiner stay allowed: IDNA keeps them where
+ * a script needs them (Persian, Indic labels).
  */
+const NOT_IN_ADDRESS = /[\s\p{Cc}\p{Cf}\p{Z}\p{Cs}\p{Co}\p{Cn}]/u;
+const JOINERS = new Set(["\u200c", "\u200d"]);
+
 function isLetterOrDigit(char: string): boolean {
-  return /^[A-Za-z0-9]$/.test(char) ||
-    (char.charCodeAt(0) >= 0x80 && /^[\p{L}\p{N}\p{M}]$/u.test(char));
+  if (/^[A-Za-z0-9]$/.test(char)) return true;
+  return char.charCodeAt(0) >= 0x80 && (JOINERS.has(char) || !NOT_IN_ADDRESS.test(char));
 }
 
 function hasControlCharacter(text: string): boolean {
