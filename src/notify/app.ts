@@ -247,6 +247,7 @@ export class NotifyApp {
   #stopped = false;
   /** Aborted when the shutdown grace is over: retries and due checks still running are cut. */
   readonly #graceOver = new AbortController();
+  #graceTimer: Timer | undefined;
   /**
    * The latest rule listing (settled either way): new requests wait for it,
    * so a request seen right after INIT is routed by the rules, not the map.
@@ -280,12 +281,23 @@ export class NotifyApp {
    */
   beginStop(): void {
     if (this.#stopped) return;
+    // Records of emails sent but not written yet (their writes failed): one more try now, or
+    // the next start would send those emails again. Their retries were due to write them.
+    const unrecorded = [...this.#unrecorded.keys()];
     this.stop();
-    const timer = this.#clock.setTimeout(
+    this.#graceTimer = this.#clock.setTimeout(
       () => this.#graceOver.abort(new Error("Shutdown grace period over")),
       this.#deps.shutdownGraceMs ?? SHUTDOWN_GRACE_MS,
     );
-    this.#graceOver.signal.addEventListener("abort", () => timer.cancel(), { once: true });
+    for (const id of unrecorded) {
+      const end = this.#activity.begin();
+      this.#reread(id).catch((error) => {
+        this.#deps.log.with({ requestId: id }).error(
+          "Emails sent for this request are not on record: {error}",
+          { error },
+        );
+      }).finally(end);
+    }
   }
 
   /**
@@ -298,6 +310,7 @@ export class NotifyApp {
       this.#graceOver.signal.addEventListener("abort", () => resolve(), { once: true });
     });
     await Promise.race([this.#activity.idle(false), over]);
+    this.#graceTimer?.cancel();
   }
 
   /** Cancels the pending retries and the reminder checks (shutdown). */
@@ -580,7 +593,9 @@ export class NotifyApp {
     }
 
     let plan = this.#plan(target, data);
-    if (listed && target.kind === "request" && hasTimedWork(plan)) {
+    // A record that existed (no claim of ours taken yet): its timed work, from an old listing,
+    // waits for a fresh copy of the request.
+    if (listed && !claimedAlready && target.kind === "request" && hasTimedWork(plan)) {
       const [current] = await client.listAccessRequests({ id }, signal);
       // Gone since: its DELETE event (or the next reconcile) follows it up.
       if (current === undefined) return undefined;
@@ -1145,6 +1160,11 @@ export class NotifyApp {
 
   async #retry(requestId: string) {
     if (this.#stopped) return;
+    await this.#reread(requestId);
+  }
+
+  /** Reads `requestId` again and processes it (or its deletion); a failed read is retried. */
+  async #reread(requestId: string) {
     const signal = AbortSignal.any([
       this.#graceOver.signal,
       AbortSignal.timeout(RETRY_DEADLINE_MS),
@@ -1154,7 +1174,8 @@ export class NotifyApp {
       [request] = await this.#deps.client.listAccessRequests({ id: requestId }, signal);
     } catch (error) {
       // Nothing else would bring the request back (its event has passed): try again later.
-      if (!this.#stopped) this.#retryLater(requestId, "Reading the request again failed", error);
+      if (this.#stopped) throw error;
+      this.#retryLater(requestId, "Reading the request again failed", error);
       return;
     }
     const target: Target = request ? { kind: "request", request } : { kind: "deleted", requestId };

@@ -288,3 +288,31 @@ Deno.test("a reconcile whose records do not fit one answer reads each request's 
   assert.match(sent[0]!.subject, /r2/);
   assert.ok(teleport.data.get("r2")?.email_threads?.includes("ops@example.com"));
 });
+
+Deno.test("stopping writes the records of emails sent whose write failed, before the next start could resend them", async () => {
+  const { app, teleport, clock, sent } = setup();
+  let updates = 0;
+  teleport.beforeCall = (call) => {
+    // The create (the claim) passes; the record of the email sent is refused once.
+    if (call.method === "updatePluginData" && ++updates === 2) {
+      throw { code: status.PERMISSION_DENIED, details: "access denied" };
+    }
+  };
+  const r1 = request("r1");
+  teleport.requests.set("r1", r1);
+  await app.handleEvent({ type: "put", kind: "access_request", request: r1 }, signal());
+  assert.deepEqual(to(sent), ["ops@example.com"]);
+  assert.doesNotMatch(teleport.data.get("r1")?.email_threads ?? "", /ops@/);
+  // SIGTERM before the retry (1 s) is due.
+  app.beginStop();
+  await clock.tick(0);
+  await app.drain();
+  assert.match(teleport.data.get("r1")?.email_threads ?? "", /ops@example\.com/);
+  // The next start has nothing to send.
+  const next = setup({ teleport, clock });
+  const tasks = await next.app.reconcile(signal());
+  for (const task of tasks) await task.run(signal());
+  next.app.stop();
+  assert.deepEqual(next.sent, []);
+  assert.equal(sent.length, 1);
+});

@@ -6,7 +6,7 @@
  * when the stream breaks. It never gives up while not stopped.
  */
 import type { Logger } from "@logtape/logtape";
-import type { TeleportClient, WatchEvent } from "./types.ts";
+import { isTeleportError, type TeleportClient, type WatchEvent } from "./types.ts";
 import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
 import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
@@ -103,7 +103,11 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
    * Queues a task (waiting for room: the back-pressure on the stream); once
    * stopping, it is not queued (a later start's reconcile finds its work).
    */
-  const submit = async (key: string, run: (signal: AbortSignal) => Promise<void>) => {
+  const submit = async (
+    key: string,
+    run: (signal: AbortSignal) => Promise<void>,
+    until: AbortSignal = signal,
+  ) => {
     const end = activity.begin();
     const accepted = await queue.push(key, async () => {
       try {
@@ -114,7 +118,7 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
       }
     }, (error) => {
       log.error("Handling {key} failed: {error}", { key, error });
-    }, signal);
+    }, until);
     if (!accepted) end();
   };
   // The shutdown grace runs from the stop, also while the stream waits for room in the queue.
@@ -144,6 +148,8 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
           tasks = await options.reconcile(init, streamSignal);
         } catch (error) {
           if (streamSignal.aborted) return;
+          // A refusal (permissions, an unknown call) is not retried: it would only repeat.
+          if (!isTeleportError(error, "transient")) throw error;
           const delay = backoffDelay(attempt, RECONCILE_RETRY_BACKOFF, random);
           log.error("Reconcile after INIT failed: {error}; retrying in {delay} ms", {
             error,
@@ -155,7 +161,8 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
         for (const task of tasks) {
           if (streamSignal.aborted) return;
           if ((lastEventSeq.get(task.key) ?? -1) > mark) continue;
-          await submit(task.key, (s) => task.run(s));
+          // A task waiting for room is dropped with its stream: the next INIT reconciles again.
+          await submit(task.key, (s) => task.run(s), streamSignal);
         }
         // Events up to the mark matter to no later reconcile (their marks are higher): the map
         // keeps only what came since, not one entry per request ever seen.

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { eventKey, runWatcher, type WatcherOptions } from "./watcher.ts";
-import type { AccessRequest, WatchEvent } from "./types.ts";
+import { type AccessRequest, TeleportError, type WatchEvent } from "./types.ts";
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 import { newAccessRequest } from "../../tests/requests.ts";
 
@@ -137,7 +137,11 @@ Deno.test("a reconcile that fails is tried again with backoff while the stream s
       clock: clockWithSleep((ms) => (delays.push(ms), Promise.resolve())),
       reconcile: () => {
         // The first listing meets a deadline; the second answers.
-        if (++reconciles === 1) return Promise.reject(new Error("DEADLINE_EXCEEDED"));
+        if (++reconciles === 1) {
+          return Promise.reject(
+            new TeleportError("transient", "listing access requests failed: deadline exceeded"),
+          );
+        }
         return Promise.resolve([{
           key: "access_request/a",
           run: () => (ran.push("a"), Promise.resolve()),
@@ -152,6 +156,27 @@ Deno.test("a reconcile that fails is tried again with backoff while the stream s
   assert.equal(reconciles, 2);
   // One stream only: the retry waited 0.5 s scaled by jitter 0.75, no reconnect.
   assert.deepEqual(delays, [375]);
+});
+
+Deno.test("a reconcile refused for good is not retried (it would only repeat)", async () => {
+  const delays: number[] = [];
+  let reconciles = 0;
+  const stop = new AbortController();
+  const done = runWatcher(
+    baseOptions({
+      clock: clockWithSleep((ms) => (delays.push(ms), Promise.resolve())),
+      reconcile: () => {
+        reconciles++;
+        return Promise.reject(new TeleportError("denied", "access denied to access_request"));
+      },
+    }),
+    stop.signal,
+  );
+  await until(() => reconciles === 1);
+  stop.abort();
+  await done;
+  assert.equal(reconciles, 1);
+  assert.deepEqual(delays, []);
 });
 
 Deno.test("no INIT within the timeout: the stream is dropped and reopened", async () => {
