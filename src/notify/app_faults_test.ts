@@ -14,23 +14,13 @@ import type { AccessRequest } from "../teleport/types.ts";
 import { FakeClock } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
 import { FAKE_PING, FakeTeleportClient } from "../../tests/fake_cluster.ts";
+import { newAccessRequest } from "../../tests/requests.ts";
 
+const START = Date.UTC(2026, 10, 23);
+
+/** A pending request of alice@ for editor, created at the fake clock's start. */
 function request(id: string, patch: Partial<AccessRequest> = {}): AccessRequest {
-  return {
-    id,
-    user: "alice@example.com",
-    roles: ["editor"],
-    state: "PENDING",
-    requestReason: "hotfix",
-    resolveReason: "",
-    systemAnnotations: {},
-    reviews: [],
-    suggestedReviewers: [],
-    requestedResources: [],
-    loginHint: "",
-    created: new Date(Date.UTC(2026, 10, 23)),
-    ...patch,
-  };
+  return newAccessRequest(id, { requestReason: "hotfix", created: new Date(START), ...patch });
 }
 
 type Send = (email: OutgoingEmail) => Promise<SentEmail>;
@@ -45,7 +35,7 @@ function setup(
   } = {},
 ) {
   const teleport = opts.teleport ?? new FakeTeleportClient();
-  const clock = opts.clock ?? new FakeClock(Date.UTC(2026, 10, 23));
+  const clock = opts.clock ?? new FakeClock(START);
   const activity = new Activity();
   const sent: OutgoingEmail[] = [];
   const send: Send = opts.send ?? (() => Promise.resolve({ messageId: `m${sent.length}@x` }));

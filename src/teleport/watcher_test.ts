@@ -127,54 +127,52 @@ Deno.test("a dropped stream is reopened with backoff and reconcile runs after ev
   assert.deepEqual(delays, [15, 30]);
 });
 
-Deno.test("a reconcile that fails is tried again with backoff while the stream stays up", async () => {
+/** Runs one stream whose reconciles are `reconcile`, until `done()`; the backoff sleeps it asked for. */
+async function reconcileRun(
+  reconcile: WatcherOptions["reconcile"],
+  done: () => boolean,
+): Promise<number[]> {
   const delays: number[] = [];
-  const ran: string[] = [];
-  let reconciles = 0;
   const stop = new AbortController();
-  const done = runWatcher(
+  const running = runWatcher(
     baseOptions({
       clock: clockWithSleep((ms) => (delays.push(ms), Promise.resolve())),
-      reconcile: () => {
-        // The first listing meets a deadline; the second answers.
-        if (++reconciles === 1) {
-          return Promise.reject(
-            new TeleportError("transient", "listing access requests failed: deadline exceeded"),
-          );
-        }
-        return Promise.resolve([{
-          key: "access_request/a",
-          run: () => (ran.push("a"), Promise.resolve()),
-        }]);
-      },
+      reconcile,
     }),
     stop.signal,
   );
-  await until(() => ran.length === 1);
+  await until(done);
   stop.abort();
-  await done;
+  await running;
+  return delays;
+}
+
+Deno.test("a reconcile that fails is tried again with backoff while the stream stays up", async () => {
+  const ran: string[] = [];
+  let reconciles = 0;
+  const delays = await reconcileRun(() => {
+    // The first listing meets a deadline; the second answers.
+    if (++reconciles === 1) {
+      return Promise.reject(
+        new TeleportError("transient", "listing access requests failed: deadline exceeded"),
+      );
+    }
+    return Promise.resolve([{
+      key: "access_request/a",
+      run: () => (ran.push("a"), Promise.resolve()),
+    }]);
+  }, () => ran.length === 1);
   assert.equal(reconciles, 2);
   // One stream only: the retry waited 0.5 s scaled by jitter 0.75, no reconnect.
   assert.deepEqual(delays, [375]);
 });
 
 Deno.test("a reconcile refused for good is not retried (it would only repeat)", async () => {
-  const delays: number[] = [];
   let reconciles = 0;
-  const stop = new AbortController();
-  const done = runWatcher(
-    baseOptions({
-      clock: clockWithSleep((ms) => (delays.push(ms), Promise.resolve())),
-      reconcile: () => {
-        reconciles++;
-        return Promise.reject(new TeleportError("denied", "access denied to access_request"));
-      },
-    }),
-    stop.signal,
-  );
-  await until(() => reconciles === 1);
-  stop.abort();
-  await done;
+  const delays = await reconcileRun(() => {
+    reconciles++;
+    return Promise.reject(new TeleportError("denied", "access denied to access_request"));
+  }, () => reconciles === 1);
   assert.equal(reconciles, 1);
   assert.deepEqual(delays, []);
 });
