@@ -547,6 +547,13 @@ export class NotifyApp {
 
   /** Schedules the next try of `id` after a failure, with the request's backoff. */
   #retryLater(id: string, what: string, error: unknown): void {
+    if (this.#stopped) {
+      this.#deps.log.with({ requestId: id }).error(
+        `${what}: {error}; stopping, so the next start's reconcile tries it again`,
+        { error },
+      );
+      return;
+    }
     const attempt = this.#retryAttempts.get(id) ?? 0;
     this.#retryAttempts.set(id, attempt + 1);
     const delay = backoffDelay(
