@@ -35,7 +35,7 @@ export interface Mailbox {
 const NOT_IN_ADDRESS = /[\s\p{Cc}\p{Cf}\p{Z}\p{Cs}\p{Co}\p{Cn}]/u;
 const JOINERS = new Set(["\u200c", "\u200d"]);
 
-function isLetterOrDigit(char: string): boolean {
+function isAddressChar(char: string): boolean {
   if (/^[A-Za-z0-9]$/.test(char)) return true;
   return char.charCodeAt(0) >= 0x80 && (JOINERS.has(char) || !NOT_IN_ADDRESS.test(char));
 }
@@ -59,12 +59,12 @@ function isDotAtom(text: string, isAllowed: (char: string) => boolean): boolean 
 
 function isLocalPart(local: string): boolean {
   return local.length <= MAX_LOCAL_LENGTH &&
-    isDotAtom(local, (char) => isLetterOrDigit(char) || ATEXT_PUNCTUATION.includes(char));
+    isDotAtom(local, (char) => isAddressChar(char) || ATEXT_PUNCTUATION.includes(char));
 }
 
 function isDomain(domain: string): boolean {
   if (domain.length > MAX_DOMAIN_LENGTH) return false;
-  if (!isDotAtom(domain, (char) => isLetterOrDigit(char) || char === "-" || char === "_")) {
+  if (!isDotAtom(domain, (char) => isAddressChar(char) || char === "-" || char === "_")) {
     return false;
   }
   return domain.split(".").every((label) =>

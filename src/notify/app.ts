@@ -333,16 +333,19 @@ export class NotifyApp {
 
   /**
    * The one scheduler of timed work: looks for due reminders, escalations
-   * and expiry warnings every `everyMs` until `signal` aborts (`beginStop`)
-   * or `stop()` (no-op when none is configured); a check still running when
-   * the next is due is not doubled.
+   * and expiry warnings every `everyMs` until `signal` aborts or `stop()`
+   * (no-op when none is configured); a check still running when the next is
+   * due is not doubled, and finishes within `beginStop`'s grace.
    * A clock that jumped (suspend, downtime) gives one check, and each rule
    * sends only its latest due step.
    */
   startDueChecks(everyMs: number, signal: AbortSignal): void {
     if (!this.#hasTimedWork || this.#reminderTimer !== undefined || this.#stopped) return;
-    // Stopping begins the shutdown: a check under way gets the grace, none starts after.
-    signal.addEventListener("abort", () => this.beginStop(), { once: true });
+    // No check starts once `signal` aborts; one under way runs on (`beginStop` gives it the grace).
+    signal.addEventListener("abort", () => {
+      this.#reminderTimer?.cancel();
+      this.#reminderTimer = undefined;
+    }, { once: true });
     let running = false;
     this.#reminderTimer = this.#clock.setInterval(() => {
       if (running) return;

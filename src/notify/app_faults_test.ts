@@ -242,6 +242,7 @@ Deno.test("stopping during a due check: its email in flight is recorded, not sen
   assert.ok(release, "the reminder was not sent");
   // SIGTERM while the reminder is with the mail server.
   stop.abort(new Error("SIGTERM"));
+  a.app.beginStop();
   a.app.flushRecords();
   await a.clock.tick(0);
   release();
