@@ -407,16 +407,13 @@ export class NotifyApp {
     const tasks: KeyedTask[] = [];
     const seen = new Set<string>();
     const stale: string[] = [];
-    const window = this.#deps.catchUpWindowMs ?? DEFAULT_CATCH_UP_WINDOW_MS;
-    const oldest = this.#clock.now() - window;
+    const window = this.#catchUpWindow;
     for (const request of requests) {
       seen.add(request.id);
       const target: Target = { kind: "request", request };
       const data = dataById.get(request.id);
       const pendingNew = data === undefined && request.state === "PENDING";
-      // A request without a creation time cannot be told stale: it is caught up.
-      const created = request.created?.getTime() ?? Infinity;
-      if (pendingNew && (window <= 0 || created < oldest)) {
+      if (pendingNew && this.#beforeCatchUp(request)) {
         stale.push(request.id);
         continue;
       }
@@ -493,6 +490,21 @@ export class NotifyApp {
   /** The former name of {@link checkDue}. */
   checkReminders(signal: AbortSignal): Promise<void> {
     return this.checkDue(signal);
+  }
+
+  get #catchUpWindow(): number {
+    return this.#deps.catchUpWindowMs ?? DEFAULT_CATCH_UP_WINDOW_MS;
+  }
+
+  /**
+   * Whether `request`, never emailed, is too old to be emailed from a listing
+   * (`delivery.catch_up_window`; none at all when it is 0). A request without
+   * a creation time cannot be told stale: it is caught up.
+   */
+  #beforeCatchUp(request: AccessRequest): boolean {
+    const window = this.#catchUpWindow;
+    const created = request.created?.getTime() ?? Infinity;
+    return window <= 0 || created < this.#clock.now() - window;
   }
 
   /** Whether timed work may be due for `request` at `now` (the plan decides what is). */
@@ -582,6 +594,10 @@ export class NotifyApp {
     const log = this.#deps.log.with({ requestId: id });
     const fresh = target.kind === "request" && target.request.state === "PENDING" &&
       target.request.reviews.length === 0 && !this.#seen.has(id) && !this.#unrecorded.has(id);
+    // A listing (a due check) also holds the backlog that the reconcile left alone as too old:
+    // it gets no first email from there either. Not remembered, so the next check needs no read.
+    const tooOld = (r: AccessRequest) => listed && this.#beforeCatchUp(r);
+    if (fresh && target.kind === "request" && tooOld(target.request)) return undefined;
     this.#remember(id);
     let raw = fresh ? undefined : await client.getPluginData(id, signal);
     const unrecorded = this.#unrecorded.get(id) ?? [];
@@ -594,6 +610,7 @@ export class NotifyApp {
         log.debug("No email was sent for this request; nothing to follow up");
         return undefined;
       }
+      if (tooOld(target.request)) return undefined;
       const created = await this.#create(target.request, log, signal);
       if (created.data === undefined) return undefined;
       data = created.data;
@@ -782,7 +799,11 @@ export class NotifyApp {
     );
     const rejected = results.find((r) => r.status === "rejected");
     if (rejected) throw rejected.reason;
-    this.#record(ctx, (d) => recordEscalationLevel(d, escalation.level));
+    const levels = this.#deps.escalation?.levels ?? [];
+    this.#record(
+      ctx,
+      (d) => recordEscalationLevel(d, escalation.level, escalation.afterMs, levels),
+    );
   }
 
   /** Sends the warning that granted access ends soon and records it (sent or refused). */

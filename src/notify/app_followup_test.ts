@@ -48,7 +48,7 @@ function instance(
   teleport: FakeTeleportClient,
   clock: FakeClock,
   sent: Sent[],
-  o: { owner?: string; notifyRequester?: boolean; kinds?: string[] } = {},
+  o: { owner?: string; notifyRequester?: boolean; kinds?: string[]; deps?: Partial<AppDeps> } = {},
 ) {
   const owner = o.owner ?? "a";
   const activity = new Activity();
@@ -71,6 +71,7 @@ function instance(
     accessExpiry: EXPIRY,
     notifyRequester: o.notifyRequester ?? false,
     metrics: { ...NO_METRICS, emailSent: (kind) => o.kinds?.push(kind) },
+    ...o.deps,
   };
   const app = new NotifyApp(deps);
   app.startDueChecks(CHECK_MS, stop.signal);
@@ -281,6 +282,78 @@ Deno.test("escalation: two replicas on one clock send each escalation once", asy
   assert.equal(escalations.length, 5 * 2, "two levels for five requests");
   a.close();
   b.close();
+});
+
+Deno.test("escalation: levels removed from the config leave the later ones due (progress is kept by time, not position)", async () => {
+  const { teleport, clock, sent, a } = setup();
+  await put(a, teleport, request("r1"));
+  await moveTo(clock, T0 + 5 * HOUR, [a]);
+  assert.deepEqual(lines(sent, 2), [`${LEAD} ${ESCALATED}`]);
+  a.close();
+
+  // The operator drops the 4 h level: the 24 h one is now the first.
+  const b = instance(teleport, clock, sent, {
+    owner: "b",
+    deps: { escalation: { levels: [ESCALATION.levels[1]!] } },
+  });
+  for (const task of await b.app.reconcile(signal())) await task.run(signal());
+  await moveTo(clock, T0 + 25 * HOUR, [b]);
+  assert.deepEqual(lines(sent, 3), [`${CTO} ${ESCALATED}`]);
+  await moveTo(clock, T0 + 26 * HOUR, [b]);
+  assert.equal(sent.length, 4, "and only once");
+  b.close();
+});
+
+Deno.test("escalation: a level put before the one already sent is not sent late", async () => {
+  const { teleport, clock, sent, a } = setup();
+  await put(a, teleport, request("r1"));
+  await moveTo(clock, T0 + 25 * HOUR, [a]);
+  assert.deepEqual(lines(sent, 2), [`${CTO} ${ESCALATED}`]);
+  a.close();
+  const b = instance(teleport, clock, sent, {
+    owner: "b",
+    deps: {
+      escalation: {
+        levels: [
+          { afterMs: 2 * HOUR, recipients: [DBA_LEAD], roleToRecipients: {} },
+          ...ESCALATION.levels,
+        ],
+      },
+    },
+  });
+  await moveTo(clock, T0 + 26 * HOUR, [b]);
+  assert.equal(sent.length, 3);
+  b.close();
+});
+
+Deno.test("due checks: the backlog that the catch-up window kept from the reconcile gets no email from them either", async () => {
+  const teleport = new FakeTeleportClient();
+  const clock = new FakeClock(T0);
+  const sent: Sent[] = [];
+  // A first deployment: one request pending for three days, never emailed; one of an hour ago.
+  for (
+    const r of [
+      request("old", { created: new Date(T0 - 72 * HOUR) }),
+      request("recent", { created: new Date(T0 - HOUR) }),
+    ]
+  ) {
+    teleport.requests.set(r.id, r);
+  }
+  const a = instance(teleport, clock, sent, {
+    deps: { reminders: { afterMs: 30 * MINUTE, everyMs: HOUR, max: 3 } },
+  });
+  for (const task of await a.app.reconcile(signal())) await task.run(signal());
+  await a.activity.idle();
+  assert.deepEqual(lines(sent), [
+    `${OPS} You have a new Role Request:`,
+    `${BOB} You have a new Role Request:`,
+  ]);
+  assert.equal(teleport.data.get("old"), undefined);
+  await moveTo(clock, T0 + MINUTE, [a]);
+  await moveTo(clock, T0 + 2 * HOUR, [a]);
+  assert.equal(teleport.data.get("old"), undefined, "never recorded, never emailed");
+  assert.ok(sent.every((e) => !e.subject.includes("old")), sent.map((e) => e.subject).join("\n"));
+  a.close();
 });
 
 // ---------------------------------------------------------------------------

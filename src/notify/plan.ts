@@ -4,12 +4,17 @@
  */
 import type { AccessRequest, AccessReview } from "../teleport/types.ts";
 import { isPlainAddress } from "../lib/address.ts";
-import type { EmailPluginData, EmailThread, ResolutionTag } from "./plugin_data.ts";
+import {
+  type EmailPluginData,
+  type EmailThread,
+  parseThreadTimestamp,
+  type ResolutionTag,
+} from "./plugin_data.ts";
 import { recipientsFor, WILDCARD_ROLE } from "./recipients.ts";
 import {
   escalationFailed,
-  escalationLevel,
   escalationProgress,
+  escalationSentAfter,
   escalationThreads,
   expiryThread,
   expiryWarned,
@@ -63,7 +68,12 @@ export interface Plan {
    * that opens their escalation thread (possibly none), and the level to
    * record once they all got it.
    */
-  readonly escalation?: { readonly level: number; readonly newThreads: readonly string[] };
+  readonly escalation?: {
+    readonly level: number;
+    /** The level's `after`: what its record keeps. */
+    readonly afterMs: number;
+    readonly newThreads: readonly string[];
+  };
   /** Per escalation thread, the replies it still needs, in order. */
   readonly escalationReplies?: readonly {
     readonly thread: EmailThread;
@@ -222,9 +232,13 @@ function planReminders(
   if (request.state !== "PENDING" || request.reviews.length > 0 || !request.created) return [];
   const sent = remindersSent(data);
   const due: { thread: EmailThread; count: number }[] = [];
+  const slot = reminderSlotAt(request.created, options.now, policy);
   for (const thread of data.emailThreads) {
-    const slot = reminderSlotAt(request.created, options.now, policy);
-    if (slot > (sent.get(thread.email) ?? 0)) due.push({ thread, count: slot });
+    // The slots that had come before the thread was opened (a request first emailed late, after
+    // downtime) would remind of an email not yet read: the first reminder is the next slot.
+    const opened = parseThreadTimestamp(thread.timestamp)?.getTime();
+    const before = opened === undefined ? 0 : reminderSlotAt(request.created, opened, policy);
+    if (slot > Math.max(sent.get(thread.email) ?? 0, before)) due.push({ thread, count: slot });
   }
   return due;
 }
@@ -290,14 +304,16 @@ function planEscalation(
   if (data.resolution !== "") return;
   if (request.state !== "PENDING" || request.reviews.length > 0 || !request.created) return;
   const level = escalationLevelAt(request.created, options.now, policy);
-  if (level <= escalationLevel(data)) return;
+  if (level === 0) return;
+  const { afterMs } = policy.levels[level - 1]!;
+  if (afterMs <= escalationSentAfter(data, policy.levels)) return;
   const done = new Set(
     [...escalationThreads(data).map((t) => t.email), ...escalationFailed(data)]
       .map((e) => e.toLowerCase()),
   );
   const newThreads = escalationRecipients(request, policy.levels[level - 1]!)
     .filter((r) => !done.has(r.toLowerCase()));
-  return { level, newThreads };
+  return { level, afterMs, newThreads };
 }
 
 /**

@@ -14,11 +14,17 @@ import {
   reminderSlotAt,
   type Target,
 } from "./plan.ts";
-import { type EmailPluginData, type EmailThread, EMPTY_PLUGIN_DATA } from "./plugin_data.ts";
+import {
+  type EmailPluginData,
+  type EmailThread,
+  EMPTY_PLUGIN_DATA,
+  formatThreadTimestamp,
+} from "./plugin_data.ts";
 import {
   addFailed,
   addThread,
   markResolved,
+  recordEscalationLevel,
   recordReminder,
   recordReplies,
   recordRequesterReplies,
@@ -37,6 +43,7 @@ const POLICY: ReminderPolicy = { afterMs: 1 * HOUR, everyMs: 4 * HOUR, max: 3 };
 const ALICE = "alice@example.com";
 const OPS = "ops@example.com";
 const BOB = "bob@example.com";
+const CAROL = "carol@example.com";
 
 function review(author: string, proposedState: "APPROVED" | "DENIED" = "APPROVED"): AccessReview {
   return { author, roles: [], proposedState, reason: "", created: new Date(T0 + 60_000) };
@@ -249,6 +256,30 @@ Deno.test("reminders: due at created + after, then every `every`, at most `max`"
   }
 });
 
+Deno.test("reminders: a thread opened late (the plugin was down) is first reminded at the next slot", () => {
+  const pending = request("PENDING");
+  const openedAt = (hours: number) =>
+    addThread(setPlannedRecipients({ ...EMPTY_PLUGIN_DATA, user: ALICE }, [OPS]), {
+      email: OPS,
+      timestamp: formatThreadTimestamp(new Date(T0 + hours * HOUR)),
+      messageId: `root-${OPS}`,
+    });
+  // [what, opened (h after creation), now (h), owed]
+  const cases: [string, number, number, string[]][] = [
+    ["opened past `after`, at once", 2, 2, []],
+    ["opened past `after`, before the next slot", 2, 5 - 1 / 60, []],
+    ["opened past `after`, the next slot", 2, 5, [`${OPS}#2`]],
+    ["opened past two slots", 6, 8, []],
+    ["opened past two slots, the last slot", 6, 9, [`${OPS}#3`]],
+    ["opened past every slot", 10, 30, []],
+    ["opened before `after` (control)", 0.5, 1, [`${OPS}#1`]],
+  ];
+  for (const [what, opened, now, want] of cases) {
+    const plan = planWork(pending, openedAt(opened), { now: T0 + now * HOUR, reminders: POLICY });
+    assert.deepEqual(remindersOwed(plan), want, what);
+  }
+});
+
 Deno.test("reminders: none after a review, when resolved, when not pending, or when off", () => {
   const late = T0 + 6 * HOUR;
   const on = { now: late, reminders: POLICY };
@@ -287,6 +318,30 @@ Deno.test("reminders never go to the requester's thread", () => {
   assert.deepEqual(requesterOwed(plan), []);
 });
 
+Deno.test("escalation: a record that has only the level's position (an earlier version) is read through the levels", () => {
+  const levels = [
+    { afterMs: 4 * HOUR, recipients: [BOB], roleToRecipients: {} },
+    { afterMs: 24 * HOUR, recipients: [CAROL], roleToRecipients: {} },
+  ];
+  const opened = addThread(setPlannedRecipients(EMPTY_PLUGIN_DATA, [OPS]), thread(OPS));
+  const legacy = (level: string) => ({
+    ...opened,
+    extra: { ...opened.extra, email_escalation_level: level },
+  });
+  const due = (data: EmailPluginData, hours: number) =>
+    planWork(request("PENDING"), data, { now: T0 + hours * HOUR, escalation: { levels } })
+      .escalation?.level;
+  assert.equal(due(legacy("1"), 5), undefined, "level 1 sent");
+  assert.equal(due(legacy("1"), 25), 2);
+  assert.equal(due(legacy("2"), 25), undefined);
+  assert.equal(due(legacy("9"), 25), undefined, "past the last level: all sent");
+  // Written now: by time, and the position for earlier versions.
+  const written = recordEscalationLevel(opened, 1, 4 * HOUR, levels);
+  assert.equal(written.extra.email_escalation_after, String(4 * HOUR));
+  assert.equal(written.extra.email_escalation_level, "1");
+  assert.equal(recordEscalationLevel(written, 1, 2 * HOUR, levels), written, "never back");
+});
+
 Deno.test("no escalation for a pending copy of a request resolved on record (an old listing)", () => {
   const escalation = {
     levels: [{ afterMs: 1 * HOUR, recipients: [BOB], roleToRecipients: {} }],
@@ -295,6 +350,7 @@ Deno.test("no escalation for a pending copy of a request resolved on record (an 
   const opened = addThread(setPlannedRecipients(EMPTY_PLUGIN_DATA, [OPS]), thread(OPS));
   assert.deepEqual(planWork(request("PENDING"), opened, options).escalation, {
     level: 1,
+    afterMs: 1 * HOUR,
     newThreads: [BOB],
   });
   const resolved = markResolved(opened, { tag: "APPROVED", reason: "ok" });

@@ -259,9 +259,16 @@ export const ESCALATION_REPLIES_KEY = "email_escalation_replies";
 /**
  * The latest escalation level sent (1 = `escalation.after`, 2 = the first
  * `[[escalation.levels]]`, …): levels missed while the plugin was down are
- * skipped, so earlier levels are never sent after a later one.
+ * skipped, so earlier levels are never sent after a later one. A position in
+ * the config of the time; what is due is decided by `ESCALATION_AFTER_KEY`.
  */
 export const ESCALATION_LEVEL_KEY = "email_escalation_level";
+/**
+ * The `after` of the latest escalation level sent, in milliseconds: kept by
+ * time, so that levels removed from or put before it in the config later
+ * neither silence the levels after it nor are sent late.
+ */
+export const ESCALATION_AFTER_KEY = "email_escalation_after";
 /** Escalation recipients refused for good (never retried). */
 export const ESCALATION_FAILED_KEY = "email_escalation_failed";
 
@@ -291,9 +298,33 @@ export function escalationLevel(data: EmailPluginData): number {
   return Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
-export function recordEscalationLevel(data: EmailPluginData, level: number): EmailPluginData {
-  if (level <= escalationLevel(data)) return data;
-  return withExtra(data, ESCALATION_LEVEL_KEY, String(level));
+/**
+ * How far escalation went: the `after` (ms) of the latest level sent, or
+ * `-Infinity` before any. A record of an earlier version has the level's
+ * position only; it is read through `levels`, the config now.
+ */
+export function escalationSentAfter(
+  data: EmailPluginData,
+  levels: readonly { readonly afterMs: number }[],
+): number {
+  const text = data.extra[ESCALATION_AFTER_KEY];
+  const after = Number(text);
+  if (text !== undefined && text !== "" && Number.isSafeInteger(after) && after >= 0) return after;
+  const level = escalationLevel(data);
+  if (level === 0) return -Infinity;
+  return levels[Math.min(level, levels.length) - 1]?.afterMs ?? -Infinity;
+}
+
+/** Records the level at position `level`, of `after` `afterMs`, as sent (never going back). */
+export function recordEscalationLevel(
+  data: EmailPluginData,
+  level: number,
+  afterMs: number,
+  levels: readonly { readonly afterMs: number }[],
+): EmailPluginData {
+  if (afterMs <= escalationSentAfter(data, levels)) return data;
+  const withAfter = withExtra(data, ESCALATION_AFTER_KEY, String(afterMs));
+  return withExtra(withAfter, ESCALATION_LEVEL_KEY, String(level));
 }
 
 /** Each escalation thread's replies (none recorded = nothing sent yet). */
