@@ -726,10 +726,10 @@ function recipientAddress(value: unknown, key: string, review: Review): string |
     return undefined;
   }
   if (!isPlainAddress(value)) {
-    review.problem(
-      key,
-      `must be a plain email address (no display name or spaces), got ${quote(value)}`,
-    );
+    const why = value.includes("/") && isPlainAddress(value.replaceAll("/", "-"))
+      ? 'no "/": plugin data keeps a thread as <address>/<time>/<id>, as the Go plugin reads it'
+      : "no display name or spaces";
+    review.problem(key, `must be a plain email address (${why}), got ${quote(value)}`);
     return undefined;
   }
   return value;

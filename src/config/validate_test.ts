@@ -603,6 +603,10 @@ Deno.test("recipients", async (t) => {
     ['an empty string for "*"', { roles: `[role_to_recipients]\n"*" = ""` }, [
       'role_to_recipients."*": must be a plain email address (no display name or spaces), got ""',
     ]],
+    ['an address with a "/"', { roles: `[role_to_recipients]\n"*" = "ops/oncall@example.com"` }, [
+      'role_to_recipients."*": must be a plain email address (no "/": plugin data keeps a ' +
+      'thread as <address>/<time>/<id>, as the Go plugin reads it), got "ops/oncall@example.com"',
+    ]],
     ["neither recipients nor a mapping", { roles: "" }, [
       'role_to_recipients: is required: map "*" to the recipients of requests for roles without their own entry',
     ]],

@@ -14,8 +14,13 @@ const MAX_ADDRESS_LENGTH = 254;
 /** RFC 1035: longest DNS label. */
 const MAX_LABEL_LENGTH = 63;
 
-/** RFC 5322 `atext` punctuation (letters, digits and non-ASCII are allowed too). */
-const ATEXT_PUNCTUATION = "!#$%&'*+-/=?^_`{|}~";
+/**
+ * RFC 5322 `atext` punctuation (letters, digits and non-ASCII are allowed
+ * too), but for `/`: plugin data keeps a thread as `<address>/<time>/<id>`,
+ * and the Go plugin drops an entry that does not split into three, so a
+ * recipient with a `/` would lose its thread after a swap to it.
+ */
+const ATEXT_PUNCTUATION = "!#$%&'*+-=?^_`{|}~";
 
 /** A sender mailbox: `Name <address>` or a bare address. */
 export interface Mailbox {
