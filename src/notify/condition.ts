@@ -84,6 +84,18 @@ export function parseCondition(source: string): Condition {
  * value known only now is unusable, or when the evaluation would take more
  * than `maxSteps`.
  */
+/**
+ * Whether `error`, from {@linkcode evaluateCondition}, says the evaluation
+ * ran out of steps: the cost of the request's own data (thousands of
+ * suggested reviewers), not a fault of the condition.
+ */
+export function isOverBudget(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof BudgetExceeded) return true;
+  }
+  return false;
+}
+
 export function evaluateCondition(
   cond: Condition,
   env: ConditionEnv,

@@ -56,6 +56,12 @@ export interface RuleMatch {
   readonly dropped: readonly string[];
   /** The matching rules' names. */
   readonly rules: readonly string[];
+  /**
+   * Rules (among `rules`) that ran out of steps on this request and count as
+   * matching: the request then also goes to `role_to_recipients`, so that no
+   * request can be steered away from anyone it could have reached.
+   */
+  readonly undecided?: readonly string[];
 }
 
 /** Something about a routing decision the operator should hear of (a WARN or INFO line). */
@@ -88,7 +94,13 @@ export function routeRecipients(
   if (match && match.recipients.length > 0) {
     notes.push({ kind: "from_rules", rules: match.rules });
     notAddresses(match.dropped);
-    return { recipients: match.recipients, source: "rules", notes };
+    if ((match.undecided?.length ?? 0) === 0) {
+      return { recipients: match.recipients, source: "rules", notes };
+    }
+    const fallback = recipientsFor(request, roleToRecipients);
+    notAddresses(fallback.dropped);
+    const { recipients } = dedupeAddresses([...match.recipients, ...fallback.recipients]);
+    return { recipients, source: "rules", notes };
   }
   if (match) {
     notAddresses(match.dropped);

@@ -15,8 +15,8 @@ import {
   type TeleportClient,
   type TeleportErrorKind,
 } from "../teleport/types.ts";
-import { type Condition, evaluateCondition, parseCondition } from "./condition.ts";
-import { dedupeAddresses } from "./recipients.ts";
+import { type Condition, evaluateCondition, isOverBudget, parseCondition } from "./condition.ts";
+import { dedupeAddresses, type RuleMatch } from "./recipients.ts";
 
 /** The subject and notification name a rule must have to concern us. */
 export const RULE_SUBJECT = KIND_ACCESS_REQUEST;
@@ -122,8 +122,9 @@ export class RuleSet {
   recipientsFor(
     request: AccessRequest,
     userTraits?: Readonly<Record<string, readonly string[]>>,
-  ): { recipients: string[]; dropped: string[]; rules: string[] } | undefined {
+  ): RuleMatch | undefined {
     const matched: CompiledRule[] = [];
+    const undecided: string[] = [];
     for (const name of [...this.#rules.keys()].sort()) {
       const compiled = this.#rules.get(name)!;
       try {
@@ -134,6 +135,18 @@ export class RuleSet {
           })
         ) matched.push(compiled);
       } catch (error) {
+        if (isOverBudget(error)) {
+          // The request's author decides what it costs: failing towards silence would let them
+          // switch the rule off. Its recipients are emailed, and role_to_recipients too.
+          this.#log.warn(
+            "Access monitoring rule {rule} could not be evaluated for this request within its " +
+              "cost bound ({error}): emailing the rule's recipients and role_to_recipients too",
+            { rule: name, error, requestId: request.id },
+          );
+          matched.push(compiled);
+          undecided.push(name);
+          continue;
+        }
         this.#log.warn("Access monitoring rule {rule} could not be evaluated: {error}", {
           rule: name,
           error,
@@ -145,7 +158,8 @@ export class RuleSet {
     const { recipients, dropped } = dedupeAddresses(
       matched.flatMap(({ rule }) => rule.notification.recipients),
     );
-    return { recipients, dropped, rules: matched.map((m) => m.rule.name) };
+    const rules = matched.map((m) => m.rule.name);
+    return { recipients, dropped, rules, ...(undecided.length > 0 ? { undecided } : {}) };
   }
 }
 

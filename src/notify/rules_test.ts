@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import type { Logger } from "@logtape/logtape";
 import { concernsEmail, RuleSet } from "./rules.ts";
+import { routeRecipients } from "./recipients.ts";
 import type { AccessMonitoringRule, AccessRequest } from "../teleport/types.ts";
 import { newAccessRequest } from "../../tests/requests.ts";
 
@@ -112,6 +113,43 @@ Deno.test("recipientsFor: a matching rule without a usable address is reported (
     dropped: ["#dba"],
     rules: ["slack-ish"],
   });
+});
+
+Deno.test("recipientsFor: a rule that a request makes too costly counts as matching, and the role map's recipients are added (no request steers itself away from anyone)", () => {
+  const { log, calls } = recordingLogger();
+  const rules = new RuleSet(log);
+  // Requests that suggest a reviewer outside example.com go to security; dev requests to dev.
+  rules.put(rule(
+    "external-reviewer",
+    String.raw`regexp.match(access_request.spec.suggested_reviewers, "^.*@(?:[^e].*|e[^x].*)$")`,
+    ["security@example.com"],
+  ));
+  rules.put(rule("dev", DEV, ["dev@example.com"]));
+  const roleMap = { "*": ["ops@example.com"] };
+  const route = (n: number) => {
+    const suggestedReviewers = [
+      ...Array.from({ length: n }, (_, i) => `colleague-${i}-xxxxxxxxxxxxxxxx@example.com`),
+      "friend@gmail.com",
+    ];
+    const r = request({ roles: ["dev"], suggestedReviewers });
+    return routeRecipients(r, rules.recipientsFor(r), roleMap).recipients;
+  };
+  assert.deepEqual(route(10), ["dev@example.com", "security@example.com"]);
+  assert.equal(calls.length, 0);
+  // ~230 KB of suggested reviewers: more than one evaluation's steps.
+  // The role map's routing as without rules: its list, then the suggested reviewers (the app
+  // caps the count with delivery.max_recipients).
+  const many = route(5000);
+  assert.deepEqual(many.slice(0, 3), [
+    "dev@example.com",
+    "security@example.com",
+    "ops@example.com",
+  ]);
+  assert.equal(many.length, 3 + 5001);
+  assert.equal(calls.length, 1);
+  assert.equal(calls[0]!.level, "warn");
+  assert.match(calls[0]!.message, /cost bound/);
+  assert.equal(calls[0]!.props.rule, "external-reviewer");
 });
 
 Deno.test("recipientsFor: a rule reading user traits uses them when given", () => {
