@@ -284,46 +284,42 @@ Deno.test("escalation: two replicas on one clock send each escalation once", asy
   b.close();
 });
 
-Deno.test("escalation: levels removed from the config leave the later ones due (progress is kept by time, not position)", async () => {
-  const { teleport, clock, sent, a } = setup();
-  await put(a, teleport, request("r1"));
-  await moveTo(clock, T0 + 5 * HOUR, [a]);
-  assert.deepEqual(lines(sent, 2), [`${LEAD} ${ESCALATED}`]);
-  a.close();
-
-  // The operator drops the 4 h level: the 24 h one is now the first.
-  const b = instance(teleport, clock, sent, {
-    owner: "b",
-    deps: { escalation: { levels: [ESCALATION.levels[1]!] } },
-  });
-  for (const task of await b.app.reconcile(signal())) await task.run(signal());
-  await moveTo(clock, T0 + 25 * HOUR, [b]);
-  assert.deepEqual(lines(sent, 3), [`${CTO} ${ESCALATED}`]);
-  await moveTo(clock, T0 + 26 * HOUR, [b]);
-  assert.equal(sent.length, 4, "and only once");
-  b.close();
-});
-
-Deno.test("escalation: a level put before the one already sent is not sent late", async () => {
-  const { teleport, clock, sent, a } = setup();
-  await put(a, teleport, request("r1"));
-  await moveTo(clock, T0 + 25 * HOUR, [a]);
-  assert.deepEqual(lines(sent, 2), [`${CTO} ${ESCALATED}`]);
-  a.close();
-  const b = instance(teleport, clock, sent, {
-    owner: "b",
-    deps: {
-      escalation: {
-        levels: [
-          { afterMs: 2 * HOUR, recipients: [DBA_LEAD], roleToRecipients: {} },
-          ...ESCALATION.levels,
-        ],
-      },
-    },
-  });
-  await moveTo(clock, T0 + 26 * HOUR, [b]);
-  assert.equal(sent.length, 3);
-  b.close();
+Deno.test("escalation: progress is kept by time, so a changed list of levels neither silences nor repeats one", async () => {
+  // [what, escalated at (h), the new levels, then at (h), sent then]
+  const cases: [string, number, EscalationPolicy["levels"], number, string[]][] = [
+    [
+      "the 4 h level removed: the 24 h one, now the first, is still due",
+      5,
+      [
+        ESCALATION.levels[1]!,
+      ],
+      25,
+      [`${CTO} ${ESCALATED}`],
+    ],
+    [
+      "a 2 h level put before the 24 h one already sent: not sent late",
+      25,
+      [
+        { afterMs: 2 * HOUR, recipients: [DBA_LEAD], roleToRecipients: {} },
+        ...ESCALATION.levels,
+      ],
+      26,
+      [],
+    ],
+  ];
+  for (const [what, firstAt, levels, thenAt, want] of cases) {
+    const { teleport, clock, sent, a } = setup();
+    await put(a, teleport, request("r1"));
+    await moveTo(clock, T0 + firstAt * HOUR, [a]);
+    a.close();
+    const before = sent.length;
+    const b = instance(teleport, clock, sent, { owner: "b", deps: { escalation: { levels } } });
+    for (const task of await b.app.reconcile(signal())) await task.run(signal());
+    await moveTo(clock, T0 + thenAt * HOUR, [b]);
+    await moveTo(clock, T0 + (thenAt + 1) * HOUR, [b]);
+    assert.deepEqual(lines(sent, before), want, what);
+    b.close();
+  }
 });
 
 Deno.test("due checks: the backlog that the catch-up window kept from the reconcile gets no email from them either", async () => {
