@@ -13,7 +13,8 @@
 #   - installs /etc/systemd/system/teleport-email.service (0644) when systemd
 #     is present, then runs `systemctl daemon-reload` when systemd is running;
 #     the unit is ours and is replaced on every run: customise it with a
-#     drop-in (`systemctl edit teleport-email`), not by editing it;
+#     drop-in (`systemctl edit teleport-email`), not by editing it; a unit
+#     that is running is restarted (an upgrade), one that is not is left so;
 #   - never creates or touches /etc/teleport-email.toml.
 #
 # Environment:
@@ -65,7 +66,8 @@ ROOT="${ROOT%/}"
 # the old one, so a running daemon keeps its (unlinked) executable, nobody sees
 # a half-copied file, and a package for the wrong architecture replaces nothing.
 dest_bin="$ROOT$EXEC_PATH"
-install -d -m 0755 "$ROOT$BINDIR"
+# A directory that exists keeps its mode and owner (a group-managed /usr/local/bin, 2775).
+[[ -d "$ROOT$BINDIR" ]] || install -d -m 0755 "$ROOT$BINDIR"
 tmp_bin="$ROOT$BINDIR/.teleport-email.install.$$"
 tmp_unit=""
 trap 'rm -f -- "$tmp_bin" ${tmp_unit:+"$tmp_unit"}' EXIT
@@ -90,6 +92,7 @@ fi
 # being built); it can only be asked to reload when it is running.
 install_unit=false
 reload_systemd=false
+restarted=false
 if [[ -n "$ROOT" ]]; then
   install_unit=true
 elif [[ -d /run/systemd/system ]]; then
@@ -101,7 +104,7 @@ fi
 
 if [[ "$install_unit" == true ]]; then
   dest_unit="$ROOT$UNIT_DIR/$UNIT_NAME"
-  install -d -m 0755 "$ROOT$UNIT_DIR"
+  [[ -d "$ROOT$UNIT_DIR" ]] || install -d -m 0755 "$ROOT$UNIT_DIR"
   tmp_unit="$ROOT$UNIT_DIR/.$UNIT_NAME.install.$$"
   # Only the program path of ExecStart follows BINDIR.
   sed "s|^ExecStart=$DEFAULT_BINDIR/teleport-email |ExecStart=$EXEC_PATH |" \
@@ -112,6 +115,13 @@ if [[ "$install_unit" == true ]]; then
   if [[ "$reload_systemd" == true ]]; then
     systemctl daemon-reload
     echo "Reloaded systemd"
+    # An upgrade: the running daemon still runs the old program until it restarts. Stopping
+    # lets it finish its in-flight emails (SIGTERM, up to 15 s).
+    if systemctl is-active --quiet "$UNIT_NAME"; then
+      systemctl try-restart "$UNIT_NAME"
+      restarted=true
+      echo "Restarted $UNIT_NAME: it runs the new version now"
+    fi
   fi
 else
   echo "systemd not found: no unit installed; run \"$EXEC_PATH start\" under your service manager"
@@ -128,8 +138,12 @@ else
   echo "       sudo chmod 0600 $CONFIG_FILE"
 fi
 echo "  2. Edit $CONFIG_FILE: [teleport] addr and identity (e.g. $DATA_DIR/identity),"
-echo "     [smtp] or [mailgun], [delivery] sender, [role_to_recipients]."
-if [[ "$install_unit" == true ]]; then
+echo "     [smtp] or [mailgun], [delivery] sender, [role_to_recipients]; a secret file such as"
+echo "     $DATA_DIR/smtp_password must be readable by root only (sudo chmod 0600 …)."
+if [[ "$restarted" == true ]]; then
+  echo "  3. Nothing: the service was running and has been restarted"
+  echo "     (\"sudo systemctl enable teleport-email\" if it should also start at boot)."
+elif [[ "$install_unit" == true ]]; then
   echo "  3. sudo systemctl enable --now teleport-email"
 else
   echo "  3. $EXEC_PATH start --config=$CONFIG_FILE"

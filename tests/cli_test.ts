@@ -60,6 +60,7 @@ Deno.test("configure prints valid TOML that start accepts once its placeholders 
   const dir = await Deno.makeTempDir();
   const passwordFile = `${dir}/smtp_password`;
   await Deno.writeTextFile(passwordFile, "s3cret-value\n");
+  await Deno.chmod(passwordFile, 0o600); // as the template says
   const config = stdout.replaceAll("/var/lib/teleport/plugins/email/smtp_password", passwordFile);
   await Deno.writeTextFile(`${dir}/teleport-email.toml`, config);
 

@@ -88,7 +88,7 @@ export async function startCluster(
   let smtp = await startSmtpServer(smtpOptions);
   const identityPath = `${dir}/identity`;
   await teleport.writeIdentity(identityPath);
-  await Deno.writeTextFile(`${dir}/smtp_password`, SMTP_PASSWORD + "\n");
+  await Deno.writeTextFile(`${dir}/smtp_password`, SMTP_PASSWORD + "\n", { mode: 0o600 });
   await Deno.writeTextFile(`${dir}/smtp_ca.pem`, smtpCa.cert);
 
   return {

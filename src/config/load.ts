@@ -28,6 +28,7 @@ const CONFIG_FILE_LIMIT = MIB;
  */
 const DEFAULT_CONFIG_DEPS: ConfigDeps = {
   readTextFile: (path, limit) => readBoundedTextFileSync(path, limit),
+  fileMode: (path) => Deno.statSync(path).mode,
 };
 
 /**

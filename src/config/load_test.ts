@@ -162,13 +162,21 @@ Deno.test("by default loadConfig reads the real file system", async () => {
   try {
     const passwordFile = `${dir}/smtp_password`;
     const configFile = `${dir}/teleport-email.toml`;
-    await Deno.writeTextFile(passwordFile, `${PASSWORD}\n`);
+    await Deno.writeTextFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
+    await Deno.chmod(passwordFile, 0o600);
     await Deno.writeTextFile(
       configFile,
       VALID.replace("/secrets/smtp_password", passwordFile.replaceAll("\\", "\\\\")),
     );
-    const { config } = loadConfigSync(configFile);
+    const { config, warnings } = loadConfigSync(configFile);
     assert.equal(config.mailer.kind === "smtp" && config.mailer.password?.reveal(), PASSWORD);
+    assert.deepEqual(warnings, []);
+    // Written with `echo … | sudo tee`, the file is readable by every local user.
+    await Deno.chmod(passwordFile, 0o644);
+    assert.deepEqual(loadConfigSync(configFile).warnings, [
+      `smtp.password_file: file "${passwordFile}" holds a secret but is accessible by group or ` +
+      `others (mode 0644); restrict it with "chmod 600 ${passwordFile}"`,
+    ]);
 
     const missing = loadError(`${dir}/absent.toml`, { readTextFile: Deno.readTextFileSync });
     assert.equal(

@@ -57,7 +57,7 @@ host = "smtp.example.com"
 port = 587
 # Leave username out for a relay that needs no authentication.
 username = "teleport@example.com"
-# The password, or a file holding it (read once at startup, trimmed).
+# The password, or a file holding it (read once at startup, trimmed; keep it mode 0600).
 # password = "..."
 password_file = "/var/lib/teleport/plugins/email/smtp_password"
 # When to use STARTTLS (ignored on port 465); empty or unset means mandatory:

@@ -12,6 +12,7 @@
 import { X509Certificate } from "node:crypto";
 import { isPlainAddress, parseMailbox } from "../lib/address.ts";
 import { parseDuration } from "../lib/duration.ts";
+import { exposedFileWarning } from "../lib/file_mode.ts";
 import { isLoopbackHost, parseHostPort, withoutUserInfo } from "../lib/net_address.ts";
 import { KIB, MIB } from "../lib/read_file.ts";
 import { Secret } from "../lib/secret.ts";
@@ -42,6 +43,8 @@ export interface ConfigDeps {
    * file was refused ("is larger than the 64 KiB limit").
    */
   readTextFile(path: string, limit: number): string;
+  /** The permission bits of a file (`stat`'s mode), null when unknown; no check without it. */
+  fileMode?(path: string): number | null;
 }
 
 /** `teleport.addr` when neither it nor `auth_server` is set. */
@@ -316,6 +319,14 @@ class Review {
       this.problem(key, `file ${quote(path)} is empty`);
       return INVALID;
     }
+    let mode: number | null = null;
+    try {
+      mode = deps.fileMode?.(path) ?? null;
+    } catch {
+      // Just read: a failing stat says nothing about its secrecy.
+    }
+    const exposed = exposedFileWarning(path, "a secret", mode);
+    if (exposed !== undefined) this.warning(key, `file ${quote(path)} ${exposed}`);
     return new Secret(value);
   }
 }

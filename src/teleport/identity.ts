@@ -9,11 +9,10 @@
  */
 
 import { createPrivateKey, type KeyObject, X509Certificate } from "node:crypto";
+import { exposedFileWarning } from "../lib/file_mode.ts";
 
 /** Private key PEM labels Teleport writes (PKCS#1, SEC 1, PKCS#8). */
 const KEY_LABELS = ["RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY"];
-/** Permission bits that must be clear on a file holding a private key. */
-const PRIVATE_MODE_MASK = 0o077;
 /** The PKCS#8 label of an encrypted private key. */
 const ENCRYPTED_KEY_LABEL = "ENCRYPTED PRIVATE KEY";
 /** The header OpenSSL's legacy PEM encryption puts in a key block ("RSA PRIVATE KEY"...). */
@@ -238,12 +237,8 @@ async function modeWarnings(deps: IdentityFs, path: string, what: string): Promi
   } catch {
     return []; // The file was just read; a failing stat says nothing about its secrecy.
   }
-  if (mode === null || (mode & PRIVATE_MODE_MASK) === 0) return [];
-  const octal = (mode & 0o777).toString(8).padStart(4, "0");
-  return [
-    `${what} "${path}" holds a private key but is accessible by group or others ` +
-    `(mode ${octal}); restrict it with "chmod 600 ${path}"`,
-  ];
+  const warning = exposedFileWarning(path, "a private key", mode);
+  return warning === undefined ? [] : [`${what} "${path}" ${warning}`];
 }
 
 const PEM_BEGIN = /^-----BEGIN ([A-Z0-9 ]+)-----[ \t]*$/;
