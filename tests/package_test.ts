@@ -122,6 +122,11 @@ Deno.test("the systemd unit is Teleport's, and says why it has no PIDFile", asyn
     const directive of [
       "Type=simple",
       "Restart=on-failure",
+      // Never given up: at boot Teleport may come up after the plugin (systemd's default
+      // stops after five failed starts in 10 s, and the plugin fails within a second).
+      "RestartSec=5s",
+      "StartLimitIntervalSec=0",
+      "After=network-online.target",
       "ExecStart=/usr/local/bin/teleport-email start --config=/etc/teleport-email.toml",
       "ExecReload=/bin/kill -HUP $MAINPID",
       "WantedBy=multi-user.target",
@@ -332,6 +337,9 @@ installTest("install run again succeeds, keeps the config and the data dir's mod
   await Deno.chmod(data, 0o700);
   const unit = join(root, "etc/systemd/system/teleport-email.service");
   const unitBefore = await Deno.readTextFile(unit);
+  // A group-managed bin directory (Debian's /usr/local/bin, root:staff 2775) keeps its mode.
+  await Deno.chmod(join(root, "usr/local/bin"), 0o2775);
+  await Deno.chmod(join(root, "etc/systemd/system"), 0o750);
 
   const again = await install(pkg, { INSTALL_ROOT: root });
   assert.equal(again.code, 0, again.stderr);
@@ -341,6 +349,8 @@ installTest("install run again succeeds, keeps the config and the data dir's mod
   assert.equal(await Deno.readTextFile(unit), unitBefore);
   assert.equal(await mode(unit), 0o644);
   assert.equal(await mode(join(root, "usr/local/bin/teleport-email")), 0o755);
+  assert.equal(await mode(join(root, "usr/local/bin")), 0o2775);
+  assert.equal(await mode(join(root, "etc/systemd/system")), 0o750);
   assert.match(again.stdout, /Kept your existing \/etc\/teleport-email\.toml/);
   assert.doesNotMatch(again.stdout, /sudo tee/);
 });
@@ -399,5 +409,67 @@ if (AS_NOBODY === null) {
     IS_ROOT
       ? "package_test: neither setpriv nor runuser can switch to nobody: the non-root install case is skipped"
       : "package_test: not running as root: the install cases are skipped",
+  );
+}
+
+/**
+ * Whether this process may make a private mount namespace (`unshare -m`), in
+ * which a test can stand up a booted systemd's directories on tmpfs without
+ * touching the machine's.
+ */
+const CAN_UNSHARE = IS_ROOT && Deno.build.os === "linux" &&
+  (await run("unshare", ["-m", "--propagation", "private", "true"]).catch(() => undefined))
+      ?.code === 0 &&
+  await exists("/etc/systemd/system");
+
+for (const active of [true, false]) {
+  installTest(
+    active
+      ? "install on a booted systemd restarts the running unit (an upgrade runs the new binary)"
+      : "install on a booted systemd leaves a stopped unit stopped, and says how to start it",
+    { ignore: !CAN_UNSHARE },
+    async ({ pkg, root }) => {
+      // A fake systemctl that logs its arguments; `is-active` answers as the case says.
+      const fakeBin = join(root, "fake-bin");
+      await Deno.mkdir(fakeBin, { recursive: true });
+      const calls = join(root, "systemctl.log");
+      await Deno.writeTextFile(
+        join(fakeBin, "systemctl"),
+        `#!/bin/sh\necho "$*" >> ${calls}\n` +
+          `[ "$1" = is-active ] && exit ${active ? 0 : 3}\nexit 0\n`,
+        { mode: 0o755 },
+      );
+      // systemd counts as booted when /run/systemd/system exists: on tmpfs, in the namespace only,
+      // with the unit and data directories, so that nothing of the machine's is written.
+      const script = [
+        "set -e",
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system",
+        "mount -t tmpfs tmpfs /etc/systemd/system",
+        "mount -t tmpfs tmpfs /var/lib",
+        `PATH=${fakeBin}:$PATH BINDIR=${root}/bin ${join(pkg, "install")}`,
+      ].join("\n");
+      const result = await run("unshare", [
+        "-m",
+        "--propagation",
+        "private",
+        "bash",
+        "-c",
+        script,
+      ], { cwd: "/" });
+      assert.equal(result.code, 0, result.stderr);
+      const log = (await Deno.readTextFile(calls)).trim().split("\n");
+      if (active) {
+        assert.deepEqual(log, [
+          "daemon-reload",
+          "is-active --quiet teleport-email.service",
+          "try-restart teleport-email.service",
+        ]);
+        assert.match(result.stdout, /Restarted teleport-email\.service/);
+        assert.doesNotMatch(result.stdout, /enable --now/);
+      } else {
+        assert.deepEqual(log, ["daemon-reload", "is-active --quiet teleport-email.service"]);
+        assert.match(result.stdout, /sudo systemctl enable --now teleport-email/);
+      }
+    },
   );
 }
