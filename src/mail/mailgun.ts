@@ -122,7 +122,8 @@ export function mailgunHttpError(
   } catch {
     // Not JSON: the text as it came.
   }
-  details = redact(details.slice(0, MAX_ANSWER_CHARS), context.key);
+  // Redacted whole, then cut: a key echoed across the cut would otherwise show its first part.
+  details = redact(details, context.key).slice(0, MAX_ANSWER_CHARS);
   const reason = answer.statusText === "" ? "" : ` ${answer.statusText}`;
   return new MailError(`${prefixOf(context)}: HTTP ${status}${reason}: ${details}`, {
     transient: status === HTTP_TOO_MANY_REQUESTS || status >= 500,
@@ -173,13 +174,20 @@ export function mailgunNetworkError(
   });
 }
 
-/** Reads at most `MAX_ANSWER_CHARS` of an answer's body (a hostile server may send more). */
+/**
+ * What is read of an answer's body beyond `MAX_ANSWER_CHARS` (a hostile
+ * server may send more): enough for any encoding of the key that starts
+ * before the cut to be whole, so that it is redacted before the text is cut.
+ */
+const ANSWER_READ_CHARS = MAX_ANSWER_CHARS + 1024;
+
+/** Reads at most `ANSWER_READ_CHARS` of an answer's body. */
 async function answerText(response: Response): Promise<string> {
   if (response.body === null) return "";
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   try {
-    while (text.length < MAX_ANSWER_CHARS) {
+    while (text.length < ANSWER_READ_CHARS) {
       const { done, value } = await reader.read();
       if (done) break;
       text += value;
@@ -187,7 +195,7 @@ async function answerText(response: Response): Promise<string> {
   } finally {
     await reader.cancel().catch(() => {});
   }
-  return text.slice(0, MAX_ANSWER_CHARS);
+  return text.slice(0, ANSWER_READ_CHARS);
 }
 
 /** A Mailgun mailer for `cfg`, sending as `sender` (a mailbox, possibly with a display name). */
@@ -254,14 +262,19 @@ export function createMailgunMailer(
       if (signal?.aborted) throw signal.reason;
       throw mailgunNetworkError(err, { ...context, timedOut: timeout.aborted, timeoutMs });
     }
+    const accepted = response.status >= 200 && response.status <= 299;
     let text: string;
     try {
       text = await answerText(response);
     } catch (err) {
+      // A 2xx status is Mailgun's word that it took the message: a body that breaks off or
+      // stalls (or the stop signal meanwhile) does not undo that, and sending again would
+      // mail the recipient twice. The answer's id is then unknown (see `send`).
+      if (accepted) return {};
       if (signal?.aborted) throw signal.reason;
       throw mailgunNetworkError(err, { ...context, timedOut: timeout.aborted, timeoutMs });
     }
-    if (response.status < 200 || response.status > 299) {
+    if (!accepted) {
       throw mailgunHttpError({
         status: response.status,
         statusText: response.statusText,

@@ -10,6 +10,7 @@ import { Secret } from "../lib/secret.ts";
 import { type FakeMailgun, startMailgunServer } from "../../tests/mailgun_server.ts";
 import { base64, type Mailer, MailError } from "./mailer.ts";
 import { createMailgunMailer, parseRetryAfter } from "./mailgun.ts";
+import { sendWithRetry } from "./retry.ts";
 
 const KEY = "key-0123456789abcdef0123456789abcdef";
 const DOMAIN = "mg.example.com";
@@ -59,6 +60,75 @@ Deno.test("mailgun: a 401 that echoes the Authorization header does not show the
       assert.match(everything, /\[redacted\]/);
     }
   });
+});
+
+Deno.test("mailgun: a key echoed across the answer's length limit shows no part of it", async () => {
+  await withMailgun(async (mailer, api) => {
+    // The cut (4,096 characters) falls inside the key.
+    api.script({ status: 401, body: "x".repeat(4096 - 30) + ` ${KEY} echoed` });
+    const err = await rejection(mailer.send(EMAIL));
+    const everything = [err.message, err.response, Deno.inspect(err)].join("\n");
+    for (let n = 6; n <= KEY.length; n++) {
+      assert.ok(!everything.includes(KEY.slice(0, n)), `${n} characters of the key shown`);
+    }
+  });
+});
+
+/**
+ * A loopback HTTP server that reads each request whole, counts it and gives
+ * `answer` (raw bytes of a status line and headers, maybe part of a body),
+ * then either hangs up or holds the connection open.
+ */
+function rawHttpServer(answer: string, then: "hang up" | "hold") {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  let posts = 0;
+  const serving = (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buf = new Uint8Array(65536);
+        let got = "";
+        while (true) {
+          const n = await conn.read(buf);
+          if (n === null) return;
+          got += new TextDecoder().decode(buf.subarray(0, n));
+          const length = /content-length: (\d+)/i.exec(got);
+          const end = got.indexOf("\r\n\r\n");
+          if (length && end >= 0 && got.length - end - 4 >= Number(length[1])) break;
+        }
+        posts++;
+        await conn.write(new TextEncoder().encode(answer));
+        if (then === "hang up") conn.close();
+        else held.push(conn);
+      })().catch(() => {});
+    }
+  })();
+  return {
+    url: `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`,
+    posts: () => posts,
+    async close() {
+      listener.close();
+      for (const conn of held) conn.close();
+      await serving.catch(() => {});
+    },
+  };
+}
+
+Deno.test("mailgun: a 200 whose body breaks off or stalls counts as sent, once (Mailgun took it)", async () => {
+  const head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n";
+  for (const [what, then] of [["breaks off", "hang up"], ["stalls", "hold"]] as const) {
+    const server = rawHttpServer(`${head}{"id":"<a@`, then);
+    const mailer = createMailgunMailer(config({ apiBase: server.url }), SENDER, {
+      timeoutMs: 300,
+    });
+    try {
+      const sent = await sendWithRetry(mailer, EMAIL, { sleep: () => Promise.resolve() });
+      assert.match(sent.messageId, /@example\.com$/, `${what}: an id of our own`);
+      assert.equal(server.posts(), 1, `${what}: posted once`);
+    } finally {
+      await server.close();
+    }
+  }
 });
 
 Deno.test("mailgun: Retry-After of a 429 or 503 is passed on", async () => {
