@@ -88,27 +88,81 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-/** Starts the listener on `listenAddr` (`host:port`, port 0 = any). */
+/** Bounds of the listener: whoever reaches the port must not hold the plugin's memory or its stop. */
+export interface StatusLimits {
+  /** Connections served at once; more are closed at once (probes and a scraper need a few). */
+  readonly maxConnections: number;
+  /** The longest request head (request line and header fields). */
+  readonly maxHeadBytes: number;
+  /** How long a connection may take to send its head and read the answer. */
+  readonly timeoutMs: number;
+}
+
+export const STATUS_LIMITS: StatusLimits = {
+  maxConnections: 64,
+  maxHeadBytes: 8 * 1024,
+  timeoutMs: 5_000,
+};
+
+const REASONS: Record<number, string> = {
+  200: "OK",
+  400: "Bad Request",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  431: "Request Header Fields Too Large",
+  503: "Service Unavailable",
+};
+
+const HEAD_END = new Uint8Array([13, 10, 13, 10]);
+
+/** Where the blank line that ends a request head starts in `bytes`, or -1. */
+function headEnd(bytes: Uint8Array): number {
+  outer: for (let i = 0; i + HEAD_END.length <= bytes.length; i++) {
+    for (let j = 0; j < HEAD_END.length; j++) if (bytes[i + j] !== HEAD_END[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly contentType: string;
+  readonly body: string;
+}
+
+const json = (status: number, body: unknown): Answer => ({
+  status,
+  contentType: "application/json",
+  body: JSON.stringify(body) + "\n",
+});
+
+/**
+ * Starts the listener on `listenAddr` (`host:port`, port 0 = any). A small
+ * HTTP/1.1 server of its own rather than `Deno.serve`, which has no bound on
+ * the time a request head may take nor on open connections, and whose
+ * graceful shutdown waits for a request body that never ends: each
+ * connection gets one answer and is closed (`connection: close`).
+ */
 export function startStatusServer(
   listenAddr: string,
   readiness: Readiness,
   metrics: PromMetrics,
+  limits: StatusLimits = STATUS_LIMITS,
 ): StatusServer {
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listenAddr);
   if (!m) throw new Error(`Invalid status listen address "${listenAddr}"`);
-  const json = (status: number, body: unknown) =>
-    new Response(JSON.stringify(body) + "\n", {
-      status,
-      headers: { "content-type": "application/json" },
-    });
-  const server = Deno.serve({
-    hostname: m[1]!,
-    port: Number(m[2]),
-    onListen: () => {},
-  }, async (request) => {
-    const path = new URL(request.url).pathname;
-    if (request.method !== "GET" && request.method !== "HEAD") {
-      return json(405, { error: "method not allowed" });
+  const listener = Deno.listen({ hostname: m[1]!, port: Number(m[2]) });
+  const open = new Set<Deno.Conn>();
+
+  /** The answer to a request whose first line is `requestLine` (`GET /readyz HTTP/1.1`). */
+  async function answerFor(requestLine: string): Promise<Answer> {
+    const [method = "", target = ""] = requestLine.split(" ");
+    if (method !== "GET" && method !== "HEAD") return json(405, { error: "method not allowed" });
+    let path: string;
+    try {
+      path = new URL(target, "http://status").pathname;
+    } catch {
+      return json(400, { error: "bad request" });
     }
     if (path === "/healthz") return json(200, { status: "ok" });
     if (path === "/readyz") {
@@ -119,14 +173,73 @@ export function startStatusServer(
     }
     if (path === "/metrics") {
       const { body, contentType } = await metrics.render();
-      return new Response(body, { headers: { "content-type": contentType } });
+      return { status: 200, contentType, body };
     }
     return json(404, { error: "not found" });
-  });
-  const address = server.addr as Deno.NetAddr;
+  }
+
+  async function serve(conn: Deno.Conn): Promise<void> {
+    const buffer = new Uint8Array(limits.maxHeadBytes);
+    let filled = 0;
+    let end = -1;
+    while (end < 0 && filled < buffer.length) {
+      const n = await conn.read(buffer.subarray(filled));
+      if (n === null) return;
+      // The blank line may straddle two reads.
+      end = headEnd(buffer.subarray(Math.max(0, filled - 3), filled + n));
+      if (end >= 0) end += Math.max(0, filled - 3);
+      filled += n;
+    }
+    const head = new TextDecoder().decode(buffer.subarray(0, end < 0 ? filled : end));
+    const requestLine = head.split("\r\n", 1)[0]!;
+    const answer = end < 0
+      ? json(431, { error: "request head too large" })
+      : /^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(requestLine)
+      ? await answerFor(requestLine)
+      : json(400, { error: "bad request" });
+    const body = new TextEncoder().encode(requestLine.startsWith("HEAD ") ? "" : answer.body);
+    const length = new TextEncoder().encode(answer.body).length;
+    const lines = `HTTP/1.1 ${answer.status} ${REASONS[answer.status] ?? ""}\r\n` +
+      `content-type: ${answer.contentType}\r\ncontent-length: ${length}\r\n` +
+      "cache-control: no-store\r\nconnection: close\r\n\r\n";
+    const bytes = new Uint8Array([...new TextEncoder().encode(lines), ...body]);
+    for (let written = 0; written < bytes.length;) {
+      written += await conn.write(bytes.subarray(written));
+    }
+  }
+
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      if (open.size >= limits.maxConnections) {
+        conn.close();
+        continue;
+      }
+      open.add(conn);
+      const timer = setTimeout(() => closeQuietly(conn), limits.timeoutMs);
+      serve(conn).catch(() => {}).finally(() => {
+        clearTimeout(timer);
+        open.delete(conn);
+        closeQuietly(conn);
+      });
+    }
+  })().catch(() => {});
+
+  const address = listener.addr as Deno.NetAddr;
   const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
   return {
     addr: `${host}:${address.port}`,
-    close: () => server.shutdown(),
+    async close() {
+      closeQuietly(listener);
+      for (const conn of open) closeQuietly(conn);
+      await accepting;
+    },
   };
+}
+
+function closeQuietly(closer: { close(): void }): void {
+  try {
+    closer.close();
+  } catch {
+    // Closed already.
+  }
 }

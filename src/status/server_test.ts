@@ -130,3 +130,111 @@ Deno.test("a status listener on every interface is warned about: it has no authe
     }
   }
 });
+
+const HAS_CURL = await new Deno.Command("curl", { args: ["--version"], stdout: "null" }).output()
+  .then((o) => o.success, () => false);
+
+Deno.test({
+  name: "status endpoints through curl: GET, HEAD, other methods refused, a bad request line",
+  ignore: !HAS_CURL,
+  async fn() {
+    const readiness = new Readiness();
+    const server = startStatusServer("127.0.0.1:0", readiness, new PromMetrics(() => 0));
+    const curl = async (...args: string[]) => {
+      const out = await new Deno.Command("curl", {
+        args: ["-sS", "-o", "-", "-w", "\n%{http_code}", ...args],
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      const at = text.lastIndexOf("\n");
+      return { body: text.slice(0, at), code: Number(text.slice(at + 1)) };
+    };
+    try {
+      const url = `http://${server.addr}`;
+      assert.deepEqual(await curl(`${url}/healthz`), { body: '{"status":"ok"}\n', code: 200 });
+      assert.deepEqual(await curl("-I", `${url}/readyz`).then((r) => r.code), 503);
+      assert.equal((await curl("--http1.0", `${url}/metrics`)).code, 200);
+      assert.equal((await curl("-X", "POST", "-d", "x", `${url}/healthz`)).code, 405);
+      assert.equal((await curl(`${url}/healthz?probe=1`)).code, 200);
+      assert.equal((await curl("-H", `X-Big: ${"a".repeat(9000)}`, `${url}/healthz`)).code, 431);
+    } finally {
+      await server.close();
+    }
+  },
+});
+
+/** Opens a connection to `addr` and writes `text` without finishing the request. */
+async function halfRequest(addr: string, text: string): Promise<Deno.Conn> {
+  const [hostname, port] = [
+    addr.slice(0, addr.lastIndexOf(":")),
+    addr.slice(addr.lastIndexOf(":") + 1),
+  ];
+  const conn = await Deno.connect({ hostname, port: Number(port) });
+  await conn.write(new TextEncoder().encode(text));
+  return conn;
+}
+
+/** Whether the server closed `conn`: a read that ends (EOF or reset) instead of data. */
+async function closedByServer(conn: Deno.Conn): Promise<boolean> {
+  const buf = new Uint8Array(1024);
+  try {
+    for (;;) {
+      const n = await conn.read(buf);
+      if (n === null) return true;
+      if (!new TextDecoder().decode(buf.subarray(0, n)).startsWith("HTTP/1.1 ")) return false;
+    }
+  } catch {
+    return true;
+  } finally {
+    try {
+      conn.close();
+    } catch {
+      // closed
+    }
+  }
+}
+
+Deno.test("a half-sent request head is closed once its time is up; beyond the connections allowed, new ones are closed at once", async () => {
+  const limits = { maxConnections: 3, maxHeadBytes: 8 * 1024, timeoutMs: 200 };
+  const server = startStatusServer(
+    "127.0.0.1:0",
+    new Readiness(),
+    new PromMetrics(() => 0),
+    limits,
+  );
+  try {
+    const head = await halfRequest(server.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    assert.equal(await closedByServer(head), true);
+    const held = await Promise.all([1, 2, 3].map(() => halfRequest(server.addr, "GET /")));
+    assert.equal(await closedByServer(await halfRequest(server.addr, "GET /")), true);
+    for (const conn of held) assert.equal(await closedByServer(conn), true);
+    const response = await fetch(`http://${server.addr}/healthz`);
+    assert.equal(response.status, 200, "and it answers again");
+    await response.body?.cancel();
+  } finally {
+    await server.close();
+  }
+});
+
+Deno.test("stopping the listener does not wait for a request body that never comes", async () => {
+  const limits = { maxConnections: 64, maxHeadBytes: 8 * 1024, timeoutMs: 600_000 };
+  const server = startStatusServer(
+    "127.0.0.1:0",
+    new Readiness(),
+    new PromMetrics(() => 0),
+    limits,
+  );
+  const body = await halfRequest(
+    server.addr,
+    "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nab",
+  );
+  const idle = await halfRequest(server.addr, "GET /healthz HTTP/1.1\r\n");
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<"hung">((r) => (timer = setTimeout(() => r("hung"), 5_000)));
+  try {
+    assert.equal(await Promise.race([server.close().then(() => "stopped"), guard]), "stopped");
+  } finally {
+    clearTimeout(timer);
+  }
+  assert.equal(await closedByServer(body), true);
+  assert.equal(await closedByServer(idle), true);
+});
