@@ -1,7 +1,8 @@
 /**
  * `teleport-email start`: load and validate the config, set up logging, then
  * hand over to the plugin. Config errors go to stderr (exit 1) before any
- * logging exists; later failures are logged and also exit 1.
+ * logging exists; later failures are logged and also exit 1, with their message
+ * on stderr as well when the log goes to a file or stdout.
  */
 import type { Config } from "../config/types.ts";
 import { closeLogging, logger, setupLogging } from "../lib/log.ts";
@@ -39,6 +40,11 @@ export async function startCommand(
     return await deps.runPlugin(config);
   } catch (error) {
     log.error("Plugin failed: {error}", { error });
+    // A fatal error is said on stderr too (the journal, a terminal) when the log goes elsewhere.
+    if (config.log.output !== "stderr") {
+      const message = error instanceof Error ? error.message : String(error);
+      deps.printError(`teleport-email: Plugin failed: ${message}\n`);
+    }
     return EXIT_FAILURE;
   } finally {
     await closeLogging();

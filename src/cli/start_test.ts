@@ -61,7 +61,7 @@ Deno.test("a missing config file names the configure command", async () => {
   });
 });
 
-Deno.test("in JSON format the fatal line carries the error's message", async () => {
+Deno.test("in JSON format the fatal line carries the error's message, which stderr gets too", async () => {
   await withDir(async (dir) => {
     const path = `${dir}/teleport-email.toml`;
     const logFile = `${dir}/plugin.log`;
@@ -69,7 +69,8 @@ Deno.test("in JSON format the fatal line carries the error's message", async () 
     const failure = new Error('Cannot read identity file "/nonexistent/identity": not found');
     const { stderr, deps } = fakeDeps(() => Promise.reject(failure));
     assert.equal(await startCommand({ configPath: path, debug: false }, deps), EXIT_FAILURE);
-    assert.deepEqual(stderr, []);
+    // The log goes to a file: the journal (stderr) still says why the plugin stopped.
+    assert.deepEqual(stderr, [`teleport-email: Plugin failed: ${failure.message}\n`]);
     const records = (await Deno.readTextFile(logFile)).trimEnd().split("\n")
       .map((line) => JSON.parse(line) as { level: string; message: string; properties: unknown });
     const fatal = records.at(-1)!;
