@@ -14,6 +14,7 @@ import type { Mailer } from "./src/mail/mailer.ts";
 import { runPlugin } from "./src/plugin/run.ts";
 import { defaultIdentityFs } from "./src/teleport/identity_store.ts";
 import { isOwnerGone, processOwner, realOwnerDeps } from "./src/lib/owner.ts";
+import { stdoutPrinter, writeAll } from "./src/cli/output.ts";
 
 /** Exit code for a wrong command line. */
 const EXIT_USAGE = 2;
@@ -22,9 +23,14 @@ const EXIT_INTERRUPTED = 130;
 /** On a second SIGINT, how long records of emails already sent may take to be written. */
 const EXIT_FLUSH_MS = 500;
 
-const encoder = new TextEncoder();
-const print = (text: string) => void Deno.stdout.writeSync(encoder.encode(text));
-const printError = (text: string) => void Deno.stderr.writeSync(encoder.encode(text));
+const print = stdoutPrinter();
+const printError = (text: string) => {
+  try {
+    writeAll(Deno.stderr, text);
+  } catch {
+    // Nowhere left to say it: the exit code does.
+  }
+};
 
 /** The configured mailer; only its own library is loaded (memory: see the README's benchmarks). */
 async function createMailer(config: Config): Promise<Mailer> {

@@ -222,3 +222,19 @@ Deno.test("preview --kind with an unknown kind is a usage error (exit 2)", async
   assert.equal(code, 2);
   assert.match(stderr, /^teleport-email: Unknown kind "nope" \(one of new_request, review, /);
 });
+
+Deno.test({
+  name: "configure into a full disk: exit 1 with one line, no stack trace",
+  ignore: !(await Deno.stat("/dev/full").then(() => true, () => false)),
+  async fn() {
+    const { code, stderr } = await runCommand("bash", {
+      args: ["-c", 'exec "$0" run -A "$1" configure > /dev/full', Deno.execPath(), MAIN],
+      env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1" },
+    });
+    assert.equal(code, 1);
+    assert.equal(
+      stderr,
+      "teleport-email: cannot write the output: No space left on device (os error 28)\n",
+    );
+  },
+});

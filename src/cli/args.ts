@@ -109,7 +109,7 @@ export function parseCommand(argv: readonly string[]): Command {
   if (first === "help") {
     if (rest.length > 1) throw new UsageError(`Unexpected argument "${rest[1]}"`);
     const topic = rest[0];
-    if (topic === undefined) return { kind: "help" };
+    if (topic === undefined || topic === "-h" || topic === "--help") return { kind: "help" };
     if (!isCommandName(topic)) throw new UsageError(`Unknown command "${topic}"`);
     return { kind: "help", topic };
   }

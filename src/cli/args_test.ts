@@ -15,6 +15,8 @@ const ok: [string[], Command][] = [
   [["help"], { kind: "help" }],
   [["--help"], { kind: "help" }],
   [["-h"], { kind: "help" }],
+  [["help", "--help"], { kind: "help" }],
+  [["help", "-h"], { kind: "help" }],
   [["help", "start"], { kind: "help", topic: "start" }],
   [["start", "--help"], { kind: "help", topic: "start" }],
   [["configure", "-h"], { kind: "help", topic: "configure" }],

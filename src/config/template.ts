@@ -158,7 +158,8 @@ format = "text"
 # # Times are shown in this zone (an IANA name). Default: "UTC".
 # time_zone = "UTC"
 #
-# # One table per kind: new_request, review, resolution, reminder, requester.
+# # One table per kind: new_request, review, resolution, reminder, requester, escalation,
+# # access_expiry.
 # # Each has subject, text (or text_file) and html (or html_file), all optional;
 # # without html, the HTML part is the built-in layout around the text.
 # [templates.new_request]
