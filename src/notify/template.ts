@@ -100,6 +100,30 @@ export class TemplateError extends Error {
 }
 
 type HandlebarsEnv = ReturnType<typeof HandlebarsModule.create>;
+
+/**
+ * Iterations of `{{#each}}` one rendering may take, in all: nested loops over
+ * the request's own lists (`resources`, which the requester sizes) would
+ * otherwise hold the event loop for minutes (300 resources, three levels:
+ * 27 million). Past it the rendering fails and the built-in email goes out.
+ */
+export const MAX_TEMPLATE_ITERATIONS = 100_000;
+/** What the rendering under way may still iterate (rendering is synchronous: one at a time). */
+let iterationsLeft = MAX_TEMPLATE_ITERATIONS;
+
+function chargeIterations(context: unknown): void {
+  const size = Array.isArray(context)
+    ? context.length
+    : typeof context === "object" && context !== null
+    ? Object.keys(context).length
+    : 0;
+  iterationsLeft -= Math.max(1, size);
+  if (iterationsLeft < 0) {
+    throw new Error(
+      `the template iterates more than ${MAX_TEMPLATE_ITERATIONS} times ({{#each}} in all)`,
+    );
+  }
+}
 let engine: HandlebarsEnv | undefined;
 
 /**
@@ -113,6 +137,11 @@ export async function loadTemplateEngine(): Promise<void> {
   // An environment of our own: nothing registered elsewhere reaches it.
   const env = Handlebars.create();
   env.unregisterHelper("log");
+  const each = env.helpers["each"] as (this: unknown, ...args: unknown[]) => unknown;
+  env.registerHelper("each", function (this: unknown, context: unknown, ...rest: unknown[]) {
+    chargeIterations(context);
+    return each.call(this, context, ...rest);
+  });
   for (const name of Object.keys(env.partials)) env.unregisterPartial(name);
   engine ??= env;
 }
@@ -225,6 +254,7 @@ function compile(source: TemplateSource, part: TemplatePart): Render {
   }
   const template = HB.compile(ast, options);
   return (fields) => {
+    iterationsLeft = MAX_TEMPLATE_ITERATIONS;
     try {
       return template(fields, RUNTIME_OPTIONS);
     } catch (error) {

@@ -5,6 +5,7 @@ import {
   formatTime,
   loadTemplateEngine,
   MAX_SUBJECT_CHARS,
+  MAX_TEMPLATE_ITERATIONS,
   MessageTemplates,
   sampleInputs,
   TEMPLATE_KINDS,
@@ -161,6 +162,35 @@ Deno.test("a whole HTML document is sent as written; body templates see the subj
   const out = t.render("new_request", sampleInputs("new_request", "r@example.com").full, BUILT_IN);
   assert.equal(out.html, "<html><body>S alice@example.com</body></html>");
   assert.equal(out.text, BUILT_IN.text);
+});
+
+Deno.test("nested loops over the request's own lists stop at MAX_TEMPLATE_ITERATIONS, not minutes later", () => {
+  const nested = "{{#each resources}}{{#each @root.resources}}{{#each @root.resources}}" +
+    "{{/each}}{{/each}}{{/each}}x";
+  const t = new MessageTemplates(sources("new_request", { text: nested }));
+  assert.deepEqual(checkTemplates(sources("new_request", { text: nested })), []);
+  const input = hostileInput();
+  const withResources = (n: number) => ({
+    ...input,
+    request: {
+      ...input.request,
+      requestedResources: Array.from({ length: n }, (_, i) => ({
+        clusterName: "c",
+        kind: "node",
+        name: `n${i}`,
+        subResourceName: "",
+      })),
+    },
+  });
+  // 40 resources: 40 + 1,600 + 64,000 iterations, within the bound.
+  assert.equal(t.render("new_request", withResources(40), BUILT_IN).text, "x");
+  // 300 (as many as Teleport lets a request name): 27 million, refused after the first 100,000.
+  assert.throws(
+    () => t.render("new_request", withResources(300), BUILT_IN),
+    new RegExp(`templates\\.new_request\\.text.*more than ${MAX_TEMPLATE_ITERATIONS} times`),
+  );
+  // The count is per rendering.
+  assert.equal(t.render("new_request", withResources(40), BUILT_IN).text, "x");
 });
 
 Deno.test("a render failure on unexpected data throws a TemplateError naming the key", () => {
