@@ -564,6 +564,15 @@ helmTest("the TOML is what Teleport's chart renders, plus [status]", async () =>
   }
 });
 
+helmTest(
+  "status.listenHost binds the listener to [::] for an IPv6 or dual-stack cluster",
+  async () => {
+    const r = await render("teleport-chart-values.yaml", "--set=status.listenHost=[::]");
+    const toml = parseToml(r.toml) as Record<string, Record<string, unknown>>;
+    assert.deepEqual({ ...toml["status"] }, { listen_addr: "[::]:9465" });
+  },
+);
+
 helmTest("secrets are mounted 0600 from Secrets and never inlined in the ConfigMap", async () => {
   for (const scenario of ["Teleport-chart values", "tbot", "Mailgun"] as const) {
     const r = await render(...SCENARIOS[scenario]);
