@@ -240,6 +240,8 @@ export class NotifyApp {
    * reads it).
    */
   readonly #seen = new Set<string>();
+  /** Whether `#seen` ever forgot an id: not being in it then no longer means "no record". */
+  #seenForgot = false;
   /** The recorders of the requests being processed (flushed on shutdown). */
   readonly #recorders = new Set<Recorder>();
   /** Template kinds whose rendering failed once (logged once each). */
@@ -483,7 +485,7 @@ export class NotifyApp {
     for (const request of requests) {
       if (this.#stopped) return;
       if (!this.#mayBeDue(request, now)) continue;
-      await this.process({ kind: "request", request }, signal, { listed: true });
+      await this.process({ kind: "request", request }, signal, { dueCheck: true });
     }
   }
 
@@ -533,16 +535,23 @@ export class NotifyApp {
    * a reconcile) that may be minutes old by now; timed work (a reminder, an
    * escalation, an expiry warning) is only sent after reading the request
    * again, so that a request reviewed or resolved since gets none.
+   * `dueCheck`: the listing is a due check's, which also holds the backlog
+   * that the reconcile left alone as older than the catch-up window.
    */
   async process(
     target: Target,
     signal: AbortSignal,
-    opts: { readonly listed?: boolean } = {},
+    opts: { readonly listed?: boolean; readonly dueCheck?: boolean } = {},
   ): Promise<void> {
     const id = targetId(target);
     await this.#withLock(id, async () => {
       try {
-        const retryAt = await this.#processOnce(target, signal, opts.listed === true);
+        const retryAt = await this.#processOnce(
+          target,
+          signal,
+          opts.listed === true || opts.dueCheck === true,
+          opts.dueCheck === true,
+        );
         if (retryAt === undefined) this.#retryAttempts.delete(id);
         else this.#scheduleRetry(id, Math.max(0, retryAt - this.#clock.now()));
       } catch (error) {
@@ -588,18 +597,21 @@ export class NotifyApp {
     target: Target,
     signal: AbortSignal,
     listed: boolean,
+    dueCheck: boolean,
   ): Promise<number | undefined> {
     const { client } = this.#deps;
     const id = targetId(target);
     const log = this.#deps.log.with({ requestId: id });
     const fresh = target.kind === "request" && target.request.state === "PENDING" &&
       target.request.reviews.length === 0 && !this.#seen.has(id) && !this.#unrecorded.has(id);
-    // A listing (a due check) also holds the backlog that the reconcile left alone as too old:
-    // it gets no first email from there either. Not remembered, so the next check needs no read.
-    const tooOld = (r: AccessRequest) => listed && this.#beforeCatchUp(r);
-    if (fresh && target.kind === "request" && tooOld(target.request)) return undefined;
+    // A due check's listing also holds the backlog that the reconcile left alone as too old: it
+    // gets no first email from there either. Its record is read (one of ours may exist) unless
+    // no id was ever forgotten; what has none is not remembered, so the next check skips it.
+    const tooOld = dueCheck && target.kind === "request" && this.#beforeCatchUp(target.request);
+    if (tooOld && fresh && !this.#seenForgot) return undefined;
+    let raw = fresh && !tooOld ? undefined : await client.getPluginData(id, signal);
+    if (tooOld && raw === undefined) return undefined;
     this.#remember(id);
-    let raw = fresh ? undefined : await client.getPluginData(id, signal);
     const unrecorded = this.#unrecorded.get(id) ?? [];
     const withUnrecorded = (d: EmailPluginData) => unrecorded.reduce((acc, u) => u(acc), d);
     let data = raw === undefined ? undefined : withUnrecorded(decodePluginData(raw));
@@ -610,7 +622,6 @@ export class NotifyApp {
         log.debug("No email was sent for this request; nothing to follow up");
         return undefined;
       }
-      if (tooOld(target.request)) return undefined;
       const created = await this.#create(target.request, log, signal);
       if (created.data === undefined) return undefined;
       data = created.data;
@@ -986,7 +997,10 @@ export class NotifyApp {
   #remember(id: string): void {
     this.#seen.delete(id);
     this.#seen.add(id);
-    if (this.#seen.size > MAX_SEEN_REQUESTS) this.#seen.delete(this.#seen.keys().next().value!);
+    if (this.#seen.size > MAX_SEEN_REQUESTS) {
+      this.#seen.delete(this.#seen.keys().next().value!);
+      this.#seenForgot = true;
+    }
   }
 
   /** Options for a compare-and-swap: `known` saves the read when it is still current. */

@@ -352,6 +352,45 @@ Deno.test("due checks: the backlog that the catch-up window kept from the reconc
   a.close();
 });
 
+Deno.test("due checks: a request past the catch-up window that has a record keeps its timed work, even once the memory of seen ids forgot it", async () => {
+  const out: Record<string, string[]> = {};
+  for (const forgotten of [false, true]) {
+    const { teleport, clock, sent, a } = setup();
+    await put(a, teleport, request("r1")); // emailed at T0: it has a record
+    if (forgotten) {
+      // The records of 10,000 other requests (a big cluster): the reconcile remembers them all.
+      const record = teleport.data.get("r1")!;
+      for (let i = 0; i < 10_000; i++) teleport.data.set(`other-${i}`, record);
+      await a.app.reconcile(signal());
+    }
+    const before = sent.length;
+    await moveTo(clock, T0 + 25 * HOUR, [a]);
+    out[forgotten ? "forgotten" : "remembered"] = lines(sent, before);
+    a.close();
+  }
+  assert.deepEqual(out["remembered"], [`${CTO} ${ESCALATED}`]);
+  assert.deepEqual(out["forgotten"], out["remembered"]);
+});
+
+Deno.test("reconcile: a request it admitted is emailed even when its task runs after the request left the catch-up window", async () => {
+  const teleport = new FakeTeleportClient();
+  const clock = new FakeClock(T0);
+  const sent: Sent[] = [];
+  const r = request("edge", { created: new Date(T0 - 24 * HOUR + 30_000) });
+  teleport.requests.set(r.id, r);
+  const a = instance(teleport, clock, sent);
+  const tasks = await a.app.reconcile(signal());
+  assert.equal(tasks.length, 1, "admitted by the reconcile");
+  await clock.skip(31_000); // the queue was busy for half a minute
+  for (const task of tasks) await task.run(signal());
+  await a.activity.idle();
+  assert.deepEqual(lines(sent).slice(0, 2), [
+    `${OPS} You have a new Role Request:`,
+    `${BOB} You have a new Role Request:`,
+  ]);
+  a.close();
+});
+
 // ---------------------------------------------------------------------------
 // Access ending soon
 
