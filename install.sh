@@ -93,6 +93,7 @@ fi
 install_unit=false
 reload_systemd=false
 restarted=false
+not_restarted=false
 if [[ -n "$ROOT" ]]; then
   install_unit=true
 elif [[ -d /run/systemd/system ]]; then
@@ -116,11 +117,20 @@ if [[ "$install_unit" == true ]]; then
     systemctl daemon-reload
     echo "Reloaded systemd"
     # An upgrade: the running daemon still runs the old program until it restarts. Stopping
-    # lets it finish its in-flight emails (SIGTERM, up to 15 s).
+    # lets it finish its in-flight emails (SIGTERM, up to 15 s). Not when the new version
+    # refuses the configuration: the old one keeps running instead of a restart loop.
     if systemctl is-active --quiet "$UNIT_NAME"; then
-      systemctl try-restart "$UNIT_NAME"
-      restarted=true
-      echo "Restarted $UNIT_NAME: it runs the new version now"
+      if [[ -e "$CONFIG_FILE" ]] && ! check="$("$dest_bin" preview --config="$CONFIG_FILE" 2>&1 >/dev/null)"; then
+        printf 'warning: the new version refuses %s, so the running service was not restarted:\n%s\n' \
+          "$CONFIG_FILE" "$check" >&2
+        not_restarted=true
+      elif ! systemctl try-restart "$UNIT_NAME"; then
+        echo "warning: restarting $UNIT_NAME failed; see: journalctl -u $UNIT_NAME" >&2
+        not_restarted=true
+      else
+        restarted=true
+        echo "Restarted $UNIT_NAME: it runs the new version now"
+      fi
     fi
   fi
 else
@@ -140,7 +150,9 @@ fi
 echo "  2. Edit $CONFIG_FILE: [teleport] addr and identity (e.g. $DATA_DIR/identity),"
 echo "     [smtp] or [mailgun], [delivery] sender, [role_to_recipients]; a secret file such as"
 echo "     $DATA_DIR/smtp_password must be readable by root only (sudo chmod 0600 …)."
-if [[ "$restarted" == true ]]; then
+if [[ "$not_restarted" == true ]]; then
+  echo "  3. Fix the above, then: sudo systemctl restart teleport-email"
+elif [[ "$restarted" == true ]]; then
   echo "  3. Nothing: the service was running and has been restarted"
   echo "     (\"sudo systemctl enable teleport-email\" if it should also start at boot)."
 elif [[ "$install_unit" == true ]]; then

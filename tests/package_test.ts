@@ -422,54 +422,66 @@ const CAN_UNSHARE = IS_ROOT && Deno.build.os === "linux" &&
       ?.code === 0 &&
   await exists("/etc/systemd/system");
 
-for (const active of [true, false]) {
-  installTest(
-    active
-      ? "install on a booted systemd restarts the running unit (an upgrade runs the new binary)"
-      : "install on a booted systemd leaves a stopped unit stopped, and says how to start it",
-    { ignore: !CAN_UNSHARE },
-    async ({ pkg, root }) => {
-      // A fake systemctl that logs its arguments; `is-active` answers as the case says.
-      const fakeBin = join(root, "fake-bin");
-      await Deno.mkdir(fakeBin, { recursive: true });
-      const calls = join(root, "systemctl.log");
-      await Deno.writeTextFile(
-        join(fakeBin, "systemctl"),
-        `#!/bin/sh\necho "$*" >> ${calls}\n` +
-          `[ "$1" = is-active ] && exit ${active ? 0 : 3}\nexit 0\n`,
-        { mode: 0o755 },
+const BOOTED_CASES = {
+  running: "install on a booted systemd restarts the running unit (an upgrade runs the new binary)",
+  stopped: "install on a booted systemd leaves a stopped unit stopped, and says how to start it",
+  refused:
+    "install on a booted systemd does not restart the running unit when the new version refuses the config",
+} as const;
+
+for (const [state, name] of Object.entries(BOOTED_CASES)) {
+  installTest(name, { ignore: !CAN_UNSHARE }, async ({ pkg, root }) => {
+    // A fake systemctl that logs its arguments; `is-active` answers as the case says.
+    const fakeBin = join(root, "fake-bin");
+    await Deno.mkdir(fakeBin, { recursive: true });
+    const calls = join(root, "systemctl.log");
+    await Deno.writeTextFile(
+      join(fakeBin, "systemctl"),
+      `#!/bin/sh\necho "$*" >> ${calls}\n` +
+        `[ "$1" = is-active ] && exit ${state === "stopped" ? 3 : 0}\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    // The new version: refuses any config with `preview` in the "refused" case.
+    await Deno.writeTextFile(
+      join(pkg, "teleport-email"),
+      `#!/bin/sh\n[ "$1" = preview ] && { echo 'smtp.host: is required' >&2; exit ${
+        state === "refused" ? 1 : 0
+      }; }\necho "teleport-email v0.0.0-test git:test deno0"\n`,
+      { mode: 0o755 },
+    );
+    // systemd counts as booted when /run/systemd/system exists. All on tmpfs or a copy, in the
+    // namespace only, so that nothing of the machine's is written: /run, the unit and data
+    // directories, and /etc (a copy, holding the operator's config).
+    const etc = join(root, "etc-copy");
+    const script = [
+      "set -e",
+      `cp -a /etc ${etc} && mount --bind ${etc} /etc`,
+      'echo "# the operator\'s config" > /etc/teleport-email.toml',
+      "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system",
+      "mount -t tmpfs tmpfs /etc/systemd/system",
+      "mount -t tmpfs tmpfs /var/lib",
+      `PATH=${fakeBin}:$PATH BINDIR=${root}/bin ${join(pkg, "install")}`,
+    ].join("\n");
+    const result = await run("unshare", ["-m", "--propagation", "private", "bash", "-c", script], {
+      cwd: "/",
+    });
+    assert.equal(result.code, 0, result.stderr);
+    const log = (await Deno.readTextFile(calls)).trim().split("\n");
+    const checked = ["daemon-reload", "is-active --quiet teleport-email.service"];
+    if (state === "running") {
+      assert.deepEqual(log, [...checked, "try-restart teleport-email.service"]);
+      assert.match(result.stdout, /Restarted teleport-email\.service/);
+      assert.doesNotMatch(result.stdout, /enable --now/);
+    } else if (state === "stopped") {
+      assert.deepEqual(log, checked);
+      assert.match(result.stdout, /sudo systemctl enable --now teleport-email/);
+    } else {
+      assert.deepEqual(log, checked, "not restarted");
+      assert.match(
+        result.stderr,
+        /refuses \/etc\/teleport-email\.toml.*\n.*smtp\.host: is required/,
       );
-      // systemd counts as booted when /run/systemd/system exists: on tmpfs, in the namespace only,
-      // with the unit and data directories, so that nothing of the machine's is written.
-      const script = [
-        "set -e",
-        "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/system",
-        "mount -t tmpfs tmpfs /etc/systemd/system",
-        "mount -t tmpfs tmpfs /var/lib",
-        `PATH=${fakeBin}:$PATH BINDIR=${root}/bin ${join(pkg, "install")}`,
-      ].join("\n");
-      const result = await run("unshare", [
-        "-m",
-        "--propagation",
-        "private",
-        "bash",
-        "-c",
-        script,
-      ], { cwd: "/" });
-      assert.equal(result.code, 0, result.stderr);
-      const log = (await Deno.readTextFile(calls)).trim().split("\n");
-      if (active) {
-        assert.deepEqual(log, [
-          "daemon-reload",
-          "is-active --quiet teleport-email.service",
-          "try-restart teleport-email.service",
-        ]);
-        assert.match(result.stdout, /Restarted teleport-email\.service/);
-        assert.doesNotMatch(result.stdout, /enable --now/);
-      } else {
-        assert.deepEqual(log, ["daemon-reload", "is-active --quiet teleport-email.service"]);
-        assert.match(result.stdout, /sudo systemctl enable --now teleport-email/);
-      }
-    },
-  );
+      assert.match(result.stdout, /sudo systemctl restart teleport-email/);
+    }
+  });
 }
