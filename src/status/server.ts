@@ -113,13 +113,21 @@ const REASONS: Record<number, string> = {
   503: "Service Unavailable",
 };
 
-const HEAD_END = new Uint8Array([13, 10, 13, 10]);
+/** After an accept that failed for a reason that may pass (EMFILE), the next try. */
+const ACCEPT_RETRY_MS = 100;
 
-/** Where the blank line that ends a request head starts in `bytes`, or -1. */
-function headEnd(bytes: Uint8Array): number {
-  outer: for (let i = 0; i + HEAD_END.length <= bytes.length; i++) {
-    for (let j = 0; j < HEAD_END.length; j++) if (bytes[i + j] !== HEAD_END[j]) continue outer;
-    return i;
+const LF = 10;
+const CR = 13;
+
+/**
+ * Where the blank line that ends a request head starts in `bytes` (the line
+ * feed before it), or -1: CRLF CRLF, or bare line feeds, which HTTP/1.1
+ * lets a server accept.
+ */
+function headEnd(bytes: Uint8Array, from: number): number {
+  for (let i = Math.max(0, from); i < bytes.length; i++) {
+    if (bytes[i] !== LF) continue;
+    if (bytes[i + 1] === LF || (bytes[i + 1] === CR && bytes[i + 2] === LF)) return i;
   }
   return -1;
 }
@@ -152,7 +160,8 @@ export function startStatusServer(
   const m = /^\[?([^\]]*)\]?:(\d+)$/.exec(listenAddr);
   if (!m) throw new Error(`Invalid status listen address "${listenAddr}"`);
   const listener = Deno.listen({ hostname: m[1]!, port: Number(m[2]) });
-  const open = new Set<Deno.Conn>();
+  /** Open connections, oldest first, and whether each is still sending its head. */
+  const open = new Map<Deno.Conn, { reading: boolean }>();
 
   /** The answer to a request whose first line is `requestLine` (`GET /readyz HTTP/1.1`). */
   async function answerFor(requestLine: string): Promise<Answer> {
@@ -178,7 +187,7 @@ export function startStatusServer(
     return json(404, { error: "not found" });
   }
 
-  async function serve(conn: Deno.Conn): Promise<void> {
+  async function serve(conn: Deno.Conn, state: { reading: boolean }): Promise<void> {
     const buffer = new Uint8Array(limits.maxHeadBytes);
     let filled = 0;
     let end = -1;
@@ -186,12 +195,12 @@ export function startStatusServer(
       const n = await conn.read(buffer.subarray(filled));
       if (n === null) return;
       // The blank line may straddle two reads.
-      end = headEnd(buffer.subarray(Math.max(0, filled - 3), filled + n));
-      if (end >= 0) end += Math.max(0, filled - 3);
+      end = headEnd(buffer.subarray(0, filled + n), filled - 2);
       filled += n;
     }
+    state.reading = false;
     const head = new TextDecoder().decode(buffer.subarray(0, end < 0 ? filled : end));
-    const requestLine = head.split("\r\n", 1)[0]!;
+    const requestLine = head.split("\n", 1)[0]!.replace(/\r$/, "");
     const answer = end < 0
       ? json(431, { error: "request head too large" })
       : /^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(requestLine)
@@ -208,29 +217,53 @@ export function startStatusServer(
     }
   }
 
+  let closing = false;
   const accepting = (async () => {
-    for await (const conn of listener) {
-      if (open.size >= limits.maxConnections) {
-        conn.close();
+    while (!closing) {
+      let conn: Deno.Conn;
+      try {
+        conn = await listener.accept();
+      } catch (error) {
+        if (closing || error instanceof Deno.errors.BadResource) return;
+        // Out of file descriptors, a connection reset before it was taken...: the listener
+        // stays; the next accept may succeed.
+        await new Promise((resolve) => setTimeout(resolve, ACCEPT_RETRY_MS));
         continue;
       }
-      open.add(conn);
+      if (closing) {
+        closeQuietly(conn);
+        return;
+      }
+      if (open.size >= limits.maxConnections) {
+        // Full: the oldest connection still sending its head goes (a probe sends its head at
+        // once, so whoever holds connections open loses them, not the probes).
+        const slowest = [...open].find(([, s]) => s.reading)?.[0];
+        if (slowest === undefined) {
+          closeQuietly(conn);
+          continue;
+        }
+        closeQuietly(slowest);
+        open.delete(slowest);
+      }
+      const state = { reading: true };
+      open.set(conn, state);
       const timer = setTimeout(() => closeQuietly(conn), limits.timeoutMs);
-      serve(conn).catch(() => {}).finally(() => {
+      serve(conn, state).catch(() => {}).finally(() => {
         clearTimeout(timer);
         open.delete(conn);
         closeQuietly(conn);
       });
     }
-  })().catch(() => {});
+  })();
 
   const address = listener.addr as Deno.NetAddr;
   const host = address.hostname.includes(":") ? `[${address.hostname}]` : address.hostname;
   return {
     addr: `${host}:${address.port}`,
     async close() {
+      closing = true;
       closeQuietly(listener);
-      for (const conn of open) closeQuietly(conn);
+      for (const conn of open.keys()) closeQuietly(conn);
       await accepting;
     },
   };
