@@ -10,7 +10,7 @@
  * `mailgun.private_key` and the contents of any file are never shown.
  */
 import { X509Certificate } from "node:crypto";
-import { isPlainAddress, parseMailbox } from "../lib/address.ts";
+import { isPlainAddress, isRecipientAddress, parseMailbox } from "../lib/address.ts";
 import { parseDuration } from "../lib/duration.ts";
 import { exposedFileWarning } from "../lib/file_mode.ts";
 import { isLoopbackHost, parseHostPort, withoutUserInfo } from "../lib/net_address.ts";
@@ -736,8 +736,8 @@ function recipientAddress(value: unknown, key: string, review: Review): string |
     review.problem(key, `must be an email address, got ${describe(value)}`);
     return undefined;
   }
-  if (!isPlainAddress(value)) {
-    const why = value.includes("/") && isPlainAddress(value.replaceAll("/", "-"))
+  if (!isRecipientAddress(value)) {
+    const why = isPlainAddress(value)
       ? 'no "/": plugin data keeps a thread as <address>/<time>/<id>, as the Go plugin reads it'
       : "no display name or spaces";
     review.problem(key, `must be a plain email address (${why}), got ${quote(value)}`);

@@ -14,13 +14,8 @@ const MAX_ADDRESS_LENGTH = 254;
 /** RFC 1035: longest DNS label. */
 const MAX_LABEL_LENGTH = 63;
 
-/**
- * RFC 5322 `atext` punctuation (letters, digits and non-ASCII are allowed
- * too), but for `/`: plugin data keeps a thread as `<address>/<time>/<id>`,
- * and the Go plugin drops an entry that does not split into three, so a
- * recipient with a `/` would lose its thread after a swap to it.
- */
-const ATEXT_PUNCTUATION = "!#$%&'*+-=?^_`{|}~";
+/** RFC 5322 `atext` punctuation (letters, digits and non-ASCII are allowed too). */
+const ATEXT_PUNCTUATION = "!#$%&'*+-/=?^_`{|}~";
 
 /** A sender mailbox: `Name <address>` or a bare address. */
 export interface Mailbox {
@@ -89,6 +84,18 @@ export function isPlainAddress(text: string): boolean {
   if (parts.length !== 2) return false;
   const [local = "", domain = ""] = parts;
   return isLocalPart(local) && isDomain(domain);
+}
+
+/**
+ * True for a plain address that can be a recipient: one whose thread plugin
+ * data can keep. A thread is stored as `<address>/<time>/<id>`, and the Go
+ * plugin drops an entry that does not split into three, so a recipient with
+ * a `/` would lose its thread after a swap to it. (The sender, never stored,
+ * may have one; so may threads stored before this rule, which are still
+ * mailed.)
+ */
+export function isRecipientAddress(text: string): boolean {
+  return isPlainAddress(text) && !text.includes("/");
 }
 
 /** Characters that need quoting in a display name (RFC 5322 `specials`). */

@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { addressDomain, isPlainAddress, type Mailbox, parseMailbox } from "./address.ts";
+import {
+  addressDomain,
+  isPlainAddress,
+  isRecipientAddress,
+  type Mailbox,
+  parseMailbox,
+} from "./address.ts";
 
 Deno.test("isPlainAddress", async (t) => {
   const cases: Array<[string, boolean]> = [
@@ -8,9 +14,7 @@ Deno.test("isPlainAddress", async (t) => {
     ["alice@example.com", true],
     ["first.last+tag@sub.example.co.uk", true],
     ["o'brien@example.com", true],
-    ["a!#$%&'*+=?^_`{|}~-@example.com", true],
-    // Plugin data's thread separator (the Go plugin splits on it).
-    ["ops/oncall@example.com", false],
+    ["a!#$%&'*+/=?^_`{|}~-@example.com", true],
     ["jos\u00e9@\u00e9xample.com", true],
     ["a@mail_relay.example.com", true],
     ["", false],
@@ -145,4 +149,16 @@ Deno.test("addressDomain returns the domain of a plain address", () => {
     /^TypeError: Invalid email address "Teleport <noreply@example.com>": not a plain address$/,
   );
   assert.throws(() => addressDomain("noreply"), TypeError);
+});
+
+Deno.test("isRecipientAddress: a plain address without plugin data's thread separator", () => {
+  assert.equal(isRecipientAddress("ops@example.com"), true);
+  // Plugin data keeps a thread as <address>/<time>/<id>; the Go plugin splits on "/".
+  assert.equal(isRecipientAddress("ops/oncall@example.com"), false);
+  assert.equal(isPlainAddress("ops/oncall@example.com"), true, "still a plain address");
+  assert.deepEqual(parseMailbox("Ops <ops/alerts@example.com>"), {
+    name: "Ops",
+    address: "ops/alerts@example.com",
+  }, "the sender is never stored: it may have one");
+  assert.equal(isRecipientAddress("Ops <ops@example.com>"), false);
 });

@@ -14,7 +14,7 @@ import type { Metrics } from "../lib/metrics.ts";
 import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
 import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
-import { isPlainAddress } from "../lib/address.ts";
+import { isRecipientAddress } from "../lib/address.ts";
 import {
   type AccessRequest,
   isTeleportError,
@@ -520,7 +520,7 @@ export class NotifyApp {
     }
     if (
       accessExpiry && request.state === "APPROVED" && request.accessExpires &&
-      isPlainAddress(request.user)
+      isRecipientAddress(request.user)
     ) {
       const ends = request.accessExpires.getTime();
       const earliest = ends - Math.max(...accessExpiry.warnBeforeMs);
@@ -934,7 +934,7 @@ export class NotifyApp {
         setPlannedRecipients(fresh, recipients),
         routed.recipients.length - recipients.length,
       );
-      if (this.#deps.notifyRequester && isPlainAddress(request.user)) {
+      if (this.#deps.notifyRequester && isRecipientAddress(request.user)) {
         next = setPlannedRequester(next, request.user);
       }
       return setClaim(next, this.#newClaim());
@@ -984,7 +984,8 @@ export class NotifyApp {
         forgets.push(this.#deps.prepare(newRequestMessage({ ...facts, notEmailed })));
       }
       if (
-        this.#deps.notifyRequester && isPlainAddress(request.user) && !templates?.has("requester")
+        this.#deps.notifyRequester && isRecipientAddress(request.user) &&
+        !templates?.has("requester")
       ) {
         forgets.push(this.#deps.prepare(requesterReceivedMessage(facts)));
       }

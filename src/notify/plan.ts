@@ -3,7 +3,7 @@
  * plugin data. Pure: the app executes the plan and records each step.
  */
 import type { AccessRequest, AccessReview } from "../teleport/types.ts";
-import { isPlainAddress } from "../lib/address.ts";
+import { isRecipientAddress } from "../lib/address.ts";
 import {
   type EmailPluginData,
   type EmailThread,
@@ -331,7 +331,7 @@ function planExpiryWarning(
   if (policy === undefined || now === undefined || target.kind !== "request") return;
   const { request } = target;
   if (request.state !== "APPROVED" || request.accessExpires === undefined) return;
-  if (!isPlainAddress(request.user)) return;
+  if (!isRecipientAddress(request.user)) return;
   const ends = request.accessExpires.getTime();
   if (now >= ends) return;
   const due = policy.warnBeforeMs.filter((w) => now >= ends - w);

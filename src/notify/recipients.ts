@@ -5,7 +5,7 @@
  * Unlike the Go plugin (a set, random order) the order is stable. Pure: the
  * caller logs the notes.
  */
-import { isPlainAddress } from "../lib/address.ts";
+import { isRecipientAddress } from "../lib/address.ts";
 import type { AccessRequest } from "../teleport/types.ts";
 
 /** The fallback entry of `role_to_recipients`. */
@@ -45,7 +45,7 @@ export function dedupeAddresses(entries: Iterable<string>): Recipients {
     const key = entry.toLowerCase();
     if (seen.has(key)) continue;
     seen.add(key);
-    (isPlainAddress(entry) ? recipients : dropped).push(entry);
+    (isRecipientAddress(entry) ? recipients : dropped).push(entry);
   }
   return { recipients, dropped };
 }

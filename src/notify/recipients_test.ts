@@ -65,10 +65,17 @@ Deno.test("recipientsFor follows SPEC §5 in a stable order", () => {
         "Bob <bob@example.com>",
         " bob@example.com",
         "not-an-email",
+        // Plugin data's thread separator: the Go plugin would drop its thread.
+        "ops/oncall@example.com",
         "ok@example.com",
       ],
       recipients: ["eng@example.com", "lead@example.com", "ok@example.com"],
-      dropped: ["not-an-email", "Bob <bob@example.com>", " bob@example.com"],
+      dropped: [
+        "not-an-email",
+        "Bob <bob@example.com>",
+        " bob@example.com",
+        "ops/oncall@example.com",
+      ],
     },
     {
       name: "no roles, no reviewers: nobody",
