@@ -567,9 +567,11 @@ helmTest("the TOML is what Teleport's chart renders, plus [status]", async () =>
 helmTest(
   "status.listenHost binds the listener to [::] for an IPv6 or dual-stack cluster",
   async () => {
-    const r = await render("teleport-chart-values.yaml", "--set=status.listenHost=[::]");
-    const toml = parseToml(r.toml) as Record<string, Record<string, unknown>>;
-    assert.deepEqual({ ...toml["status"] }, { listen_addr: "[::]:9465" });
+    for (const host of ["[::]", "::"]) {
+      const r = await render("teleport-chart-values.yaml", `--set=status.listenHost=${host}`);
+      const toml = parseToml(r.toml) as Record<string, Record<string, unknown>>;
+      assert.deepEqual({ ...toml["status"] }, { listen_addr: "[::]:9465" }, host);
+    }
   },
 );
 

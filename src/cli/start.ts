@@ -43,7 +43,10 @@ export async function startCommand(
     // A fatal error is said on stderr too (the journal, a terminal) when the log goes elsewhere.
     if (config.log.output !== "stderr") {
       const message = error instanceof Error ? error.message : String(error);
-      deps.printError(`teleport-email: Plugin failed: ${message}\n`);
+      // One line, as the text log makes it: a server's words must not forge lines or escapes.
+      // deno-lint-ignore no-control-regex
+      const line = message.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]+/g, " ");
+      deps.printError(`teleport-email: Plugin failed: ${line}\n`);
     }
     return EXIT_FAILURE;
   } finally {

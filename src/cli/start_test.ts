@@ -80,6 +80,19 @@ Deno.test("in JSON format the fatal line carries the error's message, which stde
   });
 });
 
+Deno.test("the fatal line on stderr is one line, whatever the error's text holds", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/teleport-email.toml`;
+    await Deno.writeTextFile(path, config(`${dir}/plugin.log`, "text"));
+    const failure = new Error("refused: 550 no\r\nERROR forged line\u001b[31m red");
+    const { stderr, deps } = fakeDeps(() => Promise.reject(failure));
+    assert.equal(await startCommand({ configPath: path, debug: false }, deps), EXIT_FAILURE);
+    assert.deepEqual(stderr, [
+      "teleport-email: Plugin failed: refused: 550 no ERROR forged line [31m red\n",
+    ]);
+  });
+});
+
 Deno.test("start.ts does not import run.ts (no import cycle between the commands)", async () => {
   const specifiers = await moduleGraph(fileURLToPath(new URL("./start.ts", import.meta.url)));
   assert.ok(specifiers.some((s) => s.endsWith("/src/cli/start.ts")));

@@ -108,8 +108,26 @@ type HandlebarsEnv = ReturnType<typeof HandlebarsModule.create>;
  * 27 million). Past it the rendering fails and the built-in email goes out.
  */
 export const MAX_TEMPLATE_ITERATIONS = 100_000;
-/** What the rendering under way may still iterate (rendering is synchronous: one at a time). */
+/**
+ * Characters all `{{#each}}` blocks of one rendering may produce, counted
+ * per block (a nested block's output counts in each block around it): a
+ * rendering's result is checked against `MAX_BODY_CHARS` once it is whole,
+ * so a loop printing a requester's 4 KB reason 100,000 times would first
+ * build 400 MB.
+ */
+const MAX_LOOP_OUTPUT_CHARS = 4 * 512 * 1024;
+/** What the rendering under way may still iterate and produce (it is synchronous). */
 let iterationsLeft = MAX_TEMPLATE_ITERATIONS;
+let loopOutputLeft = MAX_LOOP_OUTPUT_CHARS;
+
+function chargeOutput(out: unknown): void {
+  loopOutputLeft -= typeof out === "string" ? out.length : 0;
+  if (loopOutputLeft < 0) {
+    throw new Error(
+      `the template's {{#each}} blocks produce more than ${MAX_LOOP_OUTPUT_CHARS} characters`,
+    );
+  }
+}
 
 function chargeIterations(context: unknown): void {
   const size = Array.isArray(context)
@@ -140,7 +158,9 @@ export async function loadTemplateEngine(): Promise<void> {
   const each = env.helpers["each"] as (this: unknown, ...args: unknown[]) => unknown;
   env.registerHelper("each", function (this: unknown, context: unknown, ...rest: unknown[]) {
     chargeIterations(context);
-    return each.call(this, context, ...rest);
+    const out = each.call(this, context, ...rest);
+    chargeOutput(out);
+    return out;
   });
   for (const name of Object.keys(env.partials)) env.unregisterPartial(name);
   engine ??= env;
@@ -255,6 +275,7 @@ function compile(source: TemplateSource, part: TemplatePart): Render {
   const template = HB.compile(ast, options);
   return (fields) => {
     iterationsLeft = MAX_TEMPLATE_ITERATIONS;
+    loopOutputLeft = MAX_LOOP_OUTPUT_CHARS;
     try {
       return template(fields, RUNTIME_OPTIONS);
     } catch (error) {

@@ -191,6 +191,20 @@ Deno.test("nested loops over the request's own lists stop at MAX_TEMPLATE_ITERAT
   );
   // The count is per rendering.
   assert.equal(t.render("new_request", withResources(40), BUILT_IN).text, "x");
+
+  // Few iterations, each printing the requester's 4 KB reason: stopped by what they produce,
+  // before the string is hundreds of MB.
+  const printing = new MessageTemplates(sources("new_request", {
+    text: "{{#each resources}}{{#each @root.resources}}{{@root.reason}}{{/each}}{{/each}}",
+  }));
+  const long = {
+    ...withResources(300),
+    request: { ...withResources(300).request, requestReason: "r".repeat(4096) },
+  };
+  assert.throws(
+    () => printing.render("new_request", long, BUILT_IN),
+    /templates\.new_request\.text.*produce more than/,
+  );
 });
 
 Deno.test("a render failure on unexpected data throws a TemplateError naming the key", () => {
