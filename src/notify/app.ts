@@ -813,7 +813,8 @@ export class NotifyApp {
     const levels = this.#deps.escalation?.levels ?? [];
     this.#record(
       ctx,
-      (d) => recordEscalationLevel(d, escalation.level, escalation.afterMs, levels),
+      (d) =>
+        recordEscalationLevel(d, escalation.level, escalation.afterMs, levels, request.created),
     );
   }
 

@@ -306,7 +306,7 @@ function planEscalation(
   const level = escalationLevelAt(request.created, options.now, policy);
   if (level === 0) return;
   const { afterMs } = policy.levels[level - 1]!;
-  if (afterMs <= escalationSentAfter(data, policy.levels)) return;
+  if (afterMs <= escalationSentAfter(data, policy.levels, request.created)) return;
   const done = new Set(
     [...escalationThreads(data).map((t) => t.email), ...escalationFailed(data)]
       .map((e) => e.toLowerCase()),

@@ -21,6 +21,7 @@ import {
   formatThreadTimestamp,
 } from "./plugin_data.ts";
 import {
+  addEscalationThread,
   addFailed,
   addThread,
   markResolved,
@@ -335,6 +336,19 @@ Deno.test("escalation: a record that has only the level's position (an earlier v
   assert.equal(due(legacy("1"), 25), 2);
   assert.equal(due(legacy("2"), 25), undefined);
   assert.equal(due(legacy("9"), 25), undefined, "past the last level: all sent");
+  // With its escalation thread, the time it was opened tells, whatever the levels are now: "1"
+  // sent 5 h after creation (the 4 h level of a config since changed to the 24 h level alone).
+  const escalated = addEscalationThread(legacy("1"), {
+    email: BOB,
+    timestamp: formatThreadTimestamp(new Date(T0 + 5 * HOUR)),
+    messageId: "esc-1",
+  });
+  const laterOnly = { levels: [levels[1]!] };
+  const dueWith = (data: EmailPluginData, policy: typeof laterOnly, hours: number) =>
+    planWork(request("PENDING"), data, { now: T0 + hours * HOUR, escalation: policy }).escalation
+      ?.level;
+  assert.equal(dueWith(legacy("1"), laterOnly, 25), undefined, "by position: silenced");
+  assert.equal(dueWith(escalated, laterOnly, 25), 1, "by its thread's time: the 24 h level is due");
   // Written now: by time, and the position for earlier versions.
   const written = recordEscalationLevel(opened, 1, 4 * HOUR, levels);
   assert.equal(written.extra.email_escalation_after, String(4 * HOUR));

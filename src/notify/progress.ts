@@ -24,6 +24,7 @@ import {
   type EmailPluginData,
   type EmailThread,
   encodeThreadList,
+  parseThreadTimestamp,
   type ResolutionTag,
 } from "./plugin_data.ts";
 
@@ -301,17 +302,27 @@ export function escalationLevel(data: EmailPluginData): number {
 /**
  * How far escalation went: the `after` (ms) of the latest level sent, or
  * `-Infinity` before any. A record of an earlier version has the level's
- * position only; it is read through `levels`, the config now.
+ * position only: when its latest escalation thread was opened, after the
+ * request's creation (`created`), says how far it got whatever the config is
+ * now (only the latest due level is ever sent); without that time, the
+ * position is read through `levels`, the config now.
  */
 export function escalationSentAfter(
   data: EmailPluginData,
   levels: readonly { readonly afterMs: number }[],
+  created?: Date,
 ): number {
   const text = data.extra[ESCALATION_AFTER_KEY];
   const after = Number(text);
   if (text !== undefined && text !== "" && Number.isSafeInteger(after) && after >= 0) return after;
   const level = escalationLevel(data);
   if (level === 0) return -Infinity;
+  const opened = escalationThreads(data)
+    .map((t) => parseThreadTimestamp(t.timestamp)?.getTime())
+    .filter((t): t is number => t !== undefined);
+  if (created !== undefined && opened.length > 0) {
+    return Math.max(...opened) - created.getTime();
+  }
   return levels[Math.min(level, levels.length) - 1]?.afterMs ?? -Infinity;
 }
 
@@ -321,8 +332,9 @@ export function recordEscalationLevel(
   level: number,
   afterMs: number,
   levels: readonly { readonly afterMs: number }[],
+  created?: Date,
 ): EmailPluginData {
-  if (afterMs <= escalationSentAfter(data, levels)) return data;
+  if (afterMs <= escalationSentAfter(data, levels, created)) return data;
   const withAfter = withExtra(data, ESCALATION_AFTER_KEY, String(afterMs));
   return withExtra(withAfter, ESCALATION_LEVEL_KEY, String(level));
 }
