@@ -120,9 +120,12 @@ if [[ "$install_unit" == true ]]; then
     # lets it finish its in-flight emails (SIGTERM, up to 15 s). Not when the new version
     # refuses the configuration: the old one keeps running instead of a restart loop.
     if systemctl is-active --quiet "$UNIT_NAME"; then
-      if [[ -e "$CONFIG_FILE" ]] && ! check="$("$dest_bin" preview --config="$CONFIG_FILE" 2>&1 >/dev/null)"; then
-        printf 'warning: the new version refuses %s, so the running service was not restarted:\n%s\n' \
-          "$CONFIG_FILE" "$check" >&2
+      # From /, as the service runs: relative paths in the config are read from there.
+      if [[ -e "$CONFIG_FILE" ]] &&
+        ! check="$(cd / && "$dest_bin" preview --config="$CONFIG_FILE" 2>&1 >/dev/null)"; then
+        printf 'warning: the new version refuses %s, so the running service was not restarted:\n%s\n%s\n' \
+          "$CONFIG_FILE" "$check" \
+          "(it is installed: the next restart of the service, or a reboot, starts it on this config)" >&2
         not_restarted=true
       elif ! systemctl try-restart "$UNIT_NAME"; then
         echo "warning: restarting $UNIT_NAME failed; see: journalctl -u $UNIT_NAME" >&2

@@ -240,7 +240,12 @@ export class NotifyApp {
    * reads it).
    */
   readonly #seen = new Set<string>();
-  /** Whether `#seen` ever forgot an id: not being in it then no longer means "no record". */
+  /**
+   * Whether not being in `#seen` means "no record": only once a reconcile
+   * remembered every record, and while no id was forgotten since.
+   */
+  #seenComplete = false;
+  /** Whether `#seen` forgot an id since the last reconcile began. */
   #seenForgot = false;
   /** The recorders of the requests being processed (flushed on shutdown). */
   readonly #recorders = new Set<Recorder>();
@@ -405,7 +410,9 @@ export class NotifyApp {
     }
     const dataById = new Map(stored.map((s) => [s.requestId, decodePluginData(s.data)]));
     // Requests with a record are not new: their processing reads it first.
+    this.#seenForgot = false;
     for (const requestId of dataById.keys()) this.#remember(requestId);
+    if (!this.#seenForgot) this.#seenComplete = true;
     const tasks: KeyedTask[] = [];
     const seen = new Set<string>();
     const stale: string[] = [];
@@ -608,7 +615,7 @@ export class NotifyApp {
     // gets no first email from there either. Its record is read (one of ours may exist) unless
     // no id was ever forgotten; what has none is not remembered, so the next check skips it.
     const tooOld = dueCheck && target.kind === "request" && this.#beforeCatchUp(target.request);
-    if (tooOld && fresh && !this.#seenForgot) return undefined;
+    if (tooOld && fresh && this.#seenComplete) return undefined;
     let raw = fresh && !tooOld ? undefined : await client.getPluginData(id, signal);
     if (tooOld && raw === undefined) return undefined;
     this.#remember(id);
@@ -810,12 +817,7 @@ export class NotifyApp {
     );
     const rejected = results.find((r) => r.status === "rejected");
     if (rejected) throw rejected.reason;
-    const levels = this.#deps.escalation?.levels ?? [];
-    this.#record(
-      ctx,
-      (d) =>
-        recordEscalationLevel(d, escalation.level, escalation.afterMs, levels, request.created),
-    );
+    this.#record(ctx, (d) => recordEscalationLevel(d, escalation.level, escalation.afterMs));
   }
 
   /** Sends the warning that granted access ends soon and records it (sent or refused). */
@@ -1002,6 +1004,7 @@ export class NotifyApp {
     if (this.#seen.size > MAX_SEEN_REQUESTS) {
       this.#seen.delete(this.#seen.keys().next().value!);
       this.#seenForgot = true;
+      this.#seenComplete = false;
     }
   }
 

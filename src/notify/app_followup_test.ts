@@ -372,6 +372,19 @@ Deno.test("due checks: a request past the catch-up window that has a record keep
   assert.deepEqual(out["forgotten"], out["remembered"]);
 });
 
+Deno.test("due checks: before any reconcile of a new start, a request past the catch-up window is still read, and its timed work sent", async () => {
+  const { teleport, clock, sent, a } = setup();
+  await put(a, teleport, request("r1"));
+  await moveTo(clock, T0 + 5 * HOUR, [a]);
+  a.close();
+  // A new start whose reconcile has not run yet (still retrying, say) when its due check does.
+  const b = instance(teleport, clock, sent, { owner: "b" });
+  const before = sent.length;
+  await moveTo(clock, T0 + 25 * HOUR, [b]);
+  assert.deepEqual(lines(sent, before), [`${CTO} ${ESCALATED}`]);
+  b.close();
+});
+
 Deno.test("reconcile: a request it admitted is emailed even when its task runs after the request left the catch-up window", async () => {
   const teleport = new FakeTeleportClient();
   const clock = new FakeClock(T0);

@@ -350,10 +350,14 @@ Deno.test("escalation: a record that has only the level's position (an earlier v
   assert.equal(dueWith(legacy("1"), laterOnly, 25), undefined, "by position: silenced");
   assert.equal(dueWith(escalated, laterOnly, 25), 1, "by its thread's time: the 24 h level is due");
   // Written now: by time, and the position for earlier versions.
-  const written = recordEscalationLevel(opened, 1, 4 * HOUR, levels);
+  const written = recordEscalationLevel(opened, 1, 4 * HOUR);
   assert.equal(written.extra.email_escalation_after, String(4 * HOUR));
   assert.equal(written.extra.email_escalation_level, "1");
-  assert.equal(recordEscalationLevel(written, 1, 2 * HOUR, levels), written, "never back");
+  assert.equal(recordEscalationLevel(written, 1, 2 * HOUR), written, "never back");
+  // A record of an earlier version, whose new thread was just opened: it gets its time now.
+  const upgraded = recordEscalationLevel(escalated, 2, 24 * HOUR);
+  assert.equal(upgraded.extra.email_escalation_after, String(24 * HOUR));
+  assert.equal(upgraded.extra.email_escalation_level, "2");
 });
 
 Deno.test("no escalation for a pending copy of a request resolved on record (an old listing)", () => {

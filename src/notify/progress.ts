@@ -326,15 +326,22 @@ export function escalationSentAfter(
   return levels[Math.min(level, levels.length) - 1]?.afterMs ?? -Infinity;
 }
 
-/** Records the level at position `level`, of `after` `afterMs`, as sent (never going back). */
+/**
+ * Records the level at position `level`, of `after` `afterMs`, as sent
+ * (never going back from a time on record). A record of an earlier version
+ * gets its time now: the threads just opened must not count as the proof
+ * that the level was sent already.
+ */
 export function recordEscalationLevel(
   data: EmailPluginData,
   level: number,
   afterMs: number,
-  levels: readonly { readonly afterMs: number }[],
-  created?: Date,
 ): EmailPluginData {
-  if (afterMs <= escalationSentAfter(data, levels, created)) return data;
+  const text = data.extra[ESCALATION_AFTER_KEY];
+  const known = Number(text);
+  if (text !== undefined && text !== "" && Number.isSafeInteger(known) && afterMs <= known) {
+    return data;
+  }
   const withAfter = withExtra(data, ESCALATION_AFTER_KEY, String(afterMs));
   return withExtra(withAfter, ESCALATION_LEVEL_KEY, String(level));
 }
