@@ -193,8 +193,9 @@ async function closedByServer(conn: Deno.Conn): Promise<boolean> {
   }
 }
 
-Deno.test("a half-sent request head is closed once its time is up", async () => {
-  const limits = { maxConnections: 3, maxHeadBytes: 8 * 1024, timeoutMs: 200 };
+/** A listener with `timeoutMs` (and room for 3 connections) for `fn`, stopped however it ends. */
+async function withListener(timeoutMs: number, fn: (addr: string) => Promise<void>) {
+  const limits = { maxConnections: 3, maxHeadBytes: 8 * 1024, timeoutMs };
   const server = startStatusServer(
     "127.0.0.1:0",
     new Readiness(),
@@ -202,26 +203,25 @@ Deno.test("a half-sent request head is closed once its time is up", async () => 
     limits,
   );
   try {
-    const head = await halfRequest(server.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
-    assert.equal(await closedByServer(head), true);
+    await fn(server.addr);
   } finally {
     await server.close();
   }
+}
+
+Deno.test("a half-sent request head is closed once its time is up", async () => {
+  await withListener(200, async (addr) => {
+    const head = await halfRequest(addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    assert.equal(await closedByServer(head), true);
+  });
 });
 
 Deno.test("connections held open cannot lock the probes out: when full, the oldest one still sending its head goes", async () => {
-  const limits = { maxConnections: 3, maxHeadBytes: 8 * 1024, timeoutMs: 600_000 };
-  const server = startStatusServer(
-    "127.0.0.1:0",
-    new Readiness(),
-    new PromMetrics(() => 0),
-    limits,
-  );
-  try {
+  await withListener(600_000, async (addr) => {
     const held = [];
-    for (let i = 0; i < 3; i++) held.push(await halfRequest(server.addr, "GET /"));
+    for (let i = 0; i < 3; i++) held.push(await halfRequest(addr, "GET /"));
     for (let probe = 0; probe < 3; probe++) {
-      const response = await fetch(`http://${server.addr}/healthz`);
+      const response = await fetch(`http://${addr}/healthz`);
       assert.equal(response.status, 200, `probe ${probe} answered`);
       await response.body?.cancel();
     }
@@ -229,21 +229,16 @@ Deno.test("connections held open cannot lock the probes out: when full, the olde
     // timeout is 10 minutes away); the next probes found room.
     assert.equal(await closedByServer(held[0]!), true);
     for (const conn of held.slice(1)) conn.close();
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("a request head with bare line feeds is answered", async () => {
-  const server = startStatusServer("127.0.0.1:0", new Readiness(), new PromMetrics(() => 0));
-  try {
-    const conn = await halfRequest(server.addr, "GET /healthz HTTP/1.0\n\n");
+  await withListener(5_000, async (addr) => {
+    const conn = await halfRequest(addr, "GET /healthz HTTP/1.0\n\n");
     const answer = new TextDecoder().decode(await new Response(conn.readable).arrayBuffer());
     assert.match(answer, /^HTTP\/1\.1 200 OK\r\n/);
     assert.match(answer, /\r\n\r\n\{"status":"ok"\}\n$/);
-  } finally {
-    await server.close();
-  }
+  });
 });
 
 Deno.test("stopping the listener does not wait for a request body that never comes", async () => {
