@@ -613,7 +613,7 @@ export class NotifyApp {
       target.request.reviews.length === 0 && !this.#seen.has(id) && !this.#unrecorded.has(id);
     // A due check's listing also holds the backlog that the reconcile left alone as too old: it
     // gets no first email from there either. Its record is read (one of ours may exist) unless
-    // no id was ever forgotten; what has none is not remembered, so the next check skips it.
+    // `#seen` is known complete; what has none is not remembered, so the next check skips it.
     const tooOld = dueCheck && target.kind === "request" && this.#beforeCatchUp(target.request);
     if (tooOld && fresh && this.#seenComplete) return undefined;
     let raw = fresh && !tooOld ? undefined : await client.getPluginData(id, signal);
