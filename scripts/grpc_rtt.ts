@@ -16,6 +16,7 @@
  */
 import * as grpc from "@grpc/grpc-js";
 import { fileURLToPath } from "node:url";
+import { cpuSeconds } from "./bench/proc.ts";
 
 const CALLS = Number(Deno.args.find((a) => !a.startsWith("--")) ?? 300);
 const IDLE_MS = 5;
@@ -78,12 +79,6 @@ async function goServer(): Promise<{ port: number; stop(): void } | undefined> {
   return await spawnServer(bin, []);
 }
 
-function cpuMs(): number {
-  const stat = Deno.readTextFileSync("/proc/self/stat");
-  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(f[11]) + Number(f[12])) * 10; // clock ticks of 10 ms
-}
-
 async function measure(port: number) {
   const Client = grpc.makeGenericClientConstructor({ Ping: PING }, "Echo");
   const client = new Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -116,14 +111,14 @@ async function measure(port: number) {
     times.sort((a, b) => a - b);
     const many = CALLS * 10;
     let next = 0;
-    const cpu0 = cpuMs();
+    const cpu0 = cpuSeconds();
     await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
       while (next++ < many) await call();
     }));
     return {
       p50: times[Math.floor(times.length / 2)]!,
       p90: times[Math.floor(times.length * 0.9)]!,
-      cpuUs: (cpuMs() - cpu0) * 1000 / many,
+      cpuUs: (cpuSeconds() - cpu0) * 1e6 / many,
     };
   } finally {
     client.close();
