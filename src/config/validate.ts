@@ -325,8 +325,10 @@ class Review {
     } catch {
       // Just read: a failing stat says nothing about its secrecy.
     }
-    const exposed = exposedFileWarning(path, "a secret", mode);
-    if (exposed !== undefined) this.warning(key, `file ${quote(path)} ${exposed}`);
+    const exposed = exposedFileWarning(path, mode);
+    if (exposed !== undefined) {
+      this.warning(key, `file ${quote(path)} holds a secret but ${exposed}`);
+    }
     return new Secret(value);
   }
 }

@@ -15,6 +15,7 @@ import {
   reset,
   type Sink,
 } from "@logtape/logtape";
+import { exposedFileWarning } from "./file_mode.ts";
 
 /** Log severities (LogTape's level names), lowest first. */
 export type LogSeverity = "debug" | "info" | "warning" | "error";
@@ -33,8 +34,6 @@ export const ROOT_CATEGORY = "teleport-email";
 
 /** Mode of a log file the plugin creates: owner read/write only. */
 const LOG_FILE_MODE = 0o600;
-/** Permission bits of a log file that let group or others read it (lines name people and requests). */
-const SHARED_MODE_MASK = 0o077;
 
 /** A synchronous byte writer: stderr, stdout or an open file. */
 export interface LogWriter {
@@ -231,13 +230,8 @@ export async function setupLogging(
           `regular file; log to a file, "stderr" or "stdout"`,
       );
     }
-    if (before?.isFile && before.mode !== null && (before.mode & SHARED_MODE_MASK) !== 0) {
-      const octal = (before.mode & 0o777).toString(8).padStart(4, "0");
-      warnings.push(
-        `Log file "${cfg.output}" (log.output) is readable by group or others (mode ${octal}); ` +
-          `restrict it with "chmod 600 ${cfg.output}"`,
-      );
-    }
+    const exposed = before?.isFile ? exposedFileWarning(cfg.output, before.mode) : undefined;
+    if (exposed !== undefined) warnings.push(`Log file "${cfg.output}" (log.output) ${exposed}`);
     try {
       openFile = deps.openAppend(cfg.output);
     } catch (error) {

@@ -48,7 +48,7 @@ Deno.test({
         await closeLogging();
         const text = await Deno.readTextFile(path);
         const warning =
-          `WARN  Log file "${path}" (log.output) is readable by group or others (mode 0644); ` +
+          `WARN  Log file "${path}" (log.output) is accessible by group or others (mode 0644); ` +
           `restrict it with "chmod 600 ${path}"`;
         if (path === loose) assert.ok(text.includes(warning), text);
         else {

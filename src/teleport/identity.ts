@@ -237,8 +237,8 @@ async function modeWarnings(deps: IdentityFs, path: string, what: string): Promi
   } catch {
     return []; // The file was just read; a failing stat says nothing about its secrecy.
   }
-  const warning = exposedFileWarning(path, "a private key", mode);
-  return warning === undefined ? [] : [`${what} "${path}" ${warning}`];
+  const warning = exposedFileWarning(path, mode);
+  return warning === undefined ? [] : [`${what} "${path}" holds a private key but ${warning}`];
 }
 
 const PEM_BEGIN = /^-----BEGIN ([A-Z0-9 ]+)-----[ \t]*$/;
