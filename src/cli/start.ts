@@ -7,6 +7,7 @@
 import type { Config } from "../config/types.ts";
 import { closeLogging, logger, setupLogging } from "../lib/log.ts";
 import { VERSION } from "../lib/version.ts";
+import { oneLine } from "../notify/message.ts";
 import { EXIT_FAILURE } from "./exit_codes.ts";
 import { loadConfigReported } from "./load_config_reported.ts";
 
@@ -44,9 +45,7 @@ export async function startCommand(
     if (config.log.output !== "stderr") {
       const message = error instanceof Error ? error.message : String(error);
       // One line, as the text log makes it: a server's words must not forge lines or escapes.
-      // deno-lint-ignore no-control-regex
-      const line = message.replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]+/g, " ");
-      deps.printError(`teleport-email: Plugin failed: ${line}\n`);
+      deps.printError(`teleport-email: Plugin failed: ${oneLine(message)}\n`);
     }
     return EXIT_FAILURE;
   } finally {

@@ -84,11 +84,11 @@ Deno.test("the fatal line on stderr is one line, whatever the error's text holds
   await withDir(async (dir) => {
     const path = `${dir}/teleport-email.toml`;
     await Deno.writeTextFile(path, config(`${dir}/plugin.log`, "text"));
-    const failure = new Error("refused: 550 no\r\nERROR forged line\u001b[31m red");
+    const failure = new Error("refused: 550 no\r\nERROR forged line\u001b[31m red\u009b2J clear");
     const { stderr, deps } = fakeDeps(() => Promise.reject(failure));
     assert.equal(await startCommand({ configPath: path, debug: false }, deps), EXIT_FAILURE);
     assert.deepEqual(stderr, [
-      "teleport-email: Plugin failed: refused: 550 no ERROR forged line [31m red\n",
+      "teleport-email: Plugin failed: refused: 550 no ERROR forged line [31m red 2J clear\n",
     ]);
   });
 });

@@ -291,10 +291,13 @@ function formatRfc822(d: Date): string {
     `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())} UTC`;
 }
 
-/** Collapses control characters (CR, LF, …) into a space: header values stay one line. */
+/**
+ * Collapses control characters (CR, LF, C1 such as NEL and CSI, …) into a
+ * space: header values and terminal lines stay one line.
+ */
 export function oneLine(s: string): string {
   // deno-lint-ignore no-control-regex
-  return s.replace(/[\u0000-\u001f\u007f\u0085\u2028\u2029]+/g, " ").trim();
+  return s.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, " ").trim();
 }
 
 const HTML_ESCAPES: Readonly<Record<string, string>> = {
