@@ -206,12 +206,14 @@ export function startStatusServer(
       : /^[A-Z]+ \S+ HTTP\/1\.[01]$/.test(requestLine)
       ? await answerFor(requestLine)
       : json(400, { error: "bad request" });
-    const body = new TextEncoder().encode(requestLine.startsWith("HEAD ") ? "" : answer.body);
-    const length = new TextEncoder().encode(answer.body).length;
+    const body = new TextEncoder().encode(answer.body);
     const lines = `HTTP/1.1 ${answer.status} ${REASONS[answer.status] ?? ""}\r\n` +
-      `content-type: ${answer.contentType}\r\ncontent-length: ${length}\r\n` +
+      `content-type: ${answer.contentType}\r\ncontent-length: ${body.length}\r\n` +
       "cache-control: no-store\r\nconnection: close\r\n\r\n";
-    const bytes = new Uint8Array([...new TextEncoder().encode(lines), ...body]);
+    // HEAD: the same header fields, no body.
+    const bytes = new TextEncoder().encode(
+      requestLine.startsWith("HEAD ") ? lines : lines + answer.body,
+    );
     for (let written = 0; written < bytes.length;) {
       written += await conn.write(bytes.subarray(written));
     }

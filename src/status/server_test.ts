@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { PromMetrics } from "./metrics.ts";
 import { MailError } from "../mail/mailer.ts";
 import { Readiness, startStatusServer, statusListenerWarning } from "./server.ts";
+import { parseHostPort } from "../lib/net_address.ts";
 
 Deno.test("status endpoints: healthz, readyz flips with readiness, metrics in Prometheus text", async () => {
   const readiness = new Readiness();
@@ -164,11 +165,8 @@ Deno.test({
 
 /** Opens a connection to `addr` and writes `text` without finishing the request. */
 async function halfRequest(addr: string, text: string): Promise<Deno.Conn> {
-  const [hostname, port] = [
-    addr.slice(0, addr.lastIndexOf(":")),
-    addr.slice(addr.lastIndexOf(":") + 1),
-  ];
-  const conn = await Deno.connect({ hostname, port: Number(port) });
+  const { host, port } = parseHostPort(addr)!;
+  const conn = await Deno.connect({ hostname: host, port });
   await conn.write(new TextEncoder().encode(text));
   return conn;
 }
