@@ -108,8 +108,12 @@ export const CONFIG_KEYS = {
 
 type SectionName = keyof typeof CONFIG_KEYS;
 
-/** `log.severity` spellings (lower-cased) accepted by the Go plugin. */
+/**
+ * `log.severity` spellings (lower-cased) accepted by the Go plugin. Its
+ * `trace` is more verbose than `debug`; this plugin has nothing below debug.
+ */
 const SEVERITIES: Readonly<Record<string, LogSeverity>> = {
+  trace: "debug",
   debug: "debug",
   info: "info",
   warn: "warning",
@@ -117,6 +121,13 @@ const SEVERITIES: Readonly<Record<string, LogSeverity>> = {
   err: "error",
   error: "error",
 };
+
+/**
+ * `log.output = "syslog"`: the Go plugin writes to the syslog socket; this
+ * plugin writes to stderr (which systemd's journal collects) instead of
+ * creating a file named "syslog" in its working directory.
+ */
+const SYSLOG_OUTPUT = "syslog";
 
 /** `log.output` aliases accepted by the Go plugin. */
 const OUTPUT_ALIASES: Readonly<Record<string, string>> = {
@@ -351,10 +362,10 @@ function validateTeleport(
     if (addr === undefined && addrValue !== INVALID) {
       addr = authServer;
     } else if (addr !== undefined && addr !== authServer) {
-      const values = `${quote(authServer)} is not ${quote(addr)}`;
-      review.problem(
+      // As the Go plugin: teleport.addr wins.
+      review.warning(
         "teleport.auth_server",
-        `conflicts with teleport.addr: ${values}; keep only teleport.addr`,
+        `ignored: teleport.addr is set (${quote(addr)} is used, not ${quote(authServer)})`,
       );
     }
   }
@@ -494,8 +505,12 @@ function validateSmtp(table: Table, deps: ConfigDeps, review: Review): SmtpConfi
   let port = DEFAULT_SMTP_PORT;
   if (Object.hasOwn(table, "port")) {
     const value = table["port"];
-    const expected = "must be an integer from 1 to 65535";
-    if (typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65535) {
+    const expected = "must be an integer from 1 to 65535 (0: the default, 587)";
+    if (value === 0) {
+      // The Go plugin reads 0 as unset (so does a Helm value rendered from null).
+    } else if (
+      typeof value === "number" && Number.isInteger(value) && value >= 1 && value <= 65535
+    ) {
       port = value;
     } else {
       ok = false;
@@ -837,7 +852,13 @@ function validateLog(raw: Table, review: Review): LogConfig | undefined {
   let output = DEFAULT_LOG_OUTPUT;
   const outputValue = review.string(t, "log", "output");
   if (outputValue === INVALID) ok = false;
-  else if (outputValue !== undefined) output = OUTPUT_ALIASES[outputValue] ?? outputValue;
+  else if (outputValue === SYSLOG_OUTPUT) {
+    output = "stderr";
+    review.warning(
+      "log.output",
+      `"${SYSLOG_OUTPUT}" is written to stderr (under systemd the journal collects it)`,
+    );
+  } else if (outputValue !== undefined) output = OUTPUT_ALIASES[outputValue] ?? outputValue;
 
   let severity: LogSeverity = "info";
   const severityValue = review.string(t, "log", "severity");
@@ -848,7 +869,9 @@ function validateLog(raw: Table, review: Review): LogConfig | undefined {
       ok = false;
       review.problem(
         "log.severity",
-        `must be one of DEBUG, INFO, WARN or ERROR, got ${quote(severityValue)}`,
+        `must be one of DEBUG, INFO, WARN or ERROR (or TRACE, read as DEBUG), got ${
+          quote(severityValue)
+        }`,
       );
     } else {
       severity = known;

@@ -170,6 +170,15 @@ Deno.test("[teleport]", async (t) => {
       warnings: ["teleport.auth_server: deprecated, use teleport.addr instead"],
     },
     {
+      name: "addr wins over a different auth_server, as in the Go plugin",
+      teleport: `[teleport]\naddr = "a:443"\nauth_server = "b:3025"\nidentity = "/id"`,
+      expect: { addr: "a:443" },
+      warnings: [
+        "teleport.auth_server: deprecated, use teleport.addr instead",
+        'teleport.auth_server: ignored: teleport.addr is set ("a:443" is used, not "b:3025")',
+      ],
+    },
+    {
       name: "identity wins over the key/cert/CA triple, with a warning",
       teleport: `[teleport]
 identity = "/id"
@@ -230,13 +239,6 @@ Deno.test("[teleport] problems", async (t) => {
       "refresh_identity needs identity",
       `[teleport]\nclient_key = "/k"\nclient_crt = "/c"\nroot_cas = "/ca"\nrefresh_identity = true`,
       ["teleport.refresh_identity: requires teleport.identity"],
-    ],
-    [
-      "auth_server conflicting with addr",
-      `[teleport]\naddr = "a:443"\nauth_server = "b:3025"\nidentity = "/id"`,
-      [
-        'teleport.auth_server: conflicts with teleport.addr: "b:3025" is not "a:443"; keep only teleport.addr',
-      ],
     ],
     ...[
       ["https://teleport.example.com", "addr"],
@@ -420,6 +422,13 @@ Deno.test("[smtp]", async (t) => {
     assert.equal(config.mailer.port, 465);
     assert.equal(config.mailer.password?.reveal(), SMTP_PASSWORD);
   });
+  await t.step("port 0 is the default 587, as in the Go plugin", () => {
+    const { config, warnings } = accept(doc({
+      mailer: `[smtp]\nhost = "h"\nport = 0\nusername = "u"\npassword = "${SMTP_PASSWORD}"`,
+    }));
+    assert.equal(config.mailer.kind === "smtp" && config.mailer.port, 587);
+    assert.deepEqual(warnings, []);
+  });
   await t.step("no username: no authentication, password settings ignored with a warning", () => {
     const deps = fakeDeps();
     const { config, warnings } = accept(
@@ -474,17 +483,14 @@ Deno.test("[smtp]", async (t) => {
     ["an unreadable password_file", `${base}password_file = "/secrets/unreadable"`, [
       'smtp.password_file: cannot read "/secrets/unreadable": permission denied',
     ]],
-    ["port 0", `${base}password = "p"\nport = 0`, [
-      'smtp.port: must be an integer from 1 to 65535, got "0"',
-    ]],
     ["port 70000", `${base}password = "p"\nport = 70000`, [
-      'smtp.port: must be an integer from 1 to 65535, got "70000"',
+      'smtp.port: must be an integer from 1 to 65535 (0: the default, 587), got "70000"',
     ]],
     ["a fractional port", `${base}password = "p"\nport = 587.5`, [
-      'smtp.port: must be an integer from 1 to 65535, got "587.5"',
+      'smtp.port: must be an integer from 1 to 65535 (0: the default, 587), got "587.5"',
     ]],
     ["port as a string", `${base}password = "p"\nport = "587"`, [
-      'smtp.port: must be an integer from 1 to 65535, got a string "587"',
+      'smtp.port: must be an integer from 1 to 65535 (0: the default, 587), got a string "587"',
     ]],
     ["a missing ca_file", `${base}password = "p"\nca_file = "/etc/ssl/missing.pem"`, [
       'smtp.ca_file: cannot read "/etc/ssl/missing.pem": not found',
@@ -668,6 +674,8 @@ Deno.test("[log]", async (t) => {
     [`severity = "warning"`, { output: "stderr", severity: "warning", format: "text" }],
     [`severity = "ERROR"`, { output: "stderr", severity: "error", format: "text" }],
     [`severity = "err"`, { output: "stderr", severity: "error", format: "text" }],
+    [`severity = "TRACE"`, { output: "stderr", severity: "debug", format: "text" }],
+    [`output = "syslog"`, { output: "stderr", severity: "info", format: "text" }],
     [`output = "stdout"`, { output: "stdout", severity: "info", format: "text" }],
     [`output = "1"`, { output: "stdout", severity: "info", format: "text" }],
     [`output = "2"`, { output: "stderr", severity: "info", format: "text" }],
@@ -684,9 +692,14 @@ Deno.test("[log]", async (t) => {
       assert.deepEqual(accept(doc({ extra: `[log]\n${log}` })).config.log, expected);
     });
   }
+  await t.step("syslog: stderr, with a warning (never a file named syslog)", () => {
+    assert.deepEqual(accept(doc({ extra: `[log]\noutput = "syslog"` })).warnings, [
+      'log.output: "syslog" is written to stderr (under systemd the journal collects it)',
+    ]);
+  });
   await t.step("bad severity and format", () => {
     assert.deepEqual(problemsOf(doc({ extra: `[log]\nseverity = "verbose"\nformat = "xml"` })), [
-      'log.severity: must be one of DEBUG, INFO, WARN or ERROR, got "verbose"',
+      'log.severity: must be one of DEBUG, INFO, WARN or ERROR (or TRACE, read as DEBUG), got "verbose"',
       'log.format: must be text or json, got "xml"',
     ]);
   });
@@ -766,13 +779,13 @@ severity = "loud"`),
     'teleport.refresh_identity_interval: invalid duration "soon": ' +
     "expected a number followed by a unit such as 1m or 30s",
     "smtp.host: is required",
-    'smtp.port: must be an integer from 1 to 65535, got "70000"',
+    'smtp.port: must be an integer from 1 to 65535 (0: the default, 587), got "70000"',
     'smtp.starttls_policy: must be one of mandatory, opportunistic or disabled, got "always"',
     'delivery.sender: must be an email address, optionally with a display name, got "nobody"',
     'role_to_recipients."dev": must be a plain email address (no display name or spaces), ' +
     'got "Dev <dev@example.com>"',
     'role_to_recipients."*": is required: the recipients of requests for roles without their own entry',
-    'log.severity: must be one of DEBUG, INFO, WARN or ERROR, got "loud"',
+    'log.severity: must be one of DEBUG, INFO, WARN or ERROR (or TRACE, read as DEBUG), got "loud"',
   ];
   assert.deepEqual(error.problems, problems);
   assert.equal(
@@ -819,7 +832,7 @@ Deno.test("secrets never appear in problems, warnings or the config's text forms
       "mailgun key of the wrong type",
       doc({ mailer: `[mailgun]\ndomain = "d"\nprivate_key = 123456` }),
     ],
-    ["secret in an ignored [mailgun]", doc({ mailer: `${SMTP}port = 0\n${MAILGUN}` })],
+    ["secret in an ignored [mailgun]", doc({ mailer: `${SMTP}port = -1\n${MAILGUN}` })],
   ];
   for (const [name, toml] of failing) {
     await t.step(name, () => {
