@@ -261,6 +261,64 @@ function lowerFirst(text: string): string {
   return text.charAt(0).toLowerCase() + text.slice(1);
 }
 
+/** The sections the Go plugin reads. */
+const GO_SECTIONS: readonly SectionName[] = [
+  "teleport",
+  "mailgun",
+  "smtp",
+  "delivery",
+  "role_to_recipients",
+  "log",
+];
+/** Keys whose Go struct field has no `toml` tag: Go also finds them by the field's name. */
+const GO_UNTAGGED_KEYS: Readonly<Partial<Record<SectionName, readonly string[]>>> = {
+  mailgun: ["domain"],
+  smtp: ["host", "port", "username", "password"],
+  delivery: ["sender", "recipients"],
+};
+
+/**
+ * The Go plugin's TOML decoder (go-toml v1) finds a key as its struct names
+ * it (the tag, or the field name when there is none), lower-cased or
+ * upper-cased: `[SMTP]`, `HOST` and `Host` are read there as `[smtp]` and
+ * `host`. The same spellings are folded here into ours, in Go's sections and
+ * for the keys they know (role names stay as written); a key given in two
+ * spellings is a problem.
+ */
+function foldGoSpellings(raw: Table, review: Review): Table {
+  const fold = (
+    table: Table,
+    keys: readonly string[],
+    untagged: readonly string[],
+    prefix: string,
+  ) => {
+    const spellings = new Map<string, string>();
+    for (const key of keys) {
+      spellings.set(key.toUpperCase(), key);
+      if (untagged.includes(key)) spellings.set(key.charAt(0).toUpperCase() + key.slice(1), key);
+    }
+    const out: Table = {};
+    for (const [key, value] of Object.entries(table)) {
+      const ours = spellings.get(key);
+      if (ours === undefined || ours === key) {
+        if (!Object.hasOwn(out, key)) out[key] = value;
+      } else if (Object.hasOwn(table, ours) || Object.hasOwn(out, ours)) {
+        review.problem(`${prefix}${keyName(key)}`, `set twice, also as ${prefix}${ours}: keep one`);
+      } else {
+        out[ours] = value;
+      }
+    }
+    return out;
+  };
+  const folded = fold(raw, GO_SECTIONS, [], "");
+  for (const name of GO_SECTIONS) {
+    const section = folded[name];
+    if (name === "role_to_recipients" || !isTable(section)) continue;
+    folded[name] = fold(section, CONFIG_KEYS[name], GO_UNTAGGED_KEYS[name] ?? [], `${name}.`);
+  }
+  return folded;
+}
+
 /** Collects problems (fatal) and warnings (logged) while walking the document. */
 class Review {
   readonly problems: string[] = [];
@@ -1007,11 +1065,12 @@ function validateStatus(raw: Table, review: Review): { listenAddr?: string } | u
  * reads the files it names through `deps`. Returns the config and the
  * warnings to log; throws `ConfigError` listing every problem found.
  */
-export function validateConfig(raw: unknown, deps: ConfigDeps): LoadedConfig {
-  if (!isTable(raw)) {
-    throw new ConfigError([`The document must be a TOML table, got ${kindOf(raw)}`]);
+export function validateConfig(document: unknown, deps: ConfigDeps): LoadedConfig {
+  if (!isTable(document)) {
+    throw new ConfigError([`The document must be a TOML table, got ${kindOf(document)}`]);
   }
   const review = new Review();
+  const raw = foldGoSpellings(document, review);
   const sections: readonly string[] = Object.keys(CONFIG_KEYS);
   for (const [key, value] of Object.entries(raw)) {
     if (sections.includes(key)) continue;

@@ -723,7 +723,7 @@ Deno.test("an unknown key close to a known one is named as the likely typo", asy
       `${SMTP}pasword_file = "/x"`,
       "smtp.pasword_file: unknown key, ignored (did you mean smtp.password_file?)",
     ],
-    [`${SMTP}Port = 25`, "smtp.Port: unknown key, ignored (did you mean smtp.port?)"],
+    [`${SMTP}pOrt = 25`, "smtp.pOrt: unknown key, ignored (did you mean smtp.port?)"],
     [`${SMTP}starttls = "disabled"`, "smtp.starttls: unknown key, ignored"],
     [`${SMTP}ca = "/x"`, "smtp.ca: unknown key, ignored"],
     [`${SMTP}[lgo]\nformat = "json"`, "lgo: unknown section, ignored (did you mean [log]?)"],
@@ -737,6 +737,41 @@ Deno.test("an unknown key close to a known one is named as the likely typo", asy
       assert.deepEqual(accept(doc({ mailer })).warnings, [warning]);
     });
   }
+});
+
+Deno.test("the spellings the Go plugin's TOML decoder reads are read as ours", async (t) => {
+  await t.step("upper-cased sections and keys, field names where Go has no tag", () => {
+    const { config, warnings } = accept(`[TELEPORT]
+ADDR = "teleport.example.com:443"
+IDENTITY = "/id"
+[SMTP]
+Host = "smtp.example.com"
+PORT = 2525
+Username = "u"
+PASSWORD = "${SMTP_PASSWORD}"
+STARTTLS_POLICY = "opportunistic"
+[DELIVERY]
+Sender = "teleport@example.com"
+[role_to_recipients]
+"*" = ["security@example.com"]
+[LOG]
+SEVERITY = "debug"`);
+    assert.deepEqual(warnings, []);
+    assert.equal(config.teleport.addr, "teleport.example.com:443");
+    assert.equal(config.mailer.kind === "smtp" && config.mailer.host, "smtp.example.com");
+    assert.equal(config.mailer.kind === "smtp" && config.mailer.port, 2525);
+    assert.equal(config.log.severity, "debug");
+  });
+  await t.step("a key in two spellings is a problem", () => {
+    assert.deepEqual(problemsOf(doc({ mailer: `${SMTP}HOST = "other.example.com"` })), [
+      "smtp.HOST: set twice, also as smtp.host: keep one",
+    ]);
+  });
+  await t.step("other spellings stay unknown keys", () => {
+    assert.deepEqual(accept(doc({ mailer: `${SMTP}Ca_File = "/x"` })).warnings, [
+      "smtp.Ca_File: unknown key, ignored (did you mean smtp.ca_file?)",
+    ]);
+  });
 });
 
 Deno.test("a failed validation carries the warnings that explain it", () => {
