@@ -49,6 +49,8 @@ export interface ConfigDeps {
 
 /** `teleport.addr` when neither it nor `auth_server` is set. */
 const DEFAULT_TELEPORT_ADDR = "localhost:3025";
+/** Nanoseconds in a millisecond: an integer `refresh_identity_interval` is nanoseconds. */
+const NS_PER_MS = 1_000_000;
 /** `teleport.refresh_identity_interval` when unset: one minute, as in the Go plugin. */
 const DEFAULT_REFRESH_IDENTITY_INTERVAL_MS = 60_000;
 /**
@@ -487,18 +489,27 @@ function validateTeleport(
   if (Object.hasOwn(t, "refresh_identity_interval")) {
     const key = "teleport.refresh_identity_interval";
     const value = t["refresh_identity_interval"];
-    if (typeof value !== "string") {
-      review.problem(key, `must be a duration string such as "1m", got ${describe(value)}`);
+    if (typeof value !== "string" && !(typeof value === "number" && Number.isInteger(value))) {
+      review.problem(
+        key,
+        `must be a duration string such as "1m" (or an integer of nanoseconds), got ${
+          describe(value)
+        }`,
+      );
     } else {
       try {
-        refreshIdentityIntervalMs = parseDuration(value);
+        // An integer is nanoseconds, as Go's TOML decoder reads it into a time.Duration.
+        refreshIdentityIntervalMs = typeof value === "number"
+          ? value / NS_PER_MS
+          : parseDuration(value);
+        const shown = typeof value === "number" ? `${value} (nanoseconds)` : quote(value);
         if (refreshIdentityIntervalMs === 0) {
-          review.problem(key, `must be longer than zero, got ${quote(value)}`);
+          review.problem(key, `must be longer than zero, got ${shown}`);
         } else if (refreshIdentityIntervalMs < MIN_REFRESH_IDENTITY_INTERVAL_MS) {
           review.problem(
             key,
             "must be at least 1s (re-reading the identity file more often only burns CPU), " +
-              `got ${quote(value)}`,
+              `got ${shown}`,
           );
         }
       } catch (error) {

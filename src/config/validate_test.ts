@@ -269,7 +269,8 @@ Deno.test("[teleport] problems", async (t) => {
       'teleport.refresh_identity_interval: must be longer than zero, got "0s"',
     ]],
     ["a duration as a number", `[teleport]\nidentity = "/id"\nrefresh_identity_interval = 60`, [
-      'teleport.refresh_identity_interval: must be a duration string such as "1m", got an integer "60"',
+      "teleport.refresh_identity_interval: must be at least 1s (re-reading the identity file more " +
+      "often only burns CPU), got 60 (nanoseconds)",
     ]],
     ["refresh_identity as a string", `[teleport]\nidentity = "/id"\nrefresh_identity = "yes"`, [
       'teleport.refresh_identity: must be a boolean, got a string "yes"',
@@ -1005,6 +1006,18 @@ Deno.test("teleport.refresh_identity_interval: at least 1s, at most Go's longest
       assert.equal(config.teleport.refreshIdentityIntervalMs, ms);
     });
   }
+  await t.step("an integer is nanoseconds, as Go's TOML decoder reads a time.Duration", () => {
+    const interval = (value: string) =>
+      doc({ teleport: `[teleport]\nidentity = "/id"\nrefresh_identity_interval = ${value}` });
+    assert.equal(accept(interval("60000000000")).config.teleport.refreshIdentityIntervalMs, 60_000);
+    assert.deepEqual(problemsOf(interval("1000")), [
+      `${key}: must be at least 1s (re-reading the identity file more often only burns CPU), ` +
+      "got 1000 (nanoseconds)",
+    ]);
+    assert.deepEqual(problemsOf(interval("1.5")), [
+      `${key}: must be a duration string such as "1m" (or an integer of nanoseconds), got a float "1.5"`,
+    ]);
+  });
   const refused: Array<[written: string, problem: string]> = [
     [
       "1ns",
