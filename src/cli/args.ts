@@ -120,6 +120,8 @@ export function parseCommand(argv: readonly string[]): Command {
       ? {
         config: { type: "string", short: "c" },
         debug: { type: "boolean", short: "d" },
+        // The Go plugin's flag library also takes the negation; the last one given wins.
+        "no-debug": { type: "boolean" },
         help: { type: "boolean", short: "h" },
       }
       : first === "preview"
@@ -140,7 +142,9 @@ export function parseCommand(argv: readonly string[]): Command {
     return {
       kind: "start",
       configPath: typeof config === "string" ? config : DEFAULT_CONFIG_PATH,
-      debug: parsed.values.debug === true,
+      debug: parsed.values.debug === true &&
+        rest.lastIndexOf("--no-debug") <
+          Math.max(rest.lastIndexOf("-d"), rest.lastIndexOf("--debug")),
     };
   }
   if (first === "preview") {
