@@ -62,3 +62,33 @@ Deno.test("TELEPORT_PLUGIN_FAIL_FAST that is not a boolean is a startup error na
     await c.close();
   }
 });
+
+Deno.test("TELEPORT_PLUGIN_FAIL_FAST=true: a renewed identity moves the watch to the new connection, it does not end the plugin", async () => {
+  const c = await startCluster();
+  try {
+    // The live certificate expires within the reconnect margin, so a renewal makes the client
+    // move to a new connection (as with tbot's 1 h certificates, once an hour).
+    await c.teleport.writeIdentity(c.identityPath, { notAfter: new Date(Date.now() + 65_000) });
+    const plugin = runInProcess(await c.writeConfig({ refreshInterval: "1s" }), {
+      env: { TELEPORT_PLUGIN_FAIL_FAST: "true" },
+    });
+    await plugin.ready;
+    let exited = false;
+    plugin.done.then(() => exited = true, () => exited = true);
+    const streams = c.teleport.callCount("WatchEvents");
+    await c.teleport.writeIdentity(c.identityPath, {
+      notAfter: new Date(Date.now() + 3_600_000),
+    });
+    await eventually(
+      () => c.teleport.callCount("WatchEvents") > streams,
+      10_000,
+      "the watch reopened",
+    );
+    c.teleport.createRequest({ user: "alice", roles: ["editor"] });
+    await c.smtp.waitFor(1, 10_000);
+    assert.equal(exited, false, "the plugin ended");
+    assert.equal(await plugin.stop(), 0);
+  } finally {
+    await c.close();
+  }
+});

@@ -32,7 +32,7 @@ import {
   type CredentialsSource,
   type Env,
 } from "./dial.ts";
-import { CompareFailedError, fromGrpcError, isTeleportError } from "./errors.ts";
+import { CompareFailedError, fromGrpcError, isTeleportError, StreamMovedError } from "./errors.ts";
 import {
   type AccessMonitoringRule,
   type AccessRequest,
@@ -86,6 +86,8 @@ export class GrpcTeleportClient implements TeleportClient {
   /** Set once the server answered that it has no `UsersService` (older Teleport). */
   #legacyGetUser = false;
   readonly #watches = new Set<grpc.ClientReadableStream<unknown>>();
+  /** Watch calls `reconnect` cancelled: their end is a move, not a loss. */
+  readonly #moved = new WeakSet<grpc.ClientReadableStream<unknown>>();
   /** Connections replaced by `reconnect()`, closed after a grace period. */
   readonly #retired = new Map<ReturnType<typeof setTimeout>, grpc.Client[]>();
 
@@ -119,7 +121,10 @@ export class GrpcTeleportClient implements TeleportClient {
     const oldAmr = this.#amr;
     const oldUsers = this.#users;
     this.#open();
-    for (const call of this.#watches) call.cancel();
+    for (const call of this.#watches) {
+      this.#moved.add(call);
+      call.cancel();
+    }
     const timer = setTimeout(() => {
       this.#retired.delete(timer);
       oldUsers.close();
@@ -166,8 +171,10 @@ export class GrpcTeleportClient implements TeleportClient {
         const event = toWatchEvent(message as PbEvent);
         if (event) yield event;
       }
+      if (this.#moved.has(call)) throw new StreamMovedError("WatchEvents");
     } catch (error) {
       if (signal?.aborted) throw signal.reason;
+      if (this.#moved.has(call)) throw new StreamMovedError("WatchEvents");
       throw fromGrpcError(error, "WatchEvents");
     } finally {
       this.#watches.delete(call);

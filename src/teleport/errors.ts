@@ -55,6 +55,17 @@ export class CompareFailedError extends TeleportError {
   }
 }
 
+/**
+ * A watch stream the client itself ended to move to a new connection (the
+ * identity was renewed): not a lost stream, to be reopened at once.
+ */
+export class StreamMovedError extends TeleportError {
+  constructor(what: string) {
+    super("cancelled", `${what} moved to a new connection`);
+    this.name = "StreamMovedError";
+  }
+}
+
 /** Whether `error` is a `TeleportError` of one of `kinds`. */
 export function isTeleportError(
   error: unknown,

@@ -6,6 +6,7 @@
 export {
   CompareFailedError,
   isTeleportError,
+  StreamMovedError,
   TeleportError,
   type TeleportErrorKind,
 } from "./errors.ts";

@@ -6,7 +6,12 @@
  * when the stream breaks. It never gives up while not stopped.
  */
 import type { Logger } from "@logtape/logtape";
-import { isTeleportError, type TeleportClient, type WatchEvent } from "./types.ts";
+import {
+  isTeleportError,
+  StreamMovedError,
+  type TeleportClient,
+  type WatchEvent,
+} from "./types.ts";
 import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
 import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
@@ -204,6 +209,12 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
     } catch (error) {
       if (signal.aborted) break;
       const reason = streamAbort.signal.aborted ? streamAbort.signal.reason : error;
+      if (reason instanceof StreamMovedError) {
+        // The client moved to a new connection (a renewed identity): reopen at once; the INIT
+        // that follows reconciles what came in between. Not a loss, so fail fast does not apply.
+        log.info("Watch stream moved to the new connection: reopening it");
+        continue;
+      }
       options.onDisconnect?.(reason);
       if (options.giveUp?.(reason)) {
         log.error("Watch stream lost ({error}); not reconnecting", { error: reason });
