@@ -13,6 +13,8 @@ import {
   eventually,
   type InProcessPlugin,
   runInProcess,
+  SMTP_PASSWORD,
+  SMTP_USER,
   startCluster,
   withTimeout,
 } from "./harness.ts";
@@ -238,4 +240,29 @@ fault("two replicas during a burst; the busier one leaves half way", async () =>
     await expectRecorded(c, ids, resolved);
     assert.ok(sentBy(leaving) > 0 && sentBy(staying) > 0, "both replicas sent emails");
   });
+});
+
+Deno.test("a relay that refuses the password for a while (535) delays the emails, none is given up on", async () => {
+  // The fake relay reads the password it wants at each login.
+  const smtpAuth = { username: SMTP_USER, password: SMTP_PASSWORD };
+  const c = await startCluster({ smtp: { auth: smtpAuth } });
+  try {
+    const plugin = runInProcess(await c.writeConfig());
+    await plugin.ready;
+    smtpAuth.password = "rotated-on-the-relay";
+    const id = c.teleport.createRequest({ user: "alice", roles: ["editor"] }).Metadata!.Name!;
+    await eventually(() => c.smtp.authFailures.length >= 2, 10_000, "logins refused");
+    // The relay's password is fixed: the email goes out, and nobody was recorded as failed.
+    smtpAuth.password = SMTP_PASSWORD;
+    await c.smtp.waitFor(1, MAIL_WAIT_MS);
+    await eventually(
+      () => !!c.teleport.pluginData(id)?.email_threads,
+      5_000,
+      "the thread recorded",
+    );
+    assert.equal(c.teleport.pluginData(id)?.email_failed, undefined);
+    assert.equal(await plugin.stop(), 0);
+  } finally {
+    await c.close();
+  }
 });

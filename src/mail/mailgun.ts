@@ -3,8 +3,11 @@
  * basic auth `api:<key>`, threading and `Auto-Submitted` as `h:` fields, TLS
  * required for delivery; Mailgun's id (which it returns in angle brackets)
  * becomes the thread's Message-ID without them. Errors become `MailError`s:
- * HTTP 429, 5xx and network failures transient (with the `Retry-After` the
- * API asked for), other 4xx permanent.
+ * permanent only when the API refused this message (HTTP 400, 413, 422);
+ * everything else is the mailer being down until fixed or over (401/403 of
+ * a rotated key or a disabled domain, 404, 429 with the `Retry-After` the
+ * API asked for, 5xx, network and certificate failures): transient, so that
+ * no recipient is given up on for it.
  *
  * The request is made with `fetch`, not mailgun.js: mailgun.js drops the
  * response headers of a failed request (its `MailgunAPIError` keeps status
@@ -40,8 +43,8 @@ import { messageIdGenerator } from "./message_id.ts";
 
 /** Whole-request timeout of one API call (connect, upload, answer). */
 const REQUEST_TIMEOUT_MS = 10_000;
-/** HTTP 429: Mailgun's rate limit, worth retrying later. */
-const HTTP_TOO_MANY_REQUESTS = 429;
+/** The answers that refuse this message itself (bad parameters, too large): no retry helps. */
+const MESSAGE_REFUSALS: ReadonlySet<number> = new Set([400, 413, 422]);
 /** Subject of the test-mode message the health check sends (Mailgun does not deliver it). */
 const HEALTH_CHECK_SUBJECT = "teleport-email health check";
 /** The user name of Mailgun's basic auth. */
@@ -126,7 +129,7 @@ export function mailgunHttpError(
   details = redact(details, context.key).slice(0, MAX_ANSWER_CHARS);
   const reason = answer.statusText === "" ? "" : ` ${answer.statusText}`;
   return new MailError(`${prefixOf(context)}: HTTP ${status}${reason}: ${details}`, {
-    transient: status === HTTP_TOO_MANY_REQUESTS || status >= 500,
+    transient: !MESSAGE_REFUSALS.has(status),
     code: `HTTP_${status}`,
     status,
     response: details,
@@ -144,7 +147,7 @@ const NETWORK_CODES: ReadonlyArray<[RegExp, string]> = [
   [/dns error|failed to lookup address/i, "ENOTFOUND"],
 ];
 
-/** A request that got no HTTP answer as a `MailError`: transient, unless a certificate failed. */
+/** A request that got no HTTP answer as a `MailError`: transient (a failed certificate too). */
 export function mailgunNetworkError(
   err: unknown,
   context: ErrorContext & { readonly timedOut: boolean; readonly timeoutMs: number },
@@ -166,7 +169,7 @@ export function mailgunNetworkError(
     ? `no answer within ${context.timeoutMs} ms`
     : "no answer";
   return new MailError(`${prefixOf(context)}: ${reason} (${code}): ${detail}`, {
-    transient: !certificate,
+    transient: true,
     code,
     server: serverOf(context.apiBase),
     ...(context.recipient === undefined ? {} : { recipient: context.recipient }),

@@ -152,7 +152,7 @@ Deno.test("mailgun: 400 is permanent and keeps the API's message", async () => {
   });
 });
 
-Deno.test("mailgun: a wrong key is a permanent 401 that does not show the key", async () => {
+Deno.test("mailgun: a wrong key is a 401, a mailer down (transient: a rotated key is fixed, no recipient given up on), that does not show the key", async () => {
   const wrongKey = "key-ffffffffffffffffffffffffffffffff";
   await withMailgun(async (mailer, api) => {
     for (
@@ -161,7 +161,7 @@ Deno.test("mailgun: a wrong key is a permanent 401 that does not show the key", 
         await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" })),
       ]
     ) {
-      assert.equal(err.transient, false);
+      assert.equal(err.transient, true);
       assert.equal(err.status, 401);
       assert.equal(err.response, "Forbidden");
       const everything = `${err.message} ${JSON.stringify(err)} ${Deno.inspect(err)}`;
@@ -171,10 +171,10 @@ Deno.test("mailgun: a wrong key is a permanent 401 that does not show the key", 
   }, { privateKey: new Secret(wrongKey) });
 });
 
-Deno.test("mailgun: an unknown domain is permanent", async () => {
+Deno.test("mailgun: an unknown domain is a mailer down (transient) until the config is fixed", async () => {
   await withMailgun(async (mailer) => {
     const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
-    assert.equal(err.transient, false);
+    assert.equal(err.transient, true);
     assert.equal(err.status, 404);
     assert.match(err.response ?? "", /Domain not found/);
   }, { domain: "other.example.com" });
@@ -254,8 +254,10 @@ Deno.test("mailgun: error mapping of answers and of requests without one", () =>
     mailgunHttpError({ status, statusText: "", body }, context);
   const answers: Array<[MailError, boolean, string]> = [
     [http(400, JSON.stringify({ message: "bad" })), false, "HTTP_400"],
-    [http(402, "pay"), false, "HTTP_402"],
-    [http(301, ""), false, "HTTP_301"],
+    [http(413, "too large"), false, "HTTP_413"],
+    [http(402, "pay"), true, "HTTP_402"],
+    [http(403, "domain disabled"), true, "HTTP_403"],
+    [http(301, ""), true, "HTTP_301"],
     [http(429, "slow down"), true, "HTTP_429"],
     [http(502, "<html>"), true, "HTTP_502"],
   ];
@@ -270,7 +272,7 @@ Deno.test("mailgun: error mapping of answers and of requests without one", () =>
     ],
     [network(fetchFailed("connection reset by peer")), true, "ECONNRESET"],
     [network(fetchFailed("dns error: failed to lookup address information")), true, "ENOTFOUND"],
-    [network(fetchFailed("invalid peer certificate: UnknownIssuer")), false, "ERR_TLS_CERT"],
+    [network(fetchFailed("invalid peer certificate: UnknownIssuer")), true, "ERR_TLS_CERT"],
     [network(new DOMException("timed out", "TimeoutError"), true), true, "ETIMEDOUT"],
     [network(new TypeError("boom")), true, "ENETWORK"],
   ];

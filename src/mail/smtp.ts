@@ -278,6 +278,8 @@ interface NodemailerError {
   response?: unknown;
   responseCode?: unknown;
   recipient?: unknown;
+  /** The SMTP command that failed ("RCPT TO", "DATA", "AUTH PLAIN", "CONN", "API"…). */
+  command?: unknown;
   rejectedErrors?: unknown;
   /** An `AggregateError`'s parts: one failed connect per address of the host. */
   errors?: unknown;
@@ -287,10 +289,29 @@ function stringField(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
-/** Transient: 4xx replies (and 503, a session state problem), broken connections, timeouts. */
-function isTransient(status: number | undefined, code: string | undefined, original?: string) {
-  if (status !== undefined) return status < 500 || status === 503;
-  if (isCertificateErrorCode(original)) return false;
+/** The commands whose refusal is about this email or its recipient, not the session. */
+const MESSAGE_COMMANDS = new Set(["RCPT TO", "DATA"]);
+
+/**
+ * Permanent only when the server refused this email: a 5xx (but 503) to its
+ * RCPT TO or DATA, or a message the client cannot send at all. A refused
+ * session (greeting, STARTTLS, certificate, AUTH, MAIL FROM: a rotated
+ * password, an expired certificate, a relay that now wants TLS) is the mailer
+ * being down for every email until someone fixes it: transient, so that no
+ * recipient is given up on for it. So are 4xx replies, broken connections and
+ * timeouts.
+ */
+function isTransient(
+  status: number | undefined,
+  code: string | undefined,
+  original: string | undefined,
+  command: string | undefined,
+) {
+  if (status !== undefined) {
+    return status < 500 || status === 503 || command === undefined ||
+      !MESSAGE_COMMANDS.has(command);
+  }
+  if (isCertificateErrorCode(original) || code === "EAUTH") return true;
   return code !== undefined && CONNECTION_ERROR_CODES.has(code);
 }
 
@@ -343,7 +364,7 @@ export function smtpMailError(
   );
   const finalCode = original ?? code;
   return new MailError(message, {
-    transient: isTransient(status, code, original),
+    transient: isTransient(status, code, original, stringField(e.command)),
     ...(finalCode === undefined ? {} : { code: finalCode }),
     ...(status === undefined ? {} : { status }),
     ...(response === undefined ? {} : { response: redact(response, context.password) }),

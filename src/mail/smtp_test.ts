@@ -164,14 +164,14 @@ Deno.test("smtp: CR/LF in the subject or a header value never makes a header", a
   );
 });
 
-Deno.test("smtp: mandatory STARTTLS fails when the server does not offer it", async () => {
+Deno.test("smtp: mandatory STARTTLS fails when the server does not offer it, as a mailer down (transient)", async () => {
   const { server: cert } = await pki;
   await withSmtp(
     { tls: cert, starttls: false },
     (port, ca) => smtpConfig(port, { ca: ca.cert }),
     async (mailer, server) => {
       const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
-      assert.equal(err.transient, false);
+      assert.equal(err.transient, true);
       assert.equal(err.code, "ETLS");
       assert.match(err.message, /STARTTLS/);
       assert.match(err.response ?? "", /^5\d\d /);
@@ -284,14 +284,14 @@ Deno.test("smtp: implicit TLS against a real server on port 465", async (t) => {
   }
 });
 
-Deno.test("smtp: a certificate from an untrusted CA fails verification", async () => {
+Deno.test("smtp: a certificate from an untrusted CA fails verification, as a mailer down (transient)", async () => {
   const { server: cert } = await pki;
   await withSmtp(
     { tls: cert },
     (port) => smtpConfig(port),
     async (mailer, server) => {
       const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
-      assert.equal(err.transient, false);
+      assert.equal(err.transient, true);
       assert.equal(err.code, "UNABLE_TO_VERIFY_LEAF_SIGNATURE");
       assert.match(err.message, /certificate verification failed/);
       assert.equal(server.messages.length, 0);
@@ -301,14 +301,14 @@ Deno.test("smtp: a certificate from an untrusted CA fails verification", async (
   );
 });
 
-Deno.test("smtp: a certificate for another name fails verification", async () => {
+Deno.test("smtp: a certificate for another name fails verification, as a mailer down (transient)", async () => {
   const { wrongName } = await pki;
   await withSmtp(
     { tls: wrongName },
     (port, ca) => smtpConfig(port, { ca: ca.cert }),
     async (mailer) => {
       const err = await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" }));
-      assert.equal(err.transient, false);
+      assert.equal(err.transient, true);
       assert.equal(err.code, "ERR_TLS_CERT_ALTNAME_INVALID");
     },
   );
@@ -329,7 +329,7 @@ Deno.test("smtp: implicit TLS with an untrusted CA fails verification", async ()
   }
 });
 
-Deno.test("smtp: failed AUTH is permanent, keeps the server's answer, hides the password", async () => {
+Deno.test("smtp: failed AUTH is a mailer down (transient: a rotated password is fixed, no recipient given up on), keeps the server's answer, hides the password", async () => {
   const { server: cert } = await pki;
   const wrong = "Wr0ng-S3cret-Passw0rd";
   await withSmtp(
@@ -342,7 +342,7 @@ Deno.test("smtp: failed AUTH is permanent, keeps the server's answer, hides the 
           await mailError(mailer.send({ to: "a@example.com", subject: "s", text: "t" })),
         ]
       ) {
-        assert.equal(err.transient, false);
+        assert.equal(err.transient, true);
         assert.equal(err.code, "EAUTH");
         assert.equal(err.status, 535);
         assert.equal(err.response, "535 5.7.8 Authentication credentials invalid");
