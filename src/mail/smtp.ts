@@ -29,6 +29,7 @@
  *   wire, not Nodemailer's state, so it holds whatever path Nodemailer took.
  */
 import "./_smtp_no_pipelining.ts";
+import "./_smtp_end_of_data_wait.ts";
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";
 import net from "node:net";
 import type { SmtpConfig, StarttlsPolicy } from "../config/types.ts";
@@ -67,7 +68,10 @@ const MAX_MESSAGES_PER_CONNECTION = 100;
 const CONNECTION_TIMEOUT_MS = 10_000;
 /** Time from connecting to the server's greeting (and to the end of STARTTLS). */
 const GREETING_TIMEOUT_MS = 10_000;
-/** Longest silence of the server in the middle of a session. */
+/**
+ * Longest silence of the server in the middle of a session; its answer to
+ * the message's final "." is waited for longer (`_smtp_end_of_data_wait.ts`).
+ */
 const SOCKET_TIMEOUT_MS = 10_000;
 /** An idle pooled connection is closed (QUIT) before the socket timeout would cut it. */
 const IDLE_TIMEOUT_MS = 5_000;
@@ -394,12 +398,16 @@ export function createSmtpMailer(
   const handedOver = new Slots(MAX_HANDED_OVER);
   const server = `${cfg.host}:${cfg.port}`;
   const password = smtpRedaction(cfg.username, cfg.password?.reveal());
+  const messageIds = new WeakMap<OutgoingEmail, string>();
 
   return {
     async send(email: OutgoingEmail, signal?: AbortSignal): Promise<SentEmail> {
       signal?.throwIfAborted();
       const prepared = prepareEmail(email);
-      const messageId = nextMessageId();
+      // Tries of one email (`sendWithRetry`) share its Message-ID: a copy delivered by a try
+      // whose answer was lost is then a duplicate mail systems and clients can recognise.
+      let messageId = messageIds.get(email);
+      if (messageId === undefined) messageIds.set(email, messageId = nextMessageId());
       await handedOver.acquire(signal);
       try {
         const { envelope, raw } = await compose(prepared, messageId);

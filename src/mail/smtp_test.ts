@@ -121,6 +121,28 @@ Deno.test("smtp: STARTTLS + AUTH delivers text and html with the threading heade
   );
 });
 
+Deno.test("smtp: the tries of one email share its Message-ID, other emails get their own", async () => {
+  const { server: cert } = await pki;
+  await withSmtp(
+    { tls: cert },
+    (port, ca) => smtpConfig(port, { ca: ca.cert }),
+    async (mailer, server) => {
+      const email = { to: "a@example.com", subject: "s", text: "t" };
+      const first = await mailer.send(email);
+      const again = await mailer.send(email); // as sendWithRetry tries it again
+      const other = await mailer.send({ ...email });
+      assert.equal(again.messageId, first.messageId);
+      assert.notEqual(other.messageId, first.messageId);
+      const ids = (await server.waitFor(3)).map((m) => m.headerAll("Message-ID"));
+      assert.deepEqual(ids, [
+        [`<${first.messageId}>`],
+        [`<${first.messageId}>`],
+        [`<${other.messageId}>`],
+      ]);
+    },
+  );
+});
+
 Deno.test("smtp: reply ids get exactly one pair of angle brackets", async () => {
   const { server: cert } = await pki;
   await withSmtp(
