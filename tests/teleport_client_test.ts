@@ -323,6 +323,50 @@ bounded("listAccessRequests reads every page (the server pages by 2)", async (de
   assert.deepEqual(one.map((r) => r.id), ["r3"]);
 });
 
+bounded(
+  "listAccessRequests asks again with smaller pages when one is over the 4 MiB a message may have",
+  async (defer) => {
+    const server = await startServer(defer, { listPageSize: 500 });
+    const client = await connect(defer, server);
+    // Within Teleport's limits: a 4,000-character reason, 60 resources; 500 of them are ~4.5 MB.
+    const resources = Array.from({ length: 60 }, (_, i) => ({
+      kind: "node",
+      name: `node-${i}-${"x".repeat(40)}`,
+    }));
+    for (let i = 0; i < 500; i++) {
+      server.createRequest({
+        user: `u${i}@example.com`,
+        roles: ["editor"],
+        reason: "r".repeat(4000),
+        requestedResources: resources,
+      });
+    }
+    const all = await client.listAccessRequests();
+    assert.equal(all.length, 500);
+    assert.equal(new Set(all.map((r) => r.id)).size, 500);
+    // One refused page of 500, then pages of 250.
+    assert.equal(server.callCount("ListAccessRequests"), 1 + 2);
+  },
+);
+
+bounded(
+  "listAccessRequests stops with an error when the server's page keys come back",
+  async (defer) => {
+    const server = await startServer(defer, { listPageSize: 1 });
+    const client = await connect(defer, server);
+    server.createRequest({ user: "alice", roles: ["editor"] });
+    server.createRequest({ user: "bob", roles: ["editor"] });
+    // A faulty server: every request at the same place, so each next key points back to the start.
+    const order = server.cluster.creationOrder.bind(server.cluster);
+    server.cluster.creationOrder = () => order().map((r) => ({ ...r, createdMs: 1, seq: 1 }));
+    await assert.rejects(
+      client.listAccessRequests(),
+      /pages do not end \(a next page key came back\)/,
+    );
+    assert.ok(server.callCount("ListAccessRequests") <= 3);
+  },
+);
+
 bounded("listAccessRequests falls back to GetAccessRequestsV2 on UNIMPLEMENTED", async (defer) => {
   const server = await startServer(defer, { implementListAccessRequests: false });
   const client = await connect(defer, server);

@@ -32,7 +32,13 @@ import {
   type CredentialsSource,
   type Env,
 } from "./dial.ts";
-import { CompareFailedError, fromGrpcError, isTeleportError, StreamMovedError } from "./errors.ts";
+import {
+  CompareFailedError,
+  fromGrpcError,
+  isTeleportError,
+  StreamMovedError,
+  TeleportError,
+} from "./errors.ts";
 import {
   type AccessMonitoringRule,
   type AccessRequest,
@@ -49,6 +55,11 @@ export const PLUGIN_NAME = "email";
 export const CALL_TIMEOUT_MS = 10_000;
 /** Page size when listing access requests and rules. */
 export const PAGE_SIZE = 500;
+/**
+ * Most pages one listing reads (5 M items at full pages): a server whose
+ * page keys never end is stopped there instead of filling the memory.
+ */
+export const MAX_PAGES = 10_000;
 /** Oldest Teleport this plugin talks to. */
 export const MIN_SERVER_VERSION = "6.1.0";
 
@@ -188,20 +199,16 @@ export class GrpcTeleportClient implements TeleportClient {
     signal?: AbortSignal,
   ): Promise<AccessRequest[]> {
     const Filter = filter.id ? { ID: filter.id } : {};
-    const out: AccessRequest[] = [];
-    let StartKey = "";
     try {
-      do {
+      return await listPages("ListAccessRequests", async (StartKey, Limit) => {
         const page = await this.#unary<object, PbListAccessRequestsResponse>(
           this.#auth,
           "ListAccessRequests",
-          { Filter, Limit: PAGE_SIZE, StartKey },
+          { Filter, Limit, StartKey },
           signal,
         );
-        for (const pb of page.AccessRequests ?? []) out.push(toAccessRequest(pb));
-        StartKey = page.NextKey ?? "";
-      } while (StartKey !== "");
-      return out;
+        return { items: (page.AccessRequests ?? []).map(toAccessRequest), next: page.NextKey };
+      });
     } catch (error) {
       if (!isTeleportError(error, "unsupported")) throw error;
     }
@@ -271,25 +278,21 @@ export class GrpcTeleportClient implements TeleportClient {
     }
   }
 
-  async listAccessMonitoringRules(signal?: AbortSignal): Promise<AccessMonitoringRule[]> {
-    const out: AccessMonitoringRule[] = [];
-    let page_token = "";
-    do {
+  listAccessMonitoringRules(signal?: AbortSignal): Promise<AccessMonitoringRule[]> {
+    return listPages("ListAccessMonitoringRulesWithFilter", async (page_token, page_size) => {
       const page = await this.#unary<object, PbListAccessMonitoringRulesResponse>(
         this.#amr,
         "ListAccessMonitoringRulesWithFilter",
         {
-          page_size: PAGE_SIZE,
+          page_size,
           page_token,
           subjects: [KIND_ACCESS_REQUEST],
           notification_name: PLUGIN_NAME,
         },
         signal,
       );
-      for (const pb of page.rules ?? []) out.push(toAccessMonitoringRule(pb));
-      page_token = page.next_page_token ?? "";
-    } while (page_token !== "");
-    return out;
+      return { items: (page.rules ?? []).map(toAccessMonitoringRule), next: page.next_page_token };
+    });
   }
 
   async getUser(name: string, signal?: AbortSignal): Promise<TeleportUser> {
@@ -410,4 +413,47 @@ export async function connectTeleport(
     route: connected.channel.description,
   });
   return { client, ping };
+}
+
+/**
+ * Every page of a listing, from the first key (""), `PAGE_SIZE` items a
+ * page. A page too large for the client to receive (over grpc-js's 4 MiB:
+ * 500 requests with long reasons and many resources) is asked for again
+ * with half as many items, down to one, as Teleport's Go client does for its
+ * listings. A next key the listing has already seen, or more than
+ * `MAX_PAGES` pages, is an error: a faulty server would otherwise be listed
+ * without end.
+ */
+async function listPages<T>(
+  what: string,
+  fetchPage: (key: string, limit: number) => Promise<{ items: T[]; next?: string | undefined }>,
+): Promise<T[]> {
+  const out: T[] = [];
+  const seen = new Set<string>([""]);
+  let limit = PAGE_SIZE;
+  let key = "";
+  for (let pages = 1;; pages++) {
+    let page: { items: T[]; next?: string | undefined };
+    try {
+      page = await fetchPage(key, limit);
+    } catch (error) {
+      if (!isTeleportError(error, "too_large") || limit === 1) throw error;
+      limit = Math.max(1, Math.floor(limit / 2));
+      pages--;
+      continue;
+    }
+    for (const item of page.items) out.push(item);
+    const next = page.next ?? "";
+    if (next === "") return out;
+    if (seen.has(next) || pages >= MAX_PAGES) {
+      throw new TeleportError(
+        "other",
+        `${what} failed: the server's pages do not end (${
+          seen.has(next) ? "a next page key came back" : `over ${MAX_PAGES} pages`
+        }); listing stopped`,
+      );
+    }
+    seen.add(next);
+    key = next;
+  }
 }
