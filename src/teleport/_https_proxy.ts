@@ -148,20 +148,28 @@ function firstNonEmpty(env: Env, ...names: string[]): string | undefined {
   return undefined;
 }
 
+/** A URL's scheme ("http://", "socks5://"…): a value without one is taken as http://. */
+const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** The value as it may be shown: without the user info (a proxy password) it may carry. */
+function shownProxyValue(raw: string): string {
+  const at = raw.lastIndexOf("@");
+  if (at === -1) return raw;
+  const scheme = SCHEME.exec(raw)?.[0] ?? "";
+  return `${scheme}[redacted]${raw.slice(at)}`;
+}
+
 function parseProxyUrl(raw: string): HttpProxy {
   let url: URL | undefined;
   try {
-    url = new URL(raw);
+    // Go retries "host:port" and other scheme-less values as http://.
+    url = new URL(SCHEME.test(raw) ? raw : `http://${raw}`);
   } catch {
     url = undefined;
   }
-  // Go retries "host:port" and other scheme-less values as http://.
   if (!url || url.host === "") {
-    try {
-      url = new URL(`http://${raw}`);
-    } catch (e) {
-      throw new Error(`Invalid HTTPS_PROXY ${JSON.stringify(raw)}: not a URL`, { cause: e });
-    }
+    // No cause: the URL parser's error repeats the value, password and all.
+    throw new Error(`Invalid HTTPS_PROXY ${JSON.stringify(shownProxyValue(raw))}: not a URL`);
   }
   if (url.protocol !== "http:") {
     throw new Error(

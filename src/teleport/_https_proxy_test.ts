@@ -61,3 +61,26 @@ Deno.test("httpsProxyFor follows Go's httpproxy rules", () => {
     /Unsupported HTTPS_PROXY scheme "socks5:"/,
   );
 });
+
+Deno.test("an HTTPS_PROXY that is not a URL is named without its password", () => {
+  for (
+    const [value, shown] of [
+      ["alice:S3cr3tPw@[proxy:3128", "[redacted]@[proxy:3128"],
+      // An impossible port is refused, not re-read as a proxy named "http".
+      ["http://alice:S3cr3tPw@proxy.corp:99999", "http://[redacted]@proxy.corp:99999"],
+    ]
+  ) {
+    let error: unknown;
+    try {
+      httpsProxyFor("a.example.com:443", { HTTPS_PROXY: value });
+    } catch (e) {
+      error = e;
+    }
+    const text = `${(error as Error).message} ${Deno.inspect(error)}`;
+    assert.ok(!text.includes("S3cr3tPw"), text);
+    assert.equal(
+      (error as Error).message,
+      `Invalid HTTPS_PROXY ${JSON.stringify(shown)}: not a URL`,
+    );
+  }
+});

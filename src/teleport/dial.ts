@@ -301,6 +301,9 @@ export function connectAuth<T>(
 ): Promise<Connected<T>> {
   try {
     opts.signal?.throwIfAborted();
+    // A proxy setting that cannot be used is refused here, before any route runs (each route
+    // reads it again, inside its own error handling).
+    httpsProxyFor(addr, opts.env);
   } catch (e) {
     return Promise.reject(e);
   }
