@@ -142,9 +142,8 @@ export function parseCommand(argv: readonly string[]): Command {
     return {
       kind: "start",
       configPath: typeof config === "string" ? config : DEFAULT_CONFIG_PATH,
-      debug: parsed.values.debug === true &&
-        rest.lastIndexOf("--no-debug") <
-          Math.max(rest.lastIndexOf("-d"), rest.lastIndexOf("--debug")),
+      // The last of -d/--debug (also in a group such as -dc) and --no-debug wins.
+      debug: lastOption(parsed, ["debug", "no-debug"]) === "debug",
     };
   }
   if (first === "preview") {
@@ -165,9 +164,15 @@ export function parseCommand(argv: readonly string[]): Command {
 
 type FlagSpec = Record<string, { type: "string" | "boolean"; short?: string }>;
 
+/** Which of `names` was given last (`parseArgs` with tokens), if any. */
+function lastOption(parsed: object, names: readonly string[]): string | undefined {
+  const tokens = (parsed as { tokens?: Array<{ kind: string; name?: string }> }).tokens ?? [];
+  return tokens.findLast((t) => t.kind === "option" && names.includes(t.name ?? ""))?.name;
+}
+
 function parseFlags(args: string[], options: FlagSpec) {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: true });
+    return parseArgs({ args, options, strict: true, allowPositionals: true, tokens: true });
   } catch (error) {
     throw new UsageError(describeParseError(error));
   }

@@ -4,6 +4,7 @@ import { type Command, DEFAULT_CONFIG_PATH, parseCommand, usage, UsageError } fr
 const ok: [string[], Command][] = [
   [["start"], { kind: "start", configPath: DEFAULT_CONFIG_PATH, debug: false }],
   [["start", "-c", "/x.toml"], { kind: "start", configPath: "/x.toml", debug: false }],
+  [["start", "-dc", "/x.toml"], { kind: "start", configPath: "/x.toml", debug: true }],
   [["start", "-d", "--no-debug"], { kind: "start", configPath: DEFAULT_CONFIG_PATH, debug: false }],
   [["start", "--no-debug", "--debug"], {
     kind: "start",
