@@ -148,7 +148,7 @@ function firstNonEmpty(env: Env, ...names: string[]): string | undefined {
   return undefined;
 }
 
-/** A URL's scheme ("http://", "socks5://"…): a value without one is taken as http://. */
+/** A URL's "scheme://" ("http://", "socks5://"…). */
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 /** The value as it may be shown: without the user info (a proxy password) it may carry. */
@@ -160,13 +160,17 @@ function shownProxyValue(raw: string): string {
 }
 
 function parseProxyUrl(raw: string): HttpProxy {
-  let url: URL | undefined;
-  try {
-    // Go retries "host:port" and other scheme-less values as http://.
-    url = new URL(SCHEME.test(raw) ? raw : `http://${raw}`);
-  } catch {
-    url = undefined;
-  }
+  const parse = (text: string) => {
+    try {
+      return new URL(text);
+    } catch {
+      return undefined;
+    }
+  };
+  let url = parse(raw);
+  // Go retries "host:port" and other values without a host as http://; not one that has a
+  // "scheme://" already ("http://u:p@host:99999" would become a proxy named "http").
+  if ((!url || url.host === "") && !SCHEME.test(raw)) url = parse(`http://${raw}`);
   if (!url || url.host === "") {
     // No cause: the URL parser's error repeats the value, password and all.
     throw new Error(`Invalid HTTPS_PROXY ${JSON.stringify(shownProxyValue(raw))}: not a URL`);

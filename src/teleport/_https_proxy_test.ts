@@ -62,6 +62,16 @@ Deno.test("httpsProxyFor follows Go's httpproxy rules", () => {
   );
 });
 
+Deno.test("HTTPS_PROXY spellings the URL parser reads as they are stay so", () => {
+  for (const value of ["http:/proxy:3128", "http:proxy:3128", "proxy:3128", "//proxy:3128"]) {
+    assert.equal(
+      httpsProxyFor("a.example.com:443", { HTTPS_PROXY: value })?.display,
+      "http://proxy:3128",
+      value,
+    );
+  }
+});
+
 Deno.test("an HTTPS_PROXY that is not a URL is named without its password", () => {
   for (
     const [value, shown] of [
