@@ -3,7 +3,8 @@
  * basic auth `api:<key>`, threading and `Auto-Submitted` as `h:` fields, TLS
  * required for delivery; Mailgun's id (which it returns in angle brackets)
  * becomes the thread's Message-ID without them. Errors become `MailError`s:
- * permanent only when the API refused this message (HTTP 400, 413, 422);
+ * permanent only when the API refused this message (HTTP 400, 413, 422, and
+ * a sandbox domain's 403 for a recipient it is not authorised to mail);
  * everything else is the mailer being down until fixed or over (401/403 of
  * a rotated key or a disabled domain, 404, 429 with the `Retry-After` the
  * API asked for, 5xx, network and certificate failures): transient, so that
@@ -45,6 +46,10 @@ import { messageIdGenerator } from "./message_id.ts";
 const REQUEST_TIMEOUT_MS = 10_000;
 /** The answers that refuse this message itself (bad parameters, too large): no retry helps. */
 const MESSAGE_REFUSALS: ReadonlySet<number> = new Set([400, 413, 422]);
+/** HTTP 403: a refused account or domain, or (sandbox domains) one recipient not authorised. */
+const HTTP_FORBIDDEN = 403;
+/** What a sandbox domain's 403 for a recipient outside its authorised list says. */
+const UNAUTHORISED_RECIPIENT = /authori[sz]ed recipient/i;
 /** Subject of the test-mode message the health check sends (Mailgun does not deliver it). */
 const HEALTH_CHECK_SUBJECT = "teleport-email health check";
 /** The user name of Mailgun's basic auth. */
@@ -129,7 +134,8 @@ export function mailgunHttpError(
   details = redact(details, context.key).slice(0, MAX_ANSWER_CHARS);
   const reason = answer.statusText === "" ? "" : ` ${answer.statusText}`;
   return new MailError(`${prefixOf(context)}: HTTP ${status}${reason}: ${details}`, {
-    transient: !MESSAGE_REFUSALS.has(status),
+    transient: !MESSAGE_REFUSALS.has(status) &&
+      !(status === HTTP_FORBIDDEN && UNAUTHORISED_RECIPIENT.test(details)),
     code: `HTTP_${status}`,
     status,
     response: details,

@@ -257,6 +257,18 @@ Deno.test("mailgun: error mapping of answers and of requests without one", () =>
     [http(413, "too large"), false, "HTTP_413"],
     [http(402, "pay"), true, "HTTP_402"],
     [http(403, "domain disabled"), true, "HTTP_403"],
+    [
+      http(
+        403,
+        JSON.stringify({
+          message: "Domain sandbox123.mailgun.org is not allowed to send: Free accounts are for " +
+            "test purposes only. Please upgrade or add the address to authorized recipients in " +
+            "Account Settings.",
+        }),
+      ),
+      false,
+      "HTTP_403",
+    ],
     [http(301, ""), true, "HTTP_301"],
     [http(429, "slow down"), true, "HTTP_429"],
     [http(502, "<html>"), true, "HTTP_502"],

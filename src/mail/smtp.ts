@@ -293,6 +293,13 @@ function stringField(value: unknown): string | undefined {
   return typeof value === "string" && value !== "" ? value : undefined;
 }
 
+/**
+ * A refusal to relay ("554 5.7.1 <a@b.c>: Relay access denied", "550 relaying
+ * denied"): given to every recipient at RCPT TO when the session lost its
+ * right to relay (its login, an allowed address), so a session failure too.
+ */
+const RELAY_DENIED = /\brelay(ing)?\b.*\b(denied|not permitted|not allowed|prohibited)\b/i;
+
 /** The commands whose refusal is about this email or its recipient, not the session. */
 const MESSAGE_COMMANDS = new Set(["RCPT TO", "DATA"]);
 
@@ -310,10 +317,11 @@ function isTransient(
   code: string | undefined,
   original: string | undefined,
   command: string | undefined,
+  response: string | undefined,
 ) {
   if (status !== undefined) {
     return status < 500 || status === 503 || command === undefined ||
-      !MESSAGE_COMMANDS.has(command);
+      !MESSAGE_COMMANDS.has(command) || RELAY_DENIED.test(response ?? "");
   }
   if (isCertificateErrorCode(original) || code === "EAUTH") return true;
   return code !== undefined && CONNECTION_ERROR_CODES.has(code);
@@ -368,7 +376,7 @@ export function smtpMailError(
   );
   const finalCode = original ?? code;
   return new MailError(message, {
-    transient: isTransient(status, code, original, stringField(e.command)),
+    transient: isTransient(status, code, original, stringField(e.command), response),
     ...(finalCode === undefined ? {} : { code: finalCode }),
     ...(status === undefined ? {} : { status }),
     ...(response === undefined ? {} : { response: redact(response, context.password) }),

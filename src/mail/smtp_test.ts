@@ -379,13 +379,16 @@ Deno.test("smtp: failed AUTH is a mailer down (transient: a rotated password is 
   );
 });
 
-Deno.test("smtp: 421 is transient, 550 for a recipient is permanent and names it", async () => {
+Deno.test("smtp: 421 is transient, 550 for a recipient is permanent and names it, a refusal to relay is transient", async () => {
   const { server: cert } = await pki;
   await withSmtp(
     {
       tls: cert,
       failMailFrom: { count: 1, reply: { code: 421, message: "4.7.0 Try again later" } },
-      rejectRecipients: { "gone@example.com": { code: 550, message: "5.1.1 No such user" } },
+      rejectRecipients: {
+        "gone@example.com": { code: 550, message: "5.1.1 No such user" },
+        "far@example.org": { code: 554, message: "5.7.1 <far@example.org>: Relay access denied" },
+      },
     },
     (port, ca) => smtpConfig(port, { ca: ca.cert }),
     async (mailer, server) => {
@@ -403,6 +406,13 @@ Deno.test("smtp: 421 is transient, 550 for a recipient is permanent and names it
       assert.equal(hard.recipient, "gone@example.com");
       assert.equal(hard.response, "550 5.1.1 No such user");
       assert.match(hard.message, /"gone@example\.com"/);
+
+      // A refusal to relay is the session's (its login or address lost the right), not the email's.
+      const relay = await mailError(
+        mailer.send({ to: "far@example.org", subject: "s", text: "t" }),
+      );
+      assert.equal(relay.transient, true);
+      assert.equal(relay.status, 554);
 
       await mailer.send({ to: "a@example.com", subject: "s", text: "t" });
       assert.equal((await server.waitFor(1)).length, 1);
