@@ -285,7 +285,8 @@ const GO_UNTAGGED_KEYS: Readonly<Partial<Record<SectionName, readonly string[]>>
  * upper-cased: `[SMTP]`, `HOST` and `Host` are read there as `[smtp]` and
  * `host`. The same spellings are folded here into ours, in Go's sections and
  * for the keys they know (role names stay as written); a key given in two
- * spellings is a problem.
+ * spellings is read in the one go-toml would read, the other ignored with
+ * a warning.
  */
 function foldGoSpellings(raw: Table, review: Review): Table {
   const fold = (
@@ -294,20 +295,30 @@ function foldGoSpellings(raw: Table, review: Review): Table {
     untagged: readonly string[],
     prefix: string,
   ) => {
-    const spellings = new Map<string, string>();
+    /** Each key's spellings in the order go-toml tries them (the first one present is read). */
+    const spellings = new Map<string, string[]>();
+    const oursOf = new Map<string, string>();
     for (const key of keys) {
-      spellings.set(key.toUpperCase(), key);
-      if (untagged.includes(key)) spellings.set(key.charAt(0).toUpperCase() + key.slice(1), key);
+      const tried = untagged.includes(key)
+        ? [key.charAt(0).toUpperCase() + key.slice(1), key, key.toUpperCase()]
+        : [key, key.toUpperCase()];
+      spellings.set(key, tried);
+      for (const spelling of tried) oursOf.set(spelling, key);
     }
     const out: Table = {};
     for (const [key, value] of Object.entries(table)) {
-      const ours = spellings.get(key);
-      if (ours === undefined || ours === key) {
-        if (!Object.hasOwn(out, key)) out[key] = value;
-      } else if (Object.hasOwn(table, ours) || Object.hasOwn(out, ours)) {
-        review.problem(`${prefix}${keyName(key)}`, `set twice, also as ${prefix}${ours}: keep one`);
-      } else {
-        out[ours] = value;
+      const ours = oursOf.get(key);
+      if (ours === undefined) {
+        out[key] = value;
+        continue;
+      }
+      const read = spellings.get(ours)!.find((spelling) => Object.hasOwn(table, spelling))!;
+      if (key === read) out[ours] = value;
+      else {
+        review.warning(
+          `${prefix}${keyName(key)}`,
+          `ignored: also set as ${prefix}${keyName(read)}, which is read (as the Go plugin does)`,
+        );
       }
     }
     return out;

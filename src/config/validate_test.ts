@@ -763,9 +763,23 @@ SEVERITY = "debug"`);
     assert.equal(config.mailer.kind === "smtp" && config.mailer.port, 2525);
     assert.equal(config.log.severity, "debug");
   });
-  await t.step("a key in two spellings is a problem", () => {
-    assert.deepEqual(problemsOf(doc({ mailer: `${SMTP}HOST = "other.example.com"` })), [
-      "smtp.HOST: set twice, also as smtp.host: keep one",
+  await t.step("a key in two spellings: the one Go reads wins, the other is warned about", () => {
+    const upper = accept(doc({ mailer: `${SMTP}HOST = "other.example.com"` }));
+    assert.equal(
+      upper.config.mailer.kind === "smtp" && upper.config.mailer.host,
+      "smtp.example.com",
+    );
+    assert.deepEqual(upper.warnings, [
+      "smtp.HOST: ignored: also set as smtp.host, which is read (as the Go plugin does)",
+    ]);
+    // For a field without a tag go-toml tries its name first.
+    const field = accept(doc({ mailer: `${SMTP}Host = "field.example.com"` }));
+    assert.equal(
+      field.config.mailer.kind === "smtp" && field.config.mailer.host,
+      "field.example.com",
+    );
+    assert.deepEqual(field.warnings, [
+      "smtp.host: ignored: also set as smtp.Host, which is read (as the Go plugin does)",
     ]);
   });
   await t.step("other spellings stay unknown keys", () => {
