@@ -764,23 +764,18 @@ SEVERITY = "debug"`);
     assert.equal(config.log.severity, "debug");
   });
   await t.step("a key in two spellings: the one Go reads wins, the other is warned about", () => {
-    const upper = accept(doc({ mailer: `${SMTP}HOST = "other.example.com"` }));
-    assert.equal(
-      upper.config.mailer.kind === "smtp" && upper.config.mailer.host,
-      "smtp.example.com",
-    );
-    assert.deepEqual(upper.warnings, [
-      "smtp.HOST: ignored: also set as smtp.host, which is read (as the Go plugin does)",
-    ]);
-    // For a field without a tag go-toml tries its name first.
-    const field = accept(doc({ mailer: `${SMTP}Host = "field.example.com"` }));
-    assert.equal(
-      field.config.mailer.kind === "smtp" && field.config.mailer.host,
-      "field.example.com",
-    );
-    assert.deepEqual(field.warnings, [
-      "smtp.host: ignored: also set as smtp.Host, which is read (as the Go plugin does)",
-    ]);
+    const cases: Array<[extra: string, host: string, ignored: string, read: string]> = [
+      [`HOST = "other.example.com"`, "smtp.example.com", "smtp.HOST", "smtp.host"],
+      // For a field without a tag go-toml tries its name first.
+      [`Host = "field.example.com"`, "field.example.com", "smtp.host", "smtp.Host"],
+    ];
+    for (const [extra, host, ignored, read] of cases) {
+      const { config, warnings } = accept(doc({ mailer: `${SMTP}${extra}` }));
+      assert.equal(config.mailer.kind === "smtp" && config.mailer.host, host);
+      assert.deepEqual(warnings, [
+        `${ignored}: ignored: also set as ${read}, which is read (as the Go plugin does)`,
+      ]);
+    }
   });
   await t.step("other spellings stay unknown keys", () => {
     assert.deepEqual(accept(doc({ mailer: `${SMTP}Ca_File = "/x"` })).warnings, [

@@ -9,81 +9,9 @@ import assert from "node:assert/strict";
 import { createSmtpMailer } from "./smtp.ts";
 import { MailError } from "./mailer.ts";
 import { END_OF_DATA_WAIT_PATCHED } from "./_smtp_end_of_data_wait.ts";
+import { scriptedSmtpServer } from "../../tests/scripted_smtp.ts";
 
-const encoder = new TextEncoder();
 const TIMEOUTS = { connectionMs: 1_000, greetingMs: 1_000, socketMs: 300 };
-
-/** An SMTP server that waits `delays[verb]` ms before answering a verb ("." for the message). */
-function slowServer(delays: Record<string, number>) {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let messages = 0;
-  const conns = new Set<Deno.Conn>();
-  const serving = (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      void (async () => {
-        const reply = async (verb: string, text: string) => {
-          const ms = delays[verb] ?? 0;
-          if (ms > 0) await new Promise((r) => setTimeout(r, ms));
-          await conn.write(encoder.encode(text + "\r\n"));
-        };
-        const decoder = new TextDecoder();
-        let inData = false;
-        let buffered = "";
-        const buf = new Uint8Array(64 * 1024);
-        try {
-          await reply("GREETING", "220 slow ESMTP");
-          for (;;) {
-            const n = await conn.read(buf);
-            if (n === null) break;
-            buffered += decoder.decode(buf.subarray(0, n), { stream: true });
-            if (inData) {
-              if (!buffered.includes("\r\n.\r\n")) continue;
-              buffered = buffered.slice(buffered.indexOf("\r\n.\r\n") + 5);
-              inData = false;
-              messages++;
-              await reply(".", "250 queued");
-              continue;
-            }
-            const lines = buffered.split("\r\n");
-            buffered = lines.pop() ?? "";
-            for (const line of lines) {
-              const verb = line.slice(0, 4).toUpperCase();
-              if (verb === "EHLO") await reply(verb, "250-slow\r\n250 8BITMIME");
-              else if (verb === "DATA") {
-                inData = true;
-                await reply(verb, "354 go on");
-              } else if (verb === "QUIT") {
-                await reply(verb, "221 bye");
-                return;
-              } else await reply(verb, "250 ok");
-            }
-          }
-        } catch {
-          // the client went away
-        } finally {
-          conns.delete(conn);
-          try {
-            conn.close();
-          } catch {
-            // already closed
-          }
-        }
-      })();
-    }
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    get messages() {
-      return messages;
-    },
-    close: async () => {
-      listener.close();
-      for (const conn of conns) conn.close();
-      await serving;
-    },
-  };
-}
 
 function mailerFor(port: number) {
   return createSmtpMailer(
@@ -95,7 +23,7 @@ function mailerFor(port: number) {
 
 Deno.test("smtp: a server slow to accept the message (past the socket timeout) gets it once", async () => {
   assert.ok(END_OF_DATA_WAIT_PATCHED, "the Nodemailer methods the workaround wraps exist");
-  const server = slowServer({ ".": 1_200 });
+  const server = scriptedSmtpServer({ delays: { ".": 1_200 } });
   const mailer = mailerFor(server.port);
   try {
     const sent = await mailer.send({ to: "a@example.com", subject: "s", text: "t" });
@@ -111,7 +39,7 @@ Deno.test("smtp: a server slow to accept the message (past the socket timeout) g
 });
 
 Deno.test("smtp: silence elsewhere in the session still times out at the socket timeout", async () => {
-  const server = slowServer({ "RCPT": 1_200 });
+  const server = scriptedSmtpServer({ delays: { "RCPT": 1_200 } });
   const mailer = mailerFor(server.port);
   try {
     const err = await mailer.send({ to: "a@example.com", subject: "s", text: "t" }).then(
