@@ -16,7 +16,7 @@
  * (`_actionSMTPStream`), the socket's inactivity limit is
  * `END_OF_DATA_TIMEOUT_MS`; then it is Nodemailer's again. Nodemailer has no
  * option for it (checked in 10.6.0, pinned in deno.json;
- * `smtp_test.ts` fails if an upgrade changes either method).
+ * `_smtp_end_of_data_wait_test.ts` fails if an upgrade changes either method).
  */
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 
