@@ -295,10 +295,14 @@ function stringField(value: unknown): string | undefined {
 
 /**
  * A refusal to relay ("554 5.7.1 <a@b.c>: Relay access denied", "550 relaying
- * denied"): given to every recipient at RCPT TO when the session lost its
+ * denied", Exchange's "550 5.7.54 Unable to relay"; the words next to each
+ * other, so that "relay" in an address or a `relay=` field does not count): given to every recipient at RCPT TO when the session lost its
  * right to relay (its login, an allowed address), so a session failure too.
  */
-const RELAY_DENIED = /\brelay(ing)?\b.*\b(denied|not permitted|not allowed|prohibited)\b/i;
+const RELAY_DENIED =
+  /\b(?:relay(?:ing)?(?:\s+access)?\s+(?:is\s+)?(?:denied|not\s+permitted|not\s+allowed|prohibited)|unable\s+to\s+relay)\b/i;
+/** An address in angle brackets: a reply's echo of the recipient, not its reason. */
+const BRACKETED_ADDRESS = /<[^>]*>/g;
 
 /** The commands whose refusal is about this email or its recipient, not the session. */
 const MESSAGE_COMMANDS = new Set(["RCPT TO", "DATA"]);
@@ -321,7 +325,8 @@ function isTransient(
 ) {
   if (status !== undefined) {
     return status < 500 || status === 503 || command === undefined ||
-      !MESSAGE_COMMANDS.has(command) || RELAY_DENIED.test(response ?? "");
+      !MESSAGE_COMMANDS.has(command) ||
+      RELAY_DENIED.test((response ?? "").replace(BRACKETED_ADDRESS, ""));
   }
   if (isCertificateErrorCode(original) || code === "EAUTH") return true;
   return code !== undefined && CONNECTION_ERROR_CODES.has(code);

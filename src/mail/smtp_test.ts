@@ -12,6 +12,7 @@ import {
   IMPLICIT_TLS_PORT,
   MAX_CONNECTIONS,
   type SmtpMailerDeps,
+  smtpMailError,
   smtpTransportOptions,
 } from "./smtp.ts";
 
@@ -418,6 +419,38 @@ Deno.test("smtp: 421 is transient, 550 for a recipient is permanent and names it
       assert.equal((await server.waitFor(1)).length, 1);
     },
   );
+});
+
+Deno.test("smtp: a refusal to relay at RCPT TO is a session failure, other refusals of a recipient are not", () => {
+  const rcpt = (response: string) =>
+    smtpMailError(
+      {
+        message: "Can't send mail - all recipients were rejected",
+        code: "EENVELOPE",
+        command: "RCPT TO",
+        responseCode: Number(response.slice(0, 3)),
+        response,
+      },
+      { what: "send", server: "relay.example.com:587", recipient: "a@example.com" },
+    ).transient;
+  for (
+    const reply of [
+      "554 5.7.1 <far@example.org>: Relay access denied",
+      "550 5.7.1 Relaying denied",
+      "550 relay not permitted",
+      "550 5.7.54 SMTP; Unable to relay recipient in non-accepted domain",
+    ]
+  ) assert.equal(rcpt(reply), true, reply);
+  for (
+    const reply of [
+      "550 5.1.1 <gone@example.com>: Recipient address rejected: User unknown",
+      // "relay" in an address or a field is no refusal to relay.
+      "554 5.7.1 <relay@example.com>: Recipient address rejected: Access denied",
+      "554 5.7.1 <ops@smtp-relay.example.com>: Recipient address rejected: Access denied",
+      "550 5.1.1 User unknown; relay=mx.example.com; delivery not allowed",
+      "550 5.1.1 <gone@example.com>: User unknown in relay recipient table",
+    ]
+  ) assert.equal(rcpt(reply), false, reply);
 });
 
 Deno.test("smtp: 4xx after DATA is transient, 5xx after DATA permanent", async () => {

@@ -148,6 +148,8 @@ function firstNonEmpty(env: Env, ...names: string[]): string | undefined {
   return undefined;
 }
 
+/** The schemes Go keeps in a proxy value; with any other it is read again as http://. */
+const PROXY_SCHEMES: ReadonlySet<string> = new Set(["http:", "https:", "socks5:"]);
 /** A URL's "scheme://" ("http://", "socks5://"…). */
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 
@@ -168,9 +170,12 @@ function parseProxyUrl(raw: string): HttpProxy {
     }
   };
   let url = parse(raw);
-  // Go retries "host:port" and other values without a host as http://; not one that has a
-  // "scheme://" already ("http://u:p@host:99999" would become a proxy named "http").
-  if ((!url || url.host === "") && !SCHEME.test(raw)) url = parse(`http://${raw}`);
+  // Go retries "host:port" and other values without a host or a proxy's scheme as http://
+  // ("ftp:3128" is the host ftp); not one that has a "scheme://" already
+  // ("http://u:p@host:99999" would become a proxy named "http").
+  if ((!url || url.host === "" || !PROXY_SCHEMES.has(url.protocol)) && !SCHEME.test(raw)) {
+    url = parse(`http://${raw}`);
+  }
   if (!url || url.host === "") {
     // No cause: the URL parser's error repeats the value, password and all.
     throw new Error(`Invalid HTTPS_PROXY ${JSON.stringify(shownProxyValue(raw))}: not a URL`);

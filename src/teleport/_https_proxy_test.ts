@@ -70,6 +70,13 @@ Deno.test("HTTPS_PROXY spellings the URL parser reads as they are stay so", () =
       value,
     );
   }
+  // A host named like a scheme the URL parser knows is still a host, as Go reads it.
+  for (const host of ["ftp", "ws", "wss"]) {
+    assert.equal(
+      httpsProxyFor("a.example.com:443", { HTTPS_PROXY: `${host}:3128` })?.display,
+      `http://${host}:3128`,
+    );
+  }
 });
 
 Deno.test("an HTTPS_PROXY that is not a URL is named without its password", () => {
