@@ -21,7 +21,7 @@ const EXIT_USAGE = 2;
 /** Exit code after a second SIGINT (128 + 2, as shells report it). */
 const EXIT_INTERRUPTED = 130;
 /** On a second SIGINT, how long records of emails already sent may take to be written. */
-const EXIT_FLUSH_MS = 500;
+const EXIT_FLUSH_MS = 1_000;
 
 const print = stdoutPrinter();
 const printError = (text: string) => {
