@@ -296,8 +296,9 @@ function stringField(value: unknown): string | undefined {
 /**
  * A refusal to relay ("554 5.7.1 <a@b.c>: Relay access denied", "550 relaying
  * denied", Exchange's "550 5.7.54 Unable to relay"; the words next to each
- * other, so that "relay" in an address or a `relay=` field does not count): given to every recipient at RCPT TO when the session lost its
- * right to relay (its login, an allowed address), so a session failure too.
+ * other, so that "relay" in an address or a `relay=` field does not count):
+ * given to every recipient at RCPT TO when the session lost its right to
+ * relay (its login, an allowed address), so a session failure too.
  */
 const RELAY_DENIED =
   /\b(?:relay(?:ing)?(?:\s+access)?\s+(?:is\s+)?(?:denied|not\s+permitted|not\s+allowed|prohibited)|unable\s+to\s+relay)\b/i;
