@@ -48,6 +48,7 @@ import {
   startStallSink,
 } from "./bench/servers.ts";
 import { cpuSeconds, machineBusy } from "./bench/proc.ts";
+import { buildGoTeleport, type GoTeleport, startGoTeleport } from "../tests/teleport_go.ts";
 import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
@@ -58,11 +59,20 @@ const { values: flags } = parseArgs({
     servers: { type: "string", default: "stall,aiosmtpd,postfix" },
     /** V8 flags of the plugin process (default: the ones its build embeds). */
     "v8-flags": { type: "string" },
+    /**
+     * The Teleport the plugin talks to: `js`, the tests' Teleport test server (grpc-js under
+     * Deno, in the bench's process), or `go`, a grpc-go stand-in in a process of its own
+     * (tests/teleport_go/, built with `go`), the gRPC stack of a real Teleport.
+     */
+    teleport: { type: "string", default: "js" },
     /** Without the environment the unit and the image give the plugin (`PLUGIN_ENV`). */
     "no-plugin-env": { type: "boolean", default: false },
   },
 });
 /** Requests of the burst (3 emails each); the latency phase creates the same number one by one. */
+if (flags.teleport !== "js" && flags.teleport !== "go") {
+  throw new Error(`--teleport must be js or go, not "${flags.teleport}"`);
+}
 const REQUESTS = Number(flags.requests ?? (flags.quick ? 50 : 300));
 const RECIPIENTS_PER_REQUEST = 3;
 /** Tries per email in the Go strategy. */
@@ -249,12 +259,51 @@ async function goStrategy(cfg: SmtpConfig) {
   return { burstMs: performance.now() - t0, latency: stats(latencies), retries };
 }
 
+/** Where the plugin's Teleport is, what it counted, and the CPU it used so far (seconds). */
+interface BenchTeleport {
+  readonly addr: string;
+  calls(): Promise<{ update: number; get: number }>;
+  cpu(): number;
+}
+
+/** The tests' Teleport test server, in this process. */
+function jsTeleport(cluster: Cluster): BenchTeleport {
+  return {
+    addr: cluster.teleport.addr,
+    calls: () =>
+      Promise.resolve({
+        update: cluster.teleport.callCount("UpdatePluginData"),
+        get: cluster.teleport.callCount("GetPluginData"),
+      }),
+    cpu: () => cpuSeconds(),
+  };
+}
+
+/** The grpc-go stand-in, fed with the test server's cluster. */
+function goTeleport(go: GoTeleport): BenchTeleport {
+  return {
+    addr: go.addr,
+    calls: async () => ({
+      update: await go.callCount("UpdatePluginData"),
+      get: await go.callCount("GetPluginData"),
+    }),
+    cpu: () => cpuSeconds(go.pid),
+  };
+}
+
 /** The plugin as a separate process: ready time, latency, burst, plugin-data calls, memory. */
-async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, dir: string) {
+async function pluginRun(
+  cluster: Cluster,
+  teleport: BenchTeleport,
+  server: BenchSmtp,
+  cfg: SmtpConfig,
+  dir: string,
+) {
   const passwordFile = `${dir}/smtp_password`;
   await Deno.writeTextFile(passwordFile, SMTP_PASSWORD + "\n");
   await Deno.writeTextFile(`${dir}/smtp_ca.pem`, cfg.ca ?? "");
   const configPath = await cluster.writeConfig({
+    addr: teleport.addr,
     severity: "INFO",
     smtpSection: [
       "[smtp]",
@@ -341,12 +390,9 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
     }
     await new Promise((r) => setTimeout(r, 1_000));
     const idle = rss(pid);
-    const calls = () => ({
-      update: cluster.teleport.callCount("UpdatePluginData"),
-      get: cluster.teleport.callCount("GetPluginData"),
-    });
-    const perRequest = (before: { update: number; get: number }, n: number) => {
-      const after = calls();
+    const calls = () => teleport.calls();
+    const perRequest = async (before: { update: number; get: number }, n: number) => {
+      const after = await calls();
       return {
         update: round((after.update - before.update) / n, 2),
         get: round((after.get - before.get) / n, 2),
@@ -355,7 +401,7 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
 
     // Latency, one request at a time; the calls are counted once its record is written.
     const latencies: number[] = [];
-    let before = calls();
+    let before = await calls();
     for (let i = 0; i < REQUESTS; i++) {
       const t0 = performance.now();
       request(i);
@@ -364,7 +410,7 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
       latencies.push(performance.now() - t0);
     }
     await new Promise((r) => setTimeout(r, 500));
-    const sequentialCalls = perRequest(before, REQUESTS);
+    const sequentialCalls = await perRequest(before, REQUESTS);
 
     // The burst.
     const atStart = rss(pid);
@@ -375,8 +421,8 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
       peak = Math.max(peak, now.current);
       peakAnon = Math.max(peakAnon, now.anon);
     }, RSS_SAMPLE_MS);
-    before = calls();
-    const cpu0 = { plugin: cpuSeconds(pid), bench: cpuSeconds() };
+    before = await calls();
+    const cpu0 = { plugin: cpuSeconds(pid), bench: teleport.cpu() };
     const busy = machineBusy();
     const t0 = performance.now();
     for (let i = 0; i < REQUESTS; i++) request(100_000 + i);
@@ -385,12 +431,12 @@ async function pluginRun(cluster: Cluster, server: BenchSmtp, cfg: SmtpConfig, d
     const burstMs = performance.now() - t0;
     const burstCpu = {
       plugin: round(cpuSeconds(pid) - cpu0.plugin, 2),
-      bench: round(cpuSeconds() - cpu0.bench, 2),
+      bench: round(teleport.cpu() - cpu0.bench, 2),
       machine: busy(),
     };
     await new Promise((r) => setTimeout(r, 1_000));
     clearInterval(sampler);
-    const burstCalls = perRequest(before, REQUESTS);
+    const burstCalls = await perRequest(before, REQUESTS);
     // The server's own count agrees: every email the plugin logged as sent arrived.
     await until(
       "the server to count every email",
@@ -433,6 +479,14 @@ const pluginEnv = flags["no-plugin-env"]
   ? "none"
   : Object.entries(PLUGIN_ENV).map(([k, v]) => `${k}=${v}`).join(" ");
 console.log(`plugin: V8 flags ${flags["v8-flags"] ?? PLUGIN_V8_FLAGS}; environment ${pluginEnv}`);
+const goBin = flags.teleport === "go" ? await buildGoTeleport(dir) : undefined;
+console.log(
+  `Teleport: ${
+    goBin
+      ? "grpc-go stand-in (tests/teleport_go/)"
+      : "the tests' test server (grpc-js, in the bench's process)"
+  }`,
+);
 const results: Record<string, unknown> = {};
 try {
   for (const name of flags.servers.split(",")) {
@@ -447,24 +501,31 @@ try {
     }
     // A cluster of its own per server: the plugin lists every request at startup.
     const cluster = await startCluster({ teleport: { listPageSize: 500 } });
+    const go = goBin ? await startGoTeleport(goBin, cluster.teleport, dir) : undefined;
     try {
       const cfg = smtpConfigFor(server, ca.cert);
       const floorRun = await floor(cfg);
-      const go = await goStrategy(cfg);
-      const plugin = await pluginRun(cluster, server, cfg, dir);
+      const goRun = await goStrategy(cfg);
+      const plugin = await pluginRun(
+        cluster,
+        go ? goTeleport(go) : jsTeleport(cluster),
+        server,
+        cfg,
+        dir,
+      );
       const result = {
         server: server.name,
         ready_ms: round(plugin.readyMs, 0),
         burst_s: {
           plugin: round(plugin.burstMs / 1000, 2),
           floor: round(floorRun.burstMs / 1000, 2),
-          go_strategy: round(go.burstMs / 1000, 2),
+          go_strategy: round(goRun.burstMs / 1000, 2),
           plugin_to_floor: round(plugin.burstMs / floorRun.burstMs, 2),
-          plugin_to_go: round(plugin.burstMs / go.burstMs, 2),
+          plugin_to_go: round(plugin.burstMs / goRun.burstMs, 2),
         },
         burst_cpu: { plugin: plugin.burstCpu, floor: floorRun.cpu },
-        latency_ms: { plugin: plugin.latency, floor: floorRun.latency, go_strategy: go.latency },
-        go_strategy_retries: go.retries,
+        latency_ms: { plugin: plugin.latency, floor: floorRun.latency, go_strategy: goRun.latency },
+        go_strategy_retries: goRun.retries,
         plugin_data_calls_per_request: plugin.calls,
         rss_mib: plugin.rss,
       };
@@ -489,7 +550,7 @@ try {
         ["latency floor p50/p95/p99", `${l.floor.p50} / ${l.floor.p95} / ${l.floor.p99} ms`],
         [
           "latency Go strategy p50 (sends tried again)",
-          `${l.go_strategy.p50} ms (${go.retries})`,
+          `${l.go_strategy.p50} ms (${goRun.retries})`,
         ],
         [
           "UpdatePluginData per request (1 by 1, burst)",
@@ -511,10 +572,14 @@ try {
       for (const [key, value] of rows) console.log(`  ${key.padEnd(width)}  ${value}`);
     } finally {
       await server.stop();
+      await go?.stop();
       await cluster.close();
     }
   }
 } finally {
   await Deno.remove(dir, { recursive: true }).catch(() => {});
 }
-console.log("\n" + JSON.stringify({ machine, requests: REQUESTS, results }, null, 2));
+console.log(
+  "\n" +
+    JSON.stringify({ machine, teleport: flags.teleport, requests: REQUESTS, results }, null, 2),
+);
