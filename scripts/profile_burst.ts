@@ -6,8 +6,8 @@
  * and over that burst takes a CPU profile and a sampling allocation profile
  * through the V8 inspector. Prints both by part (npm package, project file,
  * Deno's node compatibility layer, the runtime itself), plus the plugin's
- * CPU time, its GC count and time (`--trace-gc`) and its heap after the
- * burst.
+ * CPU time by thread (the main thread, V8's workers, the profiler's), its
+ * GC count and time (`--trace-gc`) and its heap after the burst.
  *
  *   deno run -A scripts/profile_burst.ts [--requests 300] [--top 25]
  *     [--detail npm:nodemailer] [--v8-flags=--max-semi-space-size=4,...]
@@ -119,6 +119,25 @@ class Inspector {
   }
 }
 
+/** CPU seconds (user + system) of each thread of `pid` so far, by thread id, with its name. */
+function threadCpu(pid: number): Map<string, { name: string; seconds: number }> {
+  const threads = new Map<string, { name: string; seconds: number }>();
+  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      threads.set(entry.name, {
+        name: entry.name === String(pid) ? "main thread" : name,
+        seconds: (Number(fields[11]) + Number(fields[12])) / 100,
+      });
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return threads;
+}
+
 const dir = await Deno.makeTempDir({ prefix: "teleport-email-profile-" });
 const { ca, certPath, keyPath } = await localhostTls("profile SMTP CA", dir);
 await Deno.writeTextFile(`${dir}/smtp_ca.pem`, ca.cert);
@@ -193,6 +212,7 @@ try {
   await inspector.send("HeapProfiler.enable");
   const gcMark = out.length;
   const cpu0 = cpuSeconds(child.pid);
+  const threads0 = threadCpu(child.pid);
   await inspector.send("Profiler.start");
   // Every allocation, also what the garbage collector took again before the end.
   await inspector.send("HeapProfiler.startSampling", {
@@ -213,6 +233,7 @@ try {
   await until("the burst's emails", () => sent() >= base + REQUESTS * 3, 600_000);
   const burstMs = performance.now() - t0;
   const cpu = cpuSeconds(child.pid) - cpu0;
+  const threads1 = threadCpu(child.pid);
   const { profile: alloc } = await inspector.send<{ profile: { head: AllocNode } }>(
     "HeapProfiler.stopSampling",
   );
@@ -226,6 +247,25 @@ try {
     `${REQUESTS} requests × 3 emails: ${(burstMs / 1000).toFixed(2)} s, plugin CPU ${
       cpu.toFixed(2)
     } s (${(cpu * 1000 / REQUESTS).toFixed(2)} ms per request)`,
+  );
+  // Threads of the same name together (V8 has several workers); those that did nothing left out.
+  const byName = new Map<string, { seconds: number; count: number }>();
+  for (const [tid, { name, seconds }] of threads1) {
+    const used = seconds - (threads0.get(tid)?.seconds ?? 0);
+    if (used <= 0) continue;
+    const group = byName.get(name) ?? { seconds: 0, count: 0 };
+    group.seconds += used;
+    group.count++;
+    byName.set(name, group);
+  }
+  console.log(
+    `  CPU by thread: ${
+      [...byName].sort((a, b) => b[1].seconds - a[1].seconds)
+        .map(([name, g]) =>
+          `${name}${g.count > 1 ? ` (×${g.count})` : ""} ${g.seconds.toFixed(2)} s`
+        )
+        .join(", ")
+    }`,
   );
   const gcLines = out.slice(gcMark).split("\n");
   for (const kind of ["Scavenge", "Mark-Compact"]) {

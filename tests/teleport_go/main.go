@@ -137,7 +137,7 @@ func main() {
 		gs := grpc.NewServer(
 			grpc.Creds(creds),
 			grpc.UnknownServiceHandler(s.handle),
-			// As Teleport's servers: the clients' one-minute pings are welcome, also without calls.
+			// Pings as often as Teleport's Go client sends them (every minute), also without calls.
 			grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: time.Minute, PermitWithoutStream: true}),
 		)
 		var lis net.Listener
