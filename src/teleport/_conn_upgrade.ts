@@ -197,10 +197,10 @@ interface FindAnswer {
  * Proxy, and whether its TLS routing is on.
  */
 export async function findProxy(addr: string, opts: DetectOptions): Promise<FindAnswer> {
-  return await withDeadline(opts, async (track) => {
+  return await withDeadline(opts, async (track, signal) => {
     const { host } = splitHostPort(addr);
     const s = tls.connect({
-      socket: track(await dialTcp(addr, opts.env)),
+      socket: track(await dialTcp(addr, opts.env, signal)),
       ...tlsNameOptions(host),
       ...caOption(opts.cas, "TLSv1.2"),
       ALPNProtocols: ["http/1.1"],
@@ -259,14 +259,19 @@ export async function findProxy(addr: string, opts: DetectOptions): Promise<Find
 /**
  * Runs `fn` within `opts.timeoutMs` (default {@linkcode DETECT_TIMEOUT_MS})
  * and `opts.signal`; whatever `fn` tracks is destroyed when it ends, and a
- * socket tracked after the deadline at once.
+ * socket tracked after the deadline at once. The signal `fn` gets aborts
+ * when it ends, for what is not tracked yet (a dial still under way).
  */
 async function withDeadline<T>(
   opts: DetectOptions,
-  fn: (track: <S extends { destroy(): void }>(s: S) => S) => Promise<T>,
+  fn: (
+    track: <S extends { destroy(): void }>(s: S) => S,
+    signal: AbortSignal,
+  ) => Promise<T>,
 ): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? DETECT_TIMEOUT_MS;
   const tracked: { destroy(): void }[] = [];
+  const ended = new AbortController();
   let finished = false;
   const track = <S extends { destroy(): void }>(s: S): S => {
     if (finished) s.destroy();
@@ -282,11 +287,12 @@ async function withDeadline<T>(
   });
   try {
     opts.signal?.throwIfAborted();
-    const running = fn(track);
+    const running = fn(track, ended.signal);
     running.catch(() => {});
     return await Promise.race([running, stop]);
   } finally {
     finished = true;
+    ended.abort(new Error("the detection ended"));
     clearTimeout(timer);
     if (onAbort) opts.signal?.removeEventListener("abort", onAbort);
     for (const s of tracked) s.destroy();
@@ -301,9 +307,9 @@ async function withDeadline<T>(
 async function testDial(addr: string, opts: DetectOptions): Promise<ConnUpgradeDecision> {
   const { host } = splitHostPort(addr);
   try {
-    const chosen = await withDeadline(opts, async (track) => {
+    const chosen = await withDeadline(opts, async (track, signal) => {
       const s = track(tls.connect({
-        socket: track(await dialTcp(addr, opts.env)),
+        socket: track(await dialTcp(addr, opts.env, signal)),
         ...tlsNameOptions(host),
         ...caOption(opts.cas, "TLSv1.2"),
         ALPNProtocols: [DETECT_ALPN],

@@ -118,12 +118,21 @@ export function httpConnect(socket: Socket, target: string, proxy: HttpProxy): P
 /**
  * A TCP connection to `addr` ("host:port"), tunnelled through the HTTP
  * CONNECT proxy `env` names for it, if any. Rejects with the reason, the
- * socket destroyed.
+ * socket destroyed; also when `signal` aborts first (a proxy that never
+ * answers CONNECT would otherwise keep the socket open for as long as it
+ * likes, one more at every new attempt).
  */
-export async function dialTcp(addr: string, env: Env): Promise<Socket> {
+export async function dialTcp(addr: string, env: Env, signal?: AbortSignal): Promise<Socket> {
+  signal?.throwIfAborted();
   const proxy = httpsProxyFor(addr, env);
   const { host, port } = splitHostPort(proxy ? proxy.hostPort : addr);
   const socket = connect({ host, port });
+  // With an error, so that the connect or CONNECT step waiting on the socket fails with it.
+  const onAbort = () =>
+    socket.destroy(
+      signal?.reason instanceof Error ? signal.reason : new Error("dial abandoned"),
+    );
+  signal?.addEventListener("abort", onAbort, { once: true });
   try {
     await new Promise<void>((resolve, reject) => {
       socket.once("connect", () => {
@@ -137,6 +146,8 @@ export async function dialTcp(addr: string, env: Env): Promise<Socket> {
   } catch (e) {
     socket.destroy();
     throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
 }
 

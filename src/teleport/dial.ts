@@ -492,7 +492,7 @@ async function runRoute<T>(
       }
       phase = proxy ? `asking HTTPS proxy ${proxy.display} for a tunnel` : "connecting";
       const raw = await Promise.race([
-        dialTcp(addr, opts.env).then((socket) => {
+        dialTcp(addr, opts.env, ctl.signal).then((socket) => {
           // A socket that arrives after the route was abandoned is closed at once.
           if (ctl.signal.aborted) socket.destroy();
           else pending.add(socket);

@@ -721,6 +721,56 @@ bounded(
 );
 
 bounded(
+  "an HTTPS proxy that never answers CONNECT costs one attempt's budget, and its socket is closed",
+  async (defer) => {
+    const sockets = new Set<net.Socket>();
+    let silentConnections = 0;
+    const silent = net.createServer((s) => {
+      silentConnections++;
+      sockets.add(s);
+      s.resume(); // read (and drop) the CONNECT request, or the client's FIN goes unnoticed
+      s.on("error", () => {});
+      s.on("close", () => sockets.delete(s));
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+    defer(() => new Promise((r) => silent.close(r)));
+    defer(() => sockets.forEach((s) => s.destroy()));
+    const proxyUrl = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    const started = Date.now();
+    const err = await rejection(
+      dial("auth.teleport.invalid:3025", fixed(identity(clientA)), {
+        env: { HTTPS_PROXY: proxyUrl },
+        timeoutMs: 300,
+      }),
+    );
+    assert.ok(Date.now() - started < 3_000);
+    assert.match(
+      err.message,
+      /no answer within 300 ms \(stalled asking HTTPS proxy http:\/\/127\.0\.0\.1:\d+ for a tunnel\)/,
+    );
+    // A retry every few seconds would otherwise add one open socket each time.
+    for (let i = 0; i < 20 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(sockets.size, 0, "the socket to the silent proxy was left open");
+
+    // On the Proxy's port, the connection-upgrade test's dials go through it too.
+    const seen = silentConnections;
+    const e443 = await rejection(
+      dial("proxy.teleport.invalid:443", fixed(identity(clientA)), {
+        env: { HTTPS_PROXY: proxyUrl },
+        clusterName: CLUSTER,
+        timeoutMs: 300,
+      }),
+    );
+    assert.ok(
+      silentConnections > seen + 1,
+      `${silentConnections - seen} dial(s) to the proxy: ${e443.message}`,
+    );
+    for (let i = 0; i < 40 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(sockets.size, 0, "a socket to the silent proxy was left open");
+  },
+);
+
+bounded(
   "a gRPC error from a reached server is the server's answer, not a dial failure",
   async (defer) => {
     const denied = Object.assign(new Error('access denied to perform action "read"'), {
