@@ -37,6 +37,9 @@ export interface GoTeleport {
   stop(): Promise<void>;
 }
 
+/** How long `stop()` waits for the process to exit before it kills it. */
+const STOP_WAIT_MS = 5_000;
+
 const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
 
 /** The lines of `stream`, one `read()` each. */
@@ -104,57 +107,6 @@ export async function startGoTeleport(
     writing = writing.catch(() => {}).then(() => writer.write(encoder.encode(line + "\n")));
     return writing;
   };
-  const first = await lines.read();
-  const port = Number(first.value);
-  if (first.done || !Number.isInteger(port)) {
-    child.kill();
-    throw new Error(`the grpc-go stand-in did not start (${first.value ?? "no output"})`);
-  }
-  await send(
-    `R ${AUTH}/Ping ${
-      base64(encodeMessage("proto.PingResponse", {
-        ClusterName: teleport.clusterName,
-        ServerVersion: teleport.serverVersion,
-        ServerFeatures: { AccessControls: true, AdvancedAccessWorkflows: true },
-        ProxyPublicAddr: teleport.proxyPublicAddr,
-      }))
-    }`,
-  );
-  // Empty messages: no request, no rule, no plugin data; a write's `Empty`.
-  for (
-    const method of [
-      `${AUTH}/ListAccessRequests`,
-      `${AUTH}/GetPluginData`,
-      `${AUTH}/UpdatePluginData`,
-      `${AMR}/ListAccessMonitoringRulesWithFilter`,
-    ]
-  ) await send(`R ${method}`);
-  // The plugin asks for both kinds with partial success: both are granted.
-  await send(
-    `I ${
-      base64(encodeMessage("proto.Event", {
-        Type: "INIT",
-        WatchStatus: {
-          Kind: "watch_status",
-          Version: "v1",
-          Metadata: { Name: "watch_status" },
-          Spec: {
-            Kinds: [KIND_ACCESS_REQUEST, KIND_ACCESS_MONITORING_RULE].map((Kind) => ({
-              Kind,
-              LoadSecrets: false,
-              Name: "",
-              Filter: {},
-              SubKind: "",
-            })),
-          },
-        },
-      }))
-    }`,
-  );
-  const unsubscribe = teleport.cluster.subscribe((change) => {
-    // Gone: the exchanges that follow say so.
-    send(`E ${base64(encodeMessage("proto.Event", toPbEvent(change)))}`).catch(() => {});
-  });
   // A command and the line it prints, one such exchange at a time.
   let exchanging: Promise<unknown> = Promise.resolve();
   const exchange = (command: string) => {
@@ -169,25 +121,95 @@ export async function startGoTeleport(
   };
   const counts = async () =>
     JSON.parse(await exchange("C")) as { calls: Record<string, number>; watchers: number };
-  return {
-    addr: `127.0.0.1:${port}`,
-    pid: child.pid,
-    async callCount(method) {
-      return (await counts()).calls[`${AUTH}/${method}`] ?? 0;
-    },
-    async watchers() {
-      return (await counts()).watchers;
-    },
-    async restart() {
-      const line = await exchange("G");
-      if (line !== "restarted") throw new Error(`the grpc-go stand-in did not restart (${line})`);
-    },
-    async stop() {
-      unsubscribe();
-      await writing.catch(() => {});
-      await writer.close().catch(() => {});
+  let unsubscribe = () => {};
+  /** Ends the process: stdin closed (it stops serving and exits), killed if it does not. */
+  const shutdown = async () => {
+    unsubscribe();
+    await writing.catch(() => {});
+    await writer.close().catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const exited = await Promise.race([
+      child.status.then(() => true),
+      new Promise<false>((r) => (timer = setTimeout(() => r(false), STOP_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!exited) {
+      child.kill("SIGKILL");
       await child.status;
-      await lines.cancel();
-    },
+    }
+    await lines.cancel();
   };
+
+  try {
+    const first = await lines.read();
+    const port = Number(first.value);
+    if (first.done || !Number.isInteger(port)) {
+      throw new Error(`the grpc-go stand-in did not start (${first.value ?? "no output"})`);
+    }
+    await send(
+      `R ${AUTH}/Ping ${
+        base64(encodeMessage("proto.PingResponse", {
+          ClusterName: teleport.clusterName,
+          ServerVersion: teleport.serverVersion,
+          ServerFeatures: { AccessControls: true, AdvancedAccessWorkflows: true },
+          ProxyPublicAddr: teleport.proxyPublicAddr,
+        }))
+      }`,
+    );
+    // Empty messages: no request, no rule, no plugin data; a write's `Empty`.
+    for (
+      const method of [
+        `${AUTH}/ListAccessRequests`,
+        `${AUTH}/GetPluginData`,
+        `${AUTH}/UpdatePluginData`,
+        `${AMR}/ListAccessMonitoringRulesWithFilter`,
+      ]
+    ) await send(`R ${method}`);
+    // The plugin asks for both kinds with partial success: both are granted.
+    await send(
+      `I ${
+        base64(encodeMessage("proto.Event", {
+          Type: "INIT",
+          WatchStatus: {
+            Kind: "watch_status",
+            Version: "v1",
+            Metadata: { Name: "watch_status" },
+            Spec: {
+              Kinds: [KIND_ACCESS_REQUEST, KIND_ACCESS_MONITORING_RULE].map((Kind) => ({
+                Kind,
+                LoadSecrets: false,
+                Name: "",
+                Filter: {},
+                SubKind: "",
+              })),
+            },
+          },
+        }))
+      }`,
+    );
+    unsubscribe = teleport.cluster.subscribe((change) => {
+      // Gone: the exchanges that follow say so.
+      send(`E ${base64(encodeMessage("proto.Event", toPbEvent(change)))}`).catch(() => {});
+    });
+    // Answered once every line before it is applied: the stand-in is ready for calls.
+    await counts();
+    return {
+      addr: `127.0.0.1:${port}`,
+      pid: child.pid,
+      async callCount(method) {
+        return (await counts()).calls[`${AUTH}/${method}`] ?? 0;
+      },
+      async watchers() {
+        return (await counts()).watchers;
+      },
+      async restart() {
+        const line = await exchange("G");
+        if (line !== "restarted") throw new Error(`the grpc-go stand-in did not restart (${line})`);
+      },
+      stop: shutdown,
+    };
+  } catch (error) {
+    await shutdown();
+    throw error;
+  }
 }

@@ -5,8 +5,9 @@
  * operator runs it (`deno run -A main.ts start`). Checked: it gets ready, a
  * new request is emailed to its three recipients with two plugin-data
  * writes and no read of it; when the server ends the watch (UNAVAILABLE) and goes
- * away gracefully (GOAWAY) and comes back on the same port, the plugin
- * watches again and the next request is emailed too, and nothing twice.
+ * away gracefully (GOAWAY, which the plugin logs) and comes back on the same
+ * port, the plugin watches again and the next request is emailed too, and
+ * nothing twice.
  *
  * The Go server is built here with the Go toolchain (`go` on PATH or in
  * /usr/local/go/bin; its module comes through the Go module proxy). Without
@@ -105,13 +106,35 @@ Deno.test({
         ),
         `no watch again after the restart:\n${plugin.output()}`,
       );
+      // The server's GOAWAY reached the plugin (not only a connection that went away).
+      assert.match(
+        plugin.output(),
+        /INFO {2}Teleport sent GOAWAY \(HTTP\/2 error 0\): reconnecting/,
+      );
+      // The new INIT's reconcile lists the records once more.
+      assert.ok(
+        await until(
+          async () => (await go.callCount("GetPluginData")) >= readsAtStart + 1,
+          MAIL_WAIT_MS,
+        ),
+      );
       request("dave@example.com", ["erin@example.com"]);
-      const all = await cluster.smtp.waitFor(5, MAIL_WAIT_MS);
-      assert.deepEqual(all.slice(3).map((m) => m.envelope.to[0]).sort(), [
+      await cluster.smtp.waitFor(5, MAIL_WAIT_MS);
+      // Its record written (the create, then the two emails'), the counts are whole.
+      assert.ok(
+        await until(async () => (await go.callCount("UpdatePluginData")) >= 4, MAIL_WAIT_MS),
+      );
+      assert.equal(await go.callCount("UpdatePluginData"), 4);
+      assert.deepEqual(cluster.smtp.messages.slice(3).map((m) => m.envelope.to[0]).sort(), [
         "erin@example.com",
         "ops@example.com",
       ]);
-      assert.equal(all.length, 5, "nothing sent twice");
+      assert.equal(cluster.smtp.messages.length, 5, "nothing sent twice");
+      assert.equal(
+        await go.callCount("GetPluginData"),
+        readsAtStart + 1,
+        "no read for the new request",
+      );
       assert.doesNotMatch(plugin.output(), /\bERROR\b/);
     }),
 });

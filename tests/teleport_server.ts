@@ -1031,7 +1031,6 @@ function toPbRule(r: FakeRule): PbAccessMonitoringRule {
 }
 
 /** A cluster change as a watch event: PUT with the resource, DELETE with its header only. */
-/** A change of the cluster as the watch event Teleport sends for it. */
 export function toPbEvent(change: ClusterChange): PbEvent {
   if (change.type === "put") {
     return change.kind === KIND_ACCESS_REQUEST

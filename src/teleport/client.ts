@@ -382,6 +382,13 @@ export async function connectTeleport(
       ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
       ...(opts.signal ? { signal: opts.signal } : {}),
       probe: pingProbe,
+      // A Teleport restarting, upgrading or shedding connections says so; the guard then closes
+      // the connection and grpc-js makes a new one for the next calls (and the watch's reopening).
+      onGoaway: (goaway) =>
+        opts.log.info("Teleport sent GOAWAY (HTTP/2 error {code}): reconnecting", {
+          code: goaway.errorCode,
+          ...(goaway.debugData === "" ? {} : { debugData: goaway.debugData.slice(0, 200) }),
+        }),
     },
   );
   const { client, ping } = connected.result;

@@ -9,8 +9,9 @@
 //	E <base64>            an event for every open WatchEvents stream
 //	C                     prints {"calls":{method:count},"watchers":n} on stdout
 //	G                     ends every watch stream (UNAVAILABLE, as a Teleport
-//	                      shutting down), stops gracefully (GOAWAY), serves
-//	                      again on the same port, then prints "restarted"
+//	                      shutting down; new ones are refused meanwhile), stops
+//	                      gracefully (GOAWAY; hard after 5 s), serves again on
+//	                      the same port, then prints "restarted"
 //
 // Messages are bytes the bench encoded with the project's schema, so this
 // file needs no generated code. UpdatePluginData's compare-and-swap is not
@@ -60,6 +61,9 @@ type server struct {
 	calls   map[string]int
 	// Each open watch stream: its events, and a channel closed to end it.
 	watchers map[chan []byte]chan struct{}
+	// While "G" runs: new watch streams are refused, as by a Teleport shutting down, so that
+	// none opened after the others were ended keeps GracefulStop waiting.
+	stopping bool
 }
 
 func (s *server) handle(_ any, stream grpc.ServerStream) error {
@@ -71,6 +75,10 @@ func (s *server) handle(_ any, stream grpc.ServerStream) error {
 	s.mu.Lock()
 	s.calls[method]++
 	if method == watchMethod {
+		if s.stopping {
+			s.mu.Unlock()
+			return status.Error(codes.Unavailable, "the auth server is shutting down")
+		}
 		events := make(chan []byte, 1<<16)
 		end := make(chan struct{})
 		s.watchers[events] = end
@@ -205,13 +213,30 @@ func main() {
 			s.mu.Unlock()
 		case fields[0] == "G":
 			s.mu.Lock()
+			s.stopping = true
 			for events, end := range s.watchers {
 				close(end)
 				delete(s.watchers, events)
 			}
 			s.mu.Unlock()
-			gs.GracefulStop()
+			// GOAWAY, then the calls still open may finish; a client that keeps one open
+			// longer than that gets its connection closed.
+			stopped := make(chan struct{})
+			go func(old *grpc.Server) {
+				old.GracefulStop()
+				close(stopped)
+			}(gs)
+			select {
+			case <-stopped:
+			case <-time.After(5 * time.Second):
+				fmt.Fprintln(os.Stderr, "graceful stop still waiting after 5 s: stopping hard")
+				gs.Stop()
+				<-stopped
+			}
 			gs, _ = serve(fmt.Sprintf("127.0.0.1:%d", port))
+			s.mu.Lock()
+			s.stopping = false
+			s.mu.Unlock()
 			fmt.Println("restarted")
 		case fields[0] == "C":
 			s.mu.Lock()
