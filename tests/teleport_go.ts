@@ -39,6 +39,8 @@ export interface GoTeleport {
 
 /** How long `stop()` waits for the process to exit before it kills it. */
 const STOP_WAIT_MS = 5_000;
+/** How long the process may take to print its port, and to take its set-up. */
+const START_WAIT_MS = 10_000;
 
 const base64 = (bytes: Uint8Array) => Buffer.from(bytes).toString("base64");
 
@@ -122,26 +124,55 @@ export async function startGoTeleport(
   const counts = async () =>
     JSON.parse(await exchange("C")) as { calls: Record<string, number>; watchers: number };
   let unsubscribe = () => {};
-  /** Ends the process: stdin closed (it stops serving and exits), killed if it does not. */
+  /**
+   * Ends the process: stdin closed (it stops serving and exits), killed if it has not exited
+   * within {@linkcode STOP_WAIT_MS} (also when it stopped reading and the writes are stuck).
+   */
   const shutdown = async () => {
     unsubscribe();
-    await writing.catch(() => {});
-    await writer.close().catch(() => {});
     let timer: ReturnType<typeof setTimeout> | undefined;
+    const deadline = new Promise<false>((r) => (timer = setTimeout(() => r(false), STOP_WAIT_MS)));
     const exited = await Promise.race([
-      child.status.then(() => true),
-      new Promise<false>((r) => (timer = setTimeout(() => r(false), STOP_WAIT_MS))),
+      (async () => {
+        await writing.catch(() => {});
+        await writer.close().catch(() => {});
+        await child.status;
+        return true;
+      })(),
+      deadline,
     ]);
     clearTimeout(timer);
     if (!exited) {
-      child.kill("SIGKILL");
+      try {
+        child.kill("SIGKILL");
+      } catch {
+        // It exited meanwhile.
+      }
+      await writer.abort().catch(() => {});
       await child.status;
     }
     await lines.cancel();
   };
+  /** `step` within {@linkcode START_WAIT_MS}, or an error naming `what`. */
+  const timely = async <T>(what: string, step: Promise<T>): Promise<T> => {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      return await Promise.race([
+        step,
+        new Promise<never>((_, reject) =>
+          timer = setTimeout(
+            () => reject(new Error(`the grpc-go stand-in ${what} within ${START_WAIT_MS} ms`)),
+            START_WAIT_MS,
+          )
+        ),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
 
   try {
-    const first = await lines.read();
+    const first = await timely("printed no port", lines.read());
     const port = Number(first.value);
     if (first.done || !Number.isInteger(port)) {
       throw new Error(`the grpc-go stand-in did not start (${first.value ?? "no output"})`);
@@ -192,7 +223,7 @@ export async function startGoTeleport(
       send(`E ${base64(encodeMessage("proto.Event", toPbEvent(change)))}`).catch(() => {});
     });
     // Answered once every line before it is applied: the stand-in is ready for calls.
-    await counts();
+    await timely("did not take its answers", counts());
     return {
       addr: `127.0.0.1:${port}`,
       pid: child.pid,

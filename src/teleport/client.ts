@@ -384,11 +384,16 @@ export async function connectTeleport(
       probe: pingProbe,
       // A Teleport restarting, upgrading or shedding connections says so; the guard then closes
       // the connection and grpc-js makes a new one for the next calls (and the watch's reopening).
+      // Code 0 is a graceful goodbye; another (ENHANCE_YOUR_CALM for too many pings, say)
+      // points at something to look into.
       onGoaway: (goaway) =>
-        opts.log.info("Teleport sent GOAWAY (HTTP/2 error {code}): reconnecting", {
-          code: goaway.errorCode,
-          ...(goaway.debugData === "" ? {} : { debugData: goaway.debugData.slice(0, 200) }),
-        }),
+        opts.log[goaway.errorCode === 0 ? "info" : "warn"](
+          "Teleport sent GOAWAY (HTTP/2 error {code}): reconnecting",
+          {
+            code: goaway.errorCode,
+            ...(goaway.debugData === "" ? {} : { debugData: goaway.debugData.slice(0, 200) }),
+          },
+        ),
     },
   );
   const { client, ping } = connected.result;

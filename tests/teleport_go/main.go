@@ -233,10 +233,11 @@ func main() {
 				gs.Stop()
 				<-stopped
 			}
-			gs, _ = serve(fmt.Sprintf("127.0.0.1:%d", port))
+			// The old server is gone: the new one takes watches from its first connection.
 			s.mu.Lock()
 			s.stopping = false
 			s.mu.Unlock()
+			gs, _ = serve(fmt.Sprintf("127.0.0.1:%d", port))
 			fmt.Println("restarted")
 		case fields[0] == "C":
 			s.mu.Lock()
