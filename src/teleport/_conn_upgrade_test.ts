@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import {
   CONN_UPGRADE_ENV,
   connUpgradeMode,
   connUpgradeOverride,
   detectConnUpgrade,
 } from "./_conn_upgrade.ts";
+import { startSilentServer } from "../../tests/silent_server.ts";
 
 const ADDR = "proxy.example.com:443";
 
@@ -60,30 +60,18 @@ Deno.test("connUpgradeMode: WebSocket unless TELEPORT_TLS_ROUTING_CONN_UPGRADE_M
 });
 
 Deno.test("the upgrade test through an HTTPS proxy that never answers: not needed, socket closed", async () => {
-  const sockets = new Set<net.Socket>();
-  let connections = 0;
-  const silent = net.createServer((s) => {
-    connections++;
-    sockets.add(s);
-    s.resume(); // read (and drop) the CONNECT request, or the client's FIN goes unnoticed
-    s.on("error", () => {});
-    s.on("close", () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
+  const silent = await startSilentServer();
   try {
-    const proxy = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
     const decision = await detectConnUpgrade(ADDR, {
-      env: { HTTPS_PROXY: proxy },
+      env: { HTTPS_PROXY: `http://${silent.addr}` },
       cas: [],
       timeoutMs: 200,
     });
     assert.equal(decision.required, false);
     assert.match(decision.why, /no answer within 200 ms/);
-    assert.equal(connections, 1, "the upgrade test dialled through the proxy");
-    for (let i = 0; i < 20 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(sockets.size, 0, "the socket to the silent proxy was left open");
+    assert.equal(silent.connections, 1, "the upgrade test dialled through the proxy");
+    assert.ok(await silent.allClosed(), "the socket to the silent proxy was left open");
   } finally {
-    sockets.forEach((s) => s.destroy());
-    await new Promise((r) => silent.close(r));
+    await silent.close();
   }
 });

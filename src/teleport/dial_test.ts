@@ -29,6 +29,7 @@ import {
   startRoutingProxy,
 } from "../../tests/routing_proxy.ts";
 import { startConnectProxy } from "../../tests/connect_proxy.ts";
+import { startSilentServer } from "../../tests/silent_server.ts";
 
 /** Upper bound for any one test. */
 const TEST_TIMEOUT_MS = 20_000;
@@ -696,17 +697,9 @@ bounded("when every plan fails, one error lists each attempt and why", async (de
 bounded(
   "a stalled server costs one attempt's budget, and the half-open connection is cut",
   async (defer) => {
-    const sockets = new Set<net.Socket>();
-    const silent = net.createServer((s) => {
-      sockets.add(s);
-      s.resume(); // read (and drop) the ClientHello, or the client's FIN goes unnoticed
-      s.on("error", () => {});
-      s.on("close", () => sockets.delete(s));
-    });
-    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
-    defer(() => new Promise((r) => silent.close(r)));
-    defer(() => sockets.forEach((s) => s.destroy()));
-    const addr = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    const silent = await startSilentServer();
+    defer(() => silent.close());
+    const addr = silent.addr;
     const started = Date.now();
     const err = await rejection(dial(addr, fixed(identity(clientA)), { timeoutMs: 300 }));
     assert.ok(Date.now() - started < 3_000);
@@ -715,27 +708,16 @@ bounded(
       /direct to Auth \(ALPN h2\): no answer within 300 ms \(stalled in the TLS handshake\)/,
     );
     // Closing the probe's client destroyed the connector's socket.
-    for (let i = 0; i < 20 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(sockets.size, 0, "the half-open connection was left behind");
+    assert.ok(await silent.allClosed(), "the half-open connection was left behind");
   },
 );
 
 bounded(
   "an HTTPS proxy that never answers CONNECT costs one attempt's budget, and its socket is closed",
   async (defer) => {
-    const sockets = new Set<net.Socket>();
-    let silentConnections = 0;
-    const silent = net.createServer((s) => {
-      silentConnections++;
-      sockets.add(s);
-      s.resume(); // read (and drop) the CONNECT request, or the client's FIN goes unnoticed
-      s.on("error", () => {});
-      s.on("close", () => sockets.delete(s));
-    });
-    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", () => r()));
-    defer(() => new Promise((r) => silent.close(r)));
-    defer(() => sockets.forEach((s) => s.destroy()));
-    const proxyUrl = `http://127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    const silent = await startSilentServer();
+    defer(() => silent.close());
+    const proxyUrl = `http://${silent.addr}`;
     const started = Date.now();
     const err = await rejection(
       dial("auth.teleport.invalid:3025", fixed(identity(clientA)), {
@@ -749,11 +731,11 @@ bounded(
       /no answer within 300 ms \(stalled asking HTTPS proxy http:\/\/127\.0\.0\.1:\d+ for a tunnel\)/,
     );
     // A retry every few seconds would otherwise add one open socket each time.
-    for (let i = 0; i < 20 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(sockets.size, 0, "the socket to the silent proxy was left open");
+    assert.ok(await silent.allClosed(), "the socket to the silent proxy was left open");
 
-    // On the Proxy's port, the connection-upgrade test's dials go through it too.
-    const seen = silentConnections;
+    // On the Proxy's port, the other routes dial through it too (the connection-upgrade test's
+    // own dial is checked in _conn_upgrade_test.ts).
+    const seen = silent.connections;
     const e443 = await rejection(
       dial("proxy.teleport.invalid:443", fixed(identity(clientA)), {
         env: { HTTPS_PROXY: proxyUrl },
@@ -762,11 +744,10 @@ bounded(
       }),
     );
     assert.ok(
-      silentConnections > seen + 1,
-      `${silentConnections - seen} dial(s) to the proxy: ${e443.message}`,
+      silent.connections > seen + 1,
+      `${silent.connections - seen} dial(s) to the proxy: ${e443.message}`,
     );
-    for (let i = 0; i < 40 && sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 50));
-    assert.equal(sockets.size, 0, "a socket to the silent proxy was left open");
+    assert.ok(await silent.allClosed(2_000), "a socket to the silent proxy was left open");
   },
 );
 
