@@ -107,10 +107,7 @@ Deno.test({
         `no watch again after the restart:\n${plugin.output()}`,
       );
       // The server's GOAWAY reached the plugin (not only a connection that went away).
-      assert.match(
-        plugin.output(),
-        /INFO {2}Teleport sent GOAWAY \(HTTP\/2 error 0\): reconnecting/,
-      );
+      await plugin.waitFor(/INFO {2}Teleport sent GOAWAY \(HTTP\/2 error 0\): reconnecting/, 5_000);
       // The new INIT's reconcile lists the records once more.
       assert.ok(
         await until(
