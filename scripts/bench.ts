@@ -23,7 +23,11 @@
  *   and caches), and the time from process start to "Plugin is ready".
  *
  *   deno task bench [--requests N] [--quick] [--servers stall,aiosmtpd,postfix]
- *     [--v8-flags=...] [--no-plugin-env]
+ *     [--teleport js|go] [--v8-flags=...] [--no-plugin-env]
+ *
+ * `--teleport go` puts a grpc-go stand-in (tests/teleport_go/, built with
+ * `go`) in place of the tests' Teleport test server: the gRPC stack of a
+ * real Teleport, in a process of its own.
  *
  * Needs Debian's python3-aiosmtpd and postfix for those two servers (a
  * server that cannot start is reported and skipped). Run it on a quiet
@@ -69,10 +73,10 @@ const { values: flags } = parseArgs({
     "no-plugin-env": { type: "boolean", default: false },
   },
 });
-/** Requests of the burst (3 emails each); the latency phase creates the same number one by one. */
 if (flags.teleport !== "js" && flags.teleport !== "go") {
   throw new Error(`--teleport must be js or go, not "${flags.teleport}"`);
 }
+/** Requests of the burst (3 emails each); the latency phase creates the same number one by one. */
 const REQUESTS = Number(flags.requests ?? (flags.quick ? 50 : 300));
 const RECIPIENTS_PER_REQUEST = 3;
 /** Tries per email in the Go strategy. */
