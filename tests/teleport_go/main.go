@@ -3,8 +3,9 @@
 // and none of its logic. tests/teleport_go.ts drives it over stdin, for
 // tests/teleport_go_test.ts and `deno task bench --teleport go`:
 //
-//	R <method> <base64>   the answer to every call of a unary method (full
-//	                      name, "/proto.AuthService/Ping"); unset: UNIMPLEMENTED
+//	R <method> [<base64>] the answer to every call of a unary method (full
+//	                      name, "/proto.AuthService/Ping"; no bytes: an empty
+//	                      message); unset: UNIMPLEMENTED
 //	I <base64>            the first event of every WatchEvents stream (INIT)
 //	E <base64>            an event for every open WatchEvents stream
 //	C                     prints {"calls":{method:count},"watchers":n} on stdout
@@ -13,7 +14,7 @@
 //	                      gracefully (GOAWAY; hard after 5 s), serves again on
 //	                      the same port, then prints "restarted"
 //
-// Messages are bytes the bench encoded with the project's schema, so this
+// Messages are bytes the driver encoded with the project's schema, so this
 // file needs no generated code. UpdatePluginData's compare-and-swap is not
 // checked (every write succeeds): one plugin, fresh requests. It prints its
 // port, then serves until stdin closes.
