@@ -20,7 +20,7 @@ import { parseArgs } from "node:util";
 import WebSocket from "ws";
 import { startCluster } from "../tests/harness.ts";
 import { localhostTls, startStallSink } from "./bench/servers.ts";
-import { cpuSeconds } from "./bench/proc.ts";
+import { cpuSeconds, threadCpuSeconds } from "./bench/proc.ts";
 import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
@@ -119,25 +119,6 @@ class Inspector {
   }
 }
 
-/** CPU seconds (user + system) of each thread of `pid` so far, by thread id, with its name. */
-function threadCpu(pid: number): Map<string, { name: string; seconds: number }> {
-  const threads = new Map<string, { name: string; seconds: number }>();
-  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
-      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      threads.set(entry.name, {
-        name: entry.name === String(pid) ? "main thread" : name,
-        seconds: (Number(fields[11]) + Number(fields[12])) / 100,
-      });
-    } catch {
-      // The thread ended meanwhile.
-    }
-  }
-  return threads;
-}
-
 const dir = await Deno.makeTempDir({ prefix: "teleport-email-profile-" });
 const { ca, certPath, keyPath } = await localhostTls("profile SMTP CA", dir);
 await Deno.writeTextFile(`${dir}/smtp_ca.pem`, ca.cert);
@@ -212,7 +193,7 @@ try {
   await inspector.send("HeapProfiler.enable");
   const gcMark = out.length;
   const cpu0 = cpuSeconds(child.pid);
-  const threads0 = threadCpu(child.pid);
+  const threads0 = threadCpuSeconds(child.pid);
   await inspector.send("Profiler.start");
   // Every allocation, also what the garbage collector took again before the end.
   await inspector.send("HeapProfiler.startSampling", {
@@ -233,7 +214,7 @@ try {
   await until("the burst's emails", () => sent() >= base + REQUESTS * 3, 600_000);
   const burstMs = performance.now() - t0;
   const cpu = cpuSeconds(child.pid) - cpu0;
-  const threads1 = threadCpu(child.pid);
+  const threads1 = threadCpuSeconds(child.pid);
   const { profile: alloc } = await inspector.send<{ profile: { head: AllocNode } }>(
     "HeapProfiler.stopSampling",
   );

@@ -13,8 +13,6 @@ export interface SilentServer {
   readonly addr: string;
   /** Connections accepted so far. */
   readonly connections: number;
-  /** Connections still open. */
-  readonly open: number;
   /** Resolves once no connection is open, or after `timeoutMs`; says which. */
   allClosed(timeoutMs?: number): Promise<boolean>;
   /** Cuts what is still open and stops listening. */
@@ -39,9 +37,6 @@ export async function startSilentServer(): Promise<SilentServer> {
     addr: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
     get connections() {
       return connections;
-    },
-    get open() {
-      return sockets.size;
     },
     async allClosed(timeoutMs = 1_000) {
       const end = Date.now() + timeoutMs;

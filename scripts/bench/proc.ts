@@ -1,10 +1,34 @@
 /** CPU figures from /proc (Linux), for the bench, the profiler and the reproductions. */
 
-/** CPU time a process has used so far, seconds (user + system). */
-export function cpuSeconds(pid: number | "self" = "self"): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+/** User + system CPU seconds in a `/proc/…/stat` line (after the name, which may hold spaces). */
+function statCpu(stat: string): number {
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** CPU time a process has used so far, seconds (user + system). */
+export function cpuSeconds(pid: number | "self" = "self"): number {
+  return statCpu(Deno.readTextFileSync(`/proc/${pid}/stat`));
+}
+
+/**
+ * CPU seconds each thread of `pid` has used so far, by thread id, with its
+ * name ("main thread" for the process's own). A thread that ended is gone.
+ */
+export function threadCpuSeconds(pid: number): Map<string, { name: string; seconds: number }> {
+  const threads = new Map<string, { name: string; seconds: number }>();
+  for (const entry of Deno.readDirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/task/${entry.name}/stat`);
+      const name = entry.name === String(pid)
+        ? "main thread"
+        : stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      threads.set(entry.name, { name, seconds: statCpu(stat) });
+    } catch {
+      // The thread ended meanwhile.
+    }
+  }
+  return threads;
 }
 
 /** Starts watching how busy the machine is; the function returns the busy % (all CPUs) since. */
