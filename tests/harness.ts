@@ -22,6 +22,7 @@ import { defaultIdentityFs } from "../src/teleport/identity_store.ts";
 import { formatTextLine, ROOT_CATEGORY } from "../src/lib/log.ts";
 import { Activity } from "../src/lib/activity.ts";
 import type { Clock, FakeClock } from "../src/lib/clock.ts";
+import type { BackoffOptions } from "../src/lib/backoff.ts";
 
 export const MAIN = fileURLToPath(new URL("../main.ts", import.meta.url));
 export const SMTP_USER = "teleport";
@@ -228,6 +229,8 @@ export function runInProcess(
     reminderCheckMs?: number;
     /** The process environment the plugin sees; default none. */
     env?: Record<string, string>;
+    /** Backoff of emails that failed for now; default 50–200 ms. */
+    sendRetry?: BackoffOptions;
   } = {},
 ): InProcessPlugin {
   captureLogs();
@@ -253,7 +256,7 @@ export function runInProcess(
     owner,
     onReady: markReady,
     onStatusListening: markListening,
-    sendRetry: { baseDelayMs: 50, maxDelayMs: 200 },
+    sendRetry: o.sendRetry ?? { baseMs: 50, capMs: 200 },
     requestRetry: { baseMs: 200, capMs: 1_000 },
     ...(o.claimTtlMs ? { claimTtlMs: o.claimTtlMs } : {}),
     ...(o.clock ? { clock: o.clock } : {}),

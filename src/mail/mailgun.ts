@@ -77,7 +77,7 @@ export interface MailgunMailerDeps {
 /**
  * `Retry-After` (RFC 9110 §10.2.3) in milliseconds from `now`: delta-seconds
  * or an HTTP date (a date already past is 0); `undefined` when absent or not
- * one of those. Bounds are `sendWithRetry`'s business.
+ * one of those. Bounds are `mailRetryDelay`'s business.
  */
 export function parseRetryAfter(value: string | null, now: number): number | undefined {
   if (value === null) return undefined;

@@ -1,83 +1,47 @@
 /**
- * Sending with retries (SPEC §4 "retries"): a transient `MailError` is tried
- * again after a jittered exponential backoff that spans several minutes, or
- * after the `Retry-After` the server asked for when that is longer (up to
- * `RETRY_AFTER_MAX_MS`); a permanent one, or any other error, is thrown at once. Time and randomness
- * are injected so tests do not wait.
+ * When a transient mail failure is tried again (SPEC §4 "retries"): after a
+ * jittered exponential backoff from 15 s up to 3 minutes, or after the
+ * `Retry-After` the server asked for when that is longer (up to
+ * `RETRY_AFTER_MAX_MS`). A permanent failure is not tried again.
+ *
+ * The tries are the request's (`NotifyApp` schedules them on its clock): a
+ * failed email does not wait inside its request's handling, so the other
+ * emails of that request (a review, the approval) go out meanwhile, and the
+ * retry sends only what is still missing.
  */
-import { backoffDelay, type Sleep, sleep as realSleep } from "../lib/backoff.ts";
-import { type Mailer, MailError, type OutgoingEmail, type SentEmail } from "./mailer.ts";
+import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
+import type { MailError } from "./mailer.ts";
 
-/** Tries in all: the first send and five retries. */
-export const SEND_ATTEMPTS = 6;
 /** Delay before the first retry, before jitter. */
 export const SEND_RETRY_BASE_MS = 15_000;
 /** Longest delay between two tries, before jitter. */
 export const SEND_RETRY_MAX_MS = 180_000;
-// With jitter in [0.5, 1) the five waits (15 s, 30 s, 1 min, 2 min, 3 min) add
-// up to between 3.4 and 6.75 minutes: long enough to ride out a restarting
-// relay or a rate limit, short enough not to hold a request's handler forever.
+// With jitter in [0.5, 1) the first five waits (15 s, 30 s, 1 min, 2 min, 3 min) add up to
+// between 3.4 and 6.75 minutes; after them a try every 1.5–3 minutes, for as long as it fails.
+/** The default schedule of mail retries. */
+export const SEND_RETRY_BACKOFF: BackoffOptions = {
+  baseMs: SEND_RETRY_BASE_MS,
+  capMs: SEND_RETRY_MAX_MS,
+};
 /**
  * Longest wait a server's `Retry-After` gets: a rate limit's window is
- * usually a minute; a server asking for hours does not hold a request's
- * handler that long (the next try just comes sooner than asked).
+ * usually a minute; a server asking for hours does not hold its emails that
+ * long (the next try just comes sooner than asked).
  */
 export const RETRY_AFTER_MAX_MS = 300_000;
 
-export interface RetryInfo {
-  /** The try that failed, 1-based. */
-  readonly attempt: number;
-  readonly error: MailError;
-  /** Wait before the next try. */
-  readonly delayMs: number;
-}
-
-export interface RetryOptions {
-  /** Tries in all, at least 1; default `SEND_ATTEMPTS`. */
-  readonly attempts?: number;
-  /** Default `SEND_RETRY_BASE_MS`. */
-  readonly baseDelayMs?: number;
-  /** Default `SEND_RETRY_MAX_MS`. */
-  readonly maxDelayMs?: number;
-  /** Stops sending and waiting; the promise rejects with its reason. */
-  readonly signal?: AbortSignal;
-  /** Default: a timer that the signal cancels. */
-  readonly sleep?: Sleep;
-  /** Jitter source in [0, 1); default `Math.random`. */
-  readonly random?: () => number;
-  /** Called before each wait, e.g. to log the failure. */
-  readonly onRetry?: (info: RetryInfo) => void;
-}
-
 /**
- * Sends `email`, retrying transient failures. Resolves with the first
- * success; rejects with a permanent error at once, with the last transient
- * error once the tries are used up, or with the signal's reason.
+ * Wait before retry number `attempt` (0-based) after the transient `error`:
+ * the backoff's delay, or the server's `Retry-After` (capped) when longer.
  */
-export async function sendWithRetry(
-  mailer: Mailer,
-  email: OutgoingEmail,
-  options: RetryOptions = {},
-): Promise<SentEmail> {
-  const attempts = Math.max(1, options.attempts ?? SEND_ATTEMPTS);
-  const backoff = {
-    baseMs: options.baseDelayMs ?? SEND_RETRY_BASE_MS,
-    capMs: options.maxDelayMs ?? SEND_RETRY_MAX_MS,
-  };
-  const sleep = options.sleep ?? realSleep;
-  const { signal } = options;
-  for (let attempt = 1;; attempt++) {
-    signal?.throwIfAborted();
-    try {
-      return await mailer.send(email, signal);
-    } catch (err) {
-      if (!(err instanceof MailError) || !err.transient || attempt >= attempts) throw err;
-      const delayMs = Math.max(
-        backoffDelay(attempt - 1, backoff, options.random),
-        Math.min(err.retryAfterMs ?? 0, RETRY_AFTER_MAX_MS),
-      );
-      options.onRetry?.({ attempt, error: err, delayMs });
-      await sleep(delayMs, signal);
-    }
-  }
+export function mailRetryDelay(
+  attempt: number,
+  error: Pick<MailError, "retryAfterMs">,
+  backoff: BackoffOptions = SEND_RETRY_BACKOFF,
+  random: () => number = Math.random,
+): number {
+  return Math.max(
+    backoffDelay(attempt, backoff, random),
+    Math.min(error.retryAfterMs ?? 0, RETRY_AFTER_MAX_MS),
+  );
 }

@@ -418,8 +418,9 @@ export function createSmtpMailer(
     async send(email: OutgoingEmail, signal?: AbortSignal): Promise<SentEmail> {
       signal?.throwIfAborted();
       const prepared = prepareEmail(email);
-      // Tries of one email (`sendWithRetry`) share its Message-ID: a copy delivered by a try
-      // whose answer was lost is then a duplicate mail systems and clients can recognise.
+      // Tries of one email (the notifier passes the same object again) share its Message-ID: a
+      // copy delivered by a try whose answer was lost is then a duplicate mail systems and
+      // clients can recognise.
       let messageId = messageIds.get(email);
       if (messageId === undefined) messageIds.set(email, messageId = nextMessageId());
       await handedOver.acquire(signal);

@@ -130,7 +130,7 @@ Deno.test("smtp: the tries of one email share its Message-ID, other emails get t
     async (mailer, server) => {
       const email = { to: "a@example.com", subject: "s", text: "t" };
       const first = await mailer.send(email);
-      const again = await mailer.send(email); // as sendWithRetry tries it again
+      const again = await mailer.send(email); // as the retry of its request tries it again
       const other = await mailer.send({ ...email });
       assert.equal(again.messageId, first.messageId);
       assert.notEqual(other.messageId, first.messageId);

@@ -14,6 +14,7 @@ import type { Metrics } from "../lib/metrics.ts";
 import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
 import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
+import { mailRetryDelay, SEND_RETRY_BACKOFF } from "../mail/retry.ts";
 import { isRecipientAddress } from "../lib/address.ts";
 import {
   type AccessRequest,
@@ -111,6 +112,8 @@ export const DEFAULT_CATCH_UP_WINDOW_MS = 24 * 3_600_000;
 const MAX_SEEN_REQUESTS = 10_000;
 /** Ids of skipped requests named in the log line, at most. */
 const MAX_LOGGED_IDS = 10;
+/** Emails kept so that their retries keep their Message-ID (see `AppDeps.send`). */
+const MAX_FAILED_FOR_NOW = 500;
 
 /**
  * Deadline of one check for due work (reminders, escalations, expiry
@@ -124,7 +127,12 @@ export const SHUTDOWN_GRACE_MS = 15_000;
 
 export interface AppDeps {
   readonly client: TeleportClient;
-  /** Sends one email, retrying transient failures; rejects with a `MailError` when it gives up. */
+  /**
+   * Sends one email, one try; rejects with a `MailError` (transient or
+   * permanent). A transient failure is tried again with the request's retry
+   * (`mailRetryBackoff`), given the same `email` object again while its
+   * content is the same (the SMTP mailer then keeps its Message-ID).
+   */
   send(email: OutgoingEmail, signal: AbortSignal): Promise<SentEmail>;
   /**
    * Told of a content about to be sent (a new request's opening emails,
@@ -147,6 +155,8 @@ export interface AppDeps {
   readonly shutdownGraceMs?: number;
   readonly claimTtlMs?: number;
   readonly retryBackoff?: BackoffOptions;
+  /** Backoff of a request whose emails failed for now; default `SEND_RETRY_BACKOFF` (minutes). */
+  readonly mailRetryBackoff?: BackoffOptions;
   /**
    * Whether a claim's owner is known to be gone (e.g. an earlier run of this
    * plugin on this host), so its claim need not be waited out.
@@ -225,6 +235,8 @@ export class NotifyApp {
   readonly #locks = new Map<string, Promise<void>>();
   readonly #retries = new Map<string, { timer: Timer; end: () => void }>();
   readonly #retryAttempts = new Map<string, number>();
+  /** Emails whose last try failed for now, by request, kind, recipient and thread. */
+  readonly #failedForNow = new Map<string, OutgoingEmail>();
   /**
    * Per request, records of emails that went out but could not be written
    * (e.g. refused as too large): planned as done, so that no retry in this
@@ -587,15 +599,29 @@ export class NotifyApp {
     }
     const attempt = this.#retryAttempts.get(id) ?? 0;
     this.#retryAttempts.set(id, attempt + 1);
+    const log = this.#deps.log.with({ requestId: id });
+    if (isTransientMailError(error)) {
+      // The emails that went out are on record; the retry sends what is still missing.
+      const delay = mailRetryDelay(
+        attempt,
+        error,
+        this.#deps.mailRetryBackoff ?? SEND_RETRY_BACKOFF,
+        this.#random,
+      );
+      log.warn("Emails not sent yet (try {attempt}): {error}; retrying in {delay} ms", {
+        attempt: attempt + 1,
+        error,
+        delay,
+      });
+      this.#scheduleRetry(id, delay);
+      return;
+    }
     const delay = backoffDelay(
       attempt,
       this.#deps.retryBackoff ?? REQUEST_RETRY_BACKOFF,
       this.#random,
     );
-    this.#deps.log.with({ requestId: id }).error(`${what}: {error}; retrying in {delay} ms`, {
-      error,
-      delay,
-    });
+    log.error(`${what}: {error}; retrying in {delay} ms`, { error, delay });
     this.#scheduleRetry(id, delay);
   }
 
@@ -1076,13 +1102,20 @@ export class NotifyApp {
   ): Promise<SentEmail | undefined> {
     const { log } = ctx;
     const content = this.#templated(ctx, kind, to, builtIn, review);
-    const email: OutgoingEmail = {
-      to,
-      subject: content.subject,
-      text: content.text,
-      html: content.html,
-      ...(inReplyTo ? { inReplyTo } : {}),
-    };
+    // A retry of an email that failed for now is the same email to the mailer (its Message-ID).
+    const key = `${ctx.id}\n${kind}\n${to}\n${inReplyTo ?? ""}`;
+    const earlier = this.#failedForNow.get(key);
+    this.#failedForNow.delete(key);
+    const email: OutgoingEmail = earlier !== undefined && earlier.subject === content.subject &&
+        earlier.text === content.text && earlier.html === content.html
+      ? earlier
+      : {
+        to,
+        subject: content.subject,
+        text: content.text,
+        html: content.html,
+        ...(inReplyTo ? { inReplyTo } : {}),
+      };
     const metric = kind === "new request" ? "new" : kind;
     const started = performance.now();
     try {
@@ -1104,6 +1137,11 @@ export class NotifyApp {
         return undefined;
       }
       log.warn("Email to {to} not sent yet ({kind}): {error}", { to, kind, error });
+      this.#failedForNow.set(key, email);
+      // Bounded: the oldest goes (its retry then gets a new Message-ID).
+      if (this.#failedForNow.size > MAX_FAILED_FOR_NOW) {
+        this.#failedForNow.delete(this.#failedForNow.keys().next().value!);
+      }
       throw error;
     }
   }
@@ -1272,6 +1310,12 @@ function truncate(text: string, max: number): string {
 }
 
 /** Whether `plan` has work that is due by time rather than by a change of the request. */
+/** A mail failure that may pass (the mailer's `MailError` with `transient`). */
+function isTransientMailError(error: unknown): error is MailError {
+  const e = error as Partial<MailError> | undefined;
+  return e?.name === "MailError" && e.transient === true;
+}
+
 function hasTimedWork(plan: Plan): boolean {
   return (plan.reminders?.length ?? 0) > 0 || plan.escalation !== undefined ||
     plan.expiryWarning !== undefined;

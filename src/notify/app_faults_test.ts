@@ -52,6 +52,7 @@ function setup(
     log: getLogger(["test"]),
     // Retries after exactly 1 s (no jitter).
     retryBackoff: { baseMs: 1_000, capMs: 1_000 },
+    mailRetryBackoff: { baseMs: 1_000, capMs: 1_000 },
     random: () => 1,
     clock,
     activity,

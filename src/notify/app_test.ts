@@ -68,6 +68,7 @@ function setup(
     owner: opts.owner ?? "a",
     log: getLogger(["test"]),
     retryBackoff: { baseMs: 5, capMs: 20 },
+    mailRetryBackoff: { baseMs: 5, capMs: 20 },
     clock,
     activity,
     ...(opts.claimTtlMs ? { claimTtlMs: opts.claimTtlMs } : {}),

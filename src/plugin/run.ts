@@ -9,7 +9,6 @@
 import type { Logger } from "@logtape/logtape";
 import type { Config } from "../config/types.ts";
 import { type Mailer, MailError, type OutgoingEmail } from "../mail/mailer.ts";
-import { sendWithRetry } from "../mail/retry.ts";
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
 import { envBool } from "../lib/env_bool.ts";
@@ -62,8 +61,8 @@ export interface PluginDeps {
   isOwnerGone?(owner: string): boolean;
   /** Called once the plugin is ready (cluster and mailer answered, first INIT seen). */
   onReady?(): void;
-  /** Email retry timing; the defaults span several minutes. */
-  readonly sendRetry?: { readonly baseDelayMs: number; readonly maxDelayMs: number };
+  /** Backoff of a request's emails that failed for now; default `SEND_RETRY_BACKOFF` (minutes). */
+  readonly sendRetry?: BackoffOptions;
   /** Claim lifetime (tests shorten it). */
   readonly claimTtlMs?: number;
   /** How often due timed work is looked for; default `REMINDER_CHECK_MS`. */
@@ -117,22 +116,14 @@ export async function runPlugin(
   }
 }
 
-/** The mailer's send with retries, keeping the readiness of the mailer up to date. */
-function sendingWith(mailer: Mailer, deps: PluginDeps, readiness: Readiness, log: Logger) {
+/**
+ * One try of the mailer's send, keeping the readiness of the mailer up to
+ * date; the notifier retries what failed for a while (its request's retry).
+ */
+function sendingWith(mailer: Mailer, readiness: Readiness) {
   return async (email: OutgoingEmail, signal: AbortSignal) => {
     try {
-      const sent = await sendWithRetry(mailer, email, {
-        signal,
-        ...deps.sendRetry,
-        onRetry: ({ attempt, error, delayMs }) => {
-          // A host and a code only: the message may quote the server's answer.
-          readiness.mailerDown(error);
-          log.warn(
-            "Sending to {to} failed (try {attempt}): {error}; retrying in {delayMs} ms",
-            { to: email.to, attempt, error, delayMs },
-          );
-        },
-      });
+      const sent = await mailer.send(email, signal);
       readiness.mailerUp();
       return sent;
     } catch (error) {
@@ -219,7 +210,7 @@ async function runConnected(
     const rules = new RuleSource(client, log.getChild("rules"));
     const app = new NotifyApp({
       client,
-      send: sendingWith(mailer, deps, readiness, notifyLog),
+      send: sendingWith(mailer, readiness),
       prepare: (content) => mailer.prepare?.(content) ?? (() => {}),
       rules,
       notifyRequester: config.delivery.notifyRequester,
@@ -239,6 +230,7 @@ async function runConnected(
       ...(deps.isOwnerGone ? { isOwnerGone: deps.isOwnerGone } : {}),
       ...(deps.claimTtlMs ? { claimTtlMs: deps.claimTtlMs } : {}),
       ...(deps.requestRetry ? { retryBackoff: deps.requestRetry } : {}),
+      ...(deps.sendRetry ? { mailRetryBackoff: deps.sendRetry } : {}),
     });
     // Stopping: write the records of emails already sent at once, not at the
     // end of their coalescing window.
