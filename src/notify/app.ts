@@ -1309,13 +1309,13 @@ function truncate(text: string, max: number): string {
   return cut + "…";
 }
 
-/** Whether `plan` has work that is due by time rather than by a change of the request. */
 /** A mail failure that may pass (the mailer's `MailError` with `transient`). */
 function isTransientMailError(error: unknown): error is MailError {
   const e = error as Partial<MailError> | undefined;
   return e?.name === "MailError" && e.transient === true;
 }
 
+/** Whether `plan` has work that is due by time rather than by a change of the request. */
 function hasTimedWork(plan: Plan): boolean {
   return (plan.reminders?.length ?? 0) > 0 || plan.escalation !== undefined ||
     plan.expiryWarning !== undefined;
