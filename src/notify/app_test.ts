@@ -244,11 +244,13 @@ Deno.test("a recipient refused for good is logged and not retried; the others ge
 
 Deno.test("a transient failure is retried later without repeating what was sent", async () => {
   let failures = 2;
+  const carolTries: OutgoingEmail[] = [];
   const { app, sent, teleport, clock, activity } = setup(undefined, {
-    fail: (e) =>
-      e.to === "carol@example.com" && failures-- > 0
-        ? new MailError("421 try later", { transient: true })
-        : undefined,
+    fail: (e) => {
+      if (e.to !== "carol@example.com") return undefined;
+      carolTries.push(e);
+      return failures-- > 0 ? new MailError("421 try later", { transient: true }) : undefined;
+    },
   });
   await put(app, teleport, request("r5"));
   assert.equal(app.retryQueueDepth, 1);
@@ -264,6 +266,9 @@ Deno.test("a transient failure is retried later without repeating what was sent"
     "carol@example.com",
     "ops@example.com",
   ]);
+  // Every try is the same email to the mailer, which keeps its Message-ID for it.
+  assert.equal(carolTries.length, 3);
+  assert.ok(carolTries.every((e) => e === carolTries[0]), "the same email object each try");
   app.stop();
 });
 
