@@ -3,7 +3,8 @@ import MailComposer from "nodemailer/lib/mail-composer/index.js";
 import MimeNode from "nodemailer/lib/mime-node/index.js";
 import { decodeEncodedWords, parseMime } from "../../tests/smtp_server.ts";
 import { type OutgoingEmail, prepareEmail } from "./mailer.ts";
-import { messageComposer } from "./compose.ts";
+import { messageComposer, writeMessage } from "./compose.ts";
+import { Buffer } from "node:buffer";
 
 const SENDER = "Téléport Access <noreply@example.com>";
 const CONTENT = {
@@ -265,4 +266,48 @@ Deno.test("compose: each head is byte for byte the one a single MimeNode writes,
       }
     }
   }
+});
+
+Deno.test("compose: a body written without streams is byte for byte what Nodemailer's build() writes", async () => {
+  const long = "A line of the reason that is long enough to need a soft line break here ".repeat(3);
+  const texts = [
+    "plain ASCII, short",
+    "",
+    `${long}\nend`,
+    "Grüße ✅ and ünïcode\r\nline two\n",
+    "全角の日本語だけのテキスト。".repeat(20),
+    "trailing spaces   \nand a tab\t\nlone \r CR\n.\n.. dots\nno final line end",
+    "x\n",
+    "y\r",
+    `${"word ".repeat(13106)}ü ${"z".repeat(70)}   `, // past the encoders' 64 KiB slices
+  ];
+  const htmls = [undefined, "<p>ASCII</p>", `<p>${"ü".repeat(500)}</p>`, "<p>漢字</p>".repeat(40)];
+  const withoutRandom = (message: string) => message.replace(/^(Date|Message-ID): .*\r\n/gm, "");
+  const viaStreams = (mail: ConstructorParameters<typeof MailComposer>[0]) =>
+    new Promise<string>((resolve, reject) => {
+      new MailComposer(mail).compile().build((
+        e,
+        b,
+      ) => (e ? reject(e) : resolve(b.toString("utf8"))));
+    });
+  let compared = 0;
+  for (const text of texts) {
+    for (const html of htmls) {
+      const mail = { text, ...(html === undefined ? {} : { html }), baseBoundary: "fixed" };
+      const ours = writeMessage(new MailComposer(mail).compile() as never);
+      assert.ok(ours !== undefined, "strings are written here");
+      assert.equal(
+        withoutRandom(ours),
+        withoutRandom(await viaStreams(mail)),
+        JSON.stringify(mail).slice(0, 80),
+      );
+      compared++;
+    }
+  }
+  assert.equal(compared, texts.length * htmls.length);
+  // Anything but strings (here a buffer) is left to Nodemailer's streams.
+  assert.equal(
+    writeMessage(new MailComposer({ text: Buffer.from("b") }).compile() as never),
+    undefined,
+  );
 });
