@@ -13,7 +13,8 @@
  *   transport options) and for the Go plugin's strategy (the same emails, a
  *   new connection with TLS and AUTH per email, a request's emails one after
  *   another, 128 requests in flight);
- * - latency: one request at a time, created → its 3rd email accepted,
+ * - latency: one request at a time (the next once the plugin wrote the
+ *   record of the one before), created → its 3rd email accepted,
  *   p50/p95/p99, for the plugin and the floor (3 emails sent at once);
  * - plugin-data calls per request (UpdatePluginData, GetPluginData), one by
  *   one and in the burst;
@@ -91,6 +92,8 @@ const RSS_SAMPLE_MS = 25;
 const PHASE_TIMEOUT_MS = 600_000;
 /** How often the servers' counters are looked at while waiting. */
 const POLL_MS = 1;
+/** Longest wait for a request's record before the latency phase's next request. */
+const RECORD_WAIT_MS = 1_000;
 const SMTP_USER = "bench";
 const SMTP_PASSWORD = "bench-Pa55word";
 const SENDER = "Teleport <noreply@example.com>";
@@ -406,7 +409,9 @@ async function pluginRun(
       };
     };
 
-    // Latency, one request at a time; the calls are counted once its record is written.
+    // Latency, one request at a time: the next is created once this one's record is written
+    // too (its 2nd UpdatePluginData, or RECORD_WAIT_MS), so that no request's emails share the
+    // plugin with the one before, as the floor's never do.
     const latencies: number[] = [];
     let before = await calls();
     for (let i = 0; i < REQUESTS; i++) {
@@ -415,6 +420,11 @@ async function pluginRun(
       expected += RECIPIENTS_PER_REQUEST;
       await arrived("a request's emails", expected);
       latencies.push(performance.now() - t0);
+      const written = before.update + 2 * (i + 1);
+      const giveUp = performance.now() + RECORD_WAIT_MS;
+      while ((await calls()).update < written && performance.now() < giveUp) {
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
     }
     await new Promise((r) => setTimeout(r, 500));
     const sequentialCalls = await perRequest(before, REQUESTS);
