@@ -101,7 +101,6 @@ function dateValue(now: Date): string {
   return now.toUTCString().replace(/GMT/, "+0000");
 }
 
-/** Composes `text` (and `html` as its alternative) with Nodemailer, split into body and its headers. */
 /** What of Nodemailer's `MimeNode` the body's writing reads (its tree, as `compile()` left it). */
 interface TreeNode {
   readonly childNodes: TreeNode[];
