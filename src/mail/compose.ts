@@ -70,7 +70,7 @@ const MAX_LINES = 512;
 const LINE_ROOT = new MimeNode(undefined, { baseBoundary: "line" });
 
 /** One header field as Nodemailer's `MimeNode` writes it: encoded, folded, no line end. */
-export function headerLine(key: string, value: string): string {
+function headerLine(key: string, value: string): string {
   const node = new MimeNode(undefined, {
     rootNode: LINE_ROOT,
     parentNode: LINE_ROOT,
