@@ -5,11 +5,25 @@
  */
 export class Slots {
   #free: number;
+  readonly #size: number;
   readonly #waiting: Array<() => void> = [];
 
   constructor(size: number) {
     if (!(size >= 1)) throw new RangeError(`Slots must be at least 1, got ${size}`);
     this.#free = size;
+    this.#size = size;
+  }
+
+  /** Takes a slot if one is free at once (`release()` gives it back); false otherwise. */
+  tryAcquire(): boolean {
+    if (this.#free === 0) return false;
+    this.#free--;
+    return true;
+  }
+
+  /** Whether nobody holds a slot. */
+  get idle(): boolean {
+    return this.#free === this.#size;
   }
 
   /** Resolves once a slot is held; `release()` gives it back. */

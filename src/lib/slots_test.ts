@@ -39,3 +39,16 @@ Deno.test("slots: a size below 1 is refused", () => {
   assert.throws(() => new Slots(0), RangeError);
   assert.throws(() => new Slots(Number.NaN), RangeError);
 });
+
+Deno.test("slots: tryAcquire takes a free slot at once and never waits; idle when none is held", async () => {
+  const slots = new Slots(2);
+  assert.equal(slots.idle, true);
+  assert.equal(slots.tryAcquire(), true);
+  assert.equal(slots.idle, false);
+  await slots.acquire();
+  assert.equal(slots.tryAcquire(), false);
+  assert.equal(slots.waiting, 0);
+  slots.release();
+  slots.release();
+  assert.equal(slots.idle, true);
+});

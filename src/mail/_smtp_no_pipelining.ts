@@ -21,7 +21,7 @@
  * How. Nodemailer decides per message, in `SMTPConnection#_setEnvelope`,
  * from the extensions the server advertised; the patch hides PIPELINING
  * from that one decision. Nodemailer has no option for it (checked in
- * 10.6.0, the version pinned in deno.json; `tests/smtp_pipelining_test.ts`
+ * 10.6.0, the version pinned in deno.json; `_smtp_no_pipelining_test.ts`
  * fails if an upgrade changes the method). Delete this file if Nodemailer
  * gains such an option or replies to pipelined commands stop being split by
  * the servers users run.

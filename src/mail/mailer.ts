@@ -40,6 +40,15 @@ export interface Mailer {
    * Returns what to call when the content will not be sent after all.
    */
   prepare?(content: { readonly text: string; readonly html?: string }): () => void;
+  /**
+   * Told of recipients whose emails may follow soon (a new request's, while
+   * its claim is written), so that a mailer with nothing else to do can get
+   * their delivery started: SMTP opens a transaction to each (`MAIL FROM`,
+   * `RCPT TO`) that waits before `DATA` for the next `send` to that
+   * recipient. Best effort: never throws, delivers nothing. Returns what to
+   * call when the emails will not be sent after all (SMTP resets them).
+   */
+  openEnvelopes?(recipients: readonly string[]): () => void;
   /** Proves the server or API is reachable and accepts our credentials; rejects with `MailError`. */
   checkHealth(signal?: AbortSignal): Promise<void>;
   /** Releases connections; sends in flight may fail. */

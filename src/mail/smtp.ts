@@ -30,8 +30,10 @@
  */
 import "./_smtp_no_pipelining.ts";
 import "./_smtp_end_of_data_wait.ts";
+import { ENVELOPE_GATE, ENVELOPE_GATE_AVAILABLE } from "./_smtp_envelope_gate.ts";
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";
 import net from "node:net";
+import { PassThrough } from "node:stream";
 import type { SmtpConfig, StarttlsPolicy } from "../config/types.ts";
 import {
   abortable,
@@ -39,6 +41,7 @@ import {
   type Mailer,
   MailError,
   type OutgoingEmail,
+  type PreparedEmail,
   prepareEmail,
   redact,
   type Redaction,
@@ -49,6 +52,7 @@ import {
 import { messageIdGenerator } from "./message_id.ts";
 import { messageComposer } from "./compose.ts";
 import { Slots } from "../lib/slots.ts";
+import { isPlainAddress } from "../lib/address.ts";
 import { systemTrustedCas } from "../lib/system_cas.ts";
 import { caOption } from "../lib/_tls_peer_chain_deno.ts";
 
@@ -62,6 +66,12 @@ export const MAX_CONNECTIONS = 5;
  * email in flight (hundreds), and the pool still always has the next one.
  */
 const MAX_HANDED_OVER = MAX_CONNECTIONS * 2;
+/**
+ * How long a transaction opened ahead (`openEnvelopes`) waits for its email
+ * before it is reset: longer than a claim's write takes, short enough that
+ * connections held for an email that does not come are soon free again.
+ */
+export const OPEN_ENVELOPE_MS = 2_000;
 /** Messages sent over one connection before it is replaced (Nodemailer's default). */
 const MAX_MESSAGES_PER_CONNECTION = 100;
 /** Time to open the TCP (and implicit TLS) connection, DNS included. */
@@ -392,6 +402,17 @@ export function smtpMailError(
   });
 }
 
+/** A transaction opened ahead for `to` (see `_smtp_envelope_gate.ts`). */
+interface OpenedEnvelope {
+  readonly to: string;
+  /** Resolved: DATA and the message go; rejected: RSET. */
+  readonly gate: PromiseWithResolvers<void>;
+  /** The message, written once its email comes. */
+  readonly content: PassThrough;
+  /** Nodemailer's send of the transaction. */
+  readonly sending: Promise<unknown>;
+}
+
 /**
  * An SMTP mailer for `cfg`, sending as `sender` (a mailbox, possibly with a
  * display name). Connections open on first use and are pooled.
@@ -413,6 +434,41 @@ export function createSmtpMailer(
   const server = `${cfg.host}:${cfg.port}`;
   const password = smtpRedaction(cfg.username, cfg.password?.reveal());
   const messageIds = new WeakMap<OutgoingEmail, string>();
+  /** Transactions opened ahead, by recipient, waiting before DATA for their email. */
+  const opened = new Map<string, OpenedEnvelope>();
+  let closed = false;
+
+  /** Resets (RSET) a transaction opened ahead that no email took. */
+  const drop = (entry: OpenedEnvelope, why: string) => {
+    if (opened.get(entry.to) !== entry) return;
+    opened.delete(entry.to);
+    entry.gate.reject(new Error(why));
+  };
+
+  /** Sends `prepared` as the message of a transaction opened ahead for its recipient. */
+  const sendOpened = async (
+    entry: OpenedEnvelope,
+    prepared: PreparedEmail,
+    messageId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<SentEmail> => {
+    opened.delete(entry.to);
+    try {
+      if (signal?.aborted) throw signal.reason;
+      const { raw } = await compose(prepared, messageId);
+      entry.content.end(raw);
+      entry.gate.resolve();
+    } catch (err) {
+      entry.gate.reject(err);
+      throw err;
+    }
+    try {
+      await entry.sending;
+    } catch (err) {
+      throw smtpMailError(err, { what: "send", server, recipient: prepared.to, password });
+    }
+    return { messageId };
+  };
 
   return {
     async send(email: OutgoingEmail, signal?: AbortSignal): Promise<SentEmail> {
@@ -423,6 +479,8 @@ export function createSmtpMailer(
       // clients can recognise.
       let messageId = messageIds.get(email);
       if (messageId === undefined) messageIds.set(email, messageId = nextMessageId());
+      const ahead = opened.get(prepared.to);
+      if (ahead !== undefined) return sendOpened(ahead, prepared, messageId, signal);
       await handedOver.acquire(signal);
       try {
         const { envelope, raw } = await compose(prepared, messageId);
@@ -446,6 +504,43 @@ export function createSmtpMailer(
       return compose.prepare(content.text, content.html);
     },
 
+    openEnvelopes(recipients: readonly string[]): () => void {
+      // Only a mailer with nothing else to do: in a burst, connections held for an email that
+      // waits for its claim would hold up emails ready to go.
+      if (closed || !ENVELOPE_GATE_AVAILABLE || !handedOver.idle || opened.size > 0) {
+        return () => {};
+      }
+      const mine: OpenedEnvelope[] = [];
+      for (const to of new Set(recipients)) {
+        if (mine.length >= MAX_CONNECTIONS || !isPlainAddress(to)) continue;
+        if (!handedOver.tryAcquire()) break;
+        const gate = Promise.withResolvers<void>();
+        // Rejected when the email does not come; Nodemailer reports that, not us.
+        gate.promise.catch(() => {});
+        const content = new PassThrough();
+        const sending = transporter.sendMail({
+          envelope: { from: sender, to: [to], [ENVELOPE_GATE]: gate.promise },
+          raw: content,
+        });
+        const entry: OpenedEnvelope = { to, gate, content, sending };
+        // Refused or cut before its email came: that email goes the usual way, and meets the
+        // same answer.
+        sending.then(() => {}, () => drop(entry, "the transaction failed")).finally(() => {
+          handedOver.release();
+        });
+        opened.set(to, entry);
+        mine.push(entry);
+      }
+      if (mine.length === 0) return () => {};
+      const release = () => {
+        clearTimeout(timer);
+        for (const entry of mine) drop(entry, "the email is not sent after all");
+      };
+      const timer = setTimeout(release, OPEN_ENVELOPE_MS);
+      Deno.unrefTimer(timer);
+      return release;
+    },
+
     async checkHealth(signal?: AbortSignal): Promise<void> {
       signal?.throwIfAborted();
       try {
@@ -457,6 +552,8 @@ export function createSmtpMailer(
     },
 
     close(): Promise<void> {
+      closed = true;
+      for (const entry of [...opened.values()]) drop(entry, "the mailer is closing");
       transporter.close();
       return Promise.resolve();
     },

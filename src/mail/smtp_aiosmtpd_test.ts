@@ -6,6 +6,8 @@
  * AUTH there without a word: the health check passed and mail went out
  * unauthenticated. Now the health check and the send fail, and the sink's
  * own log shows that no AUTH command (hence no password) ever reached it.
+ * The same sink also shows transactions opened ahead (`openEnvelopes`)
+ * waiting before DATA, one going on with its email and one reset.
  * Skipped, with one line, where aiosmtpd is not installed.
  */
 import assert from "node:assert/strict";
@@ -134,6 +136,45 @@ Deno.test({
     } finally {
       await secured.close();
       await open.close();
+      await sink.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "smtp against aiosmtpd: envelopes opened ahead wait before DATA; one goes on, one is reset",
+  ignore: python === undefined,
+  async fn() {
+    const sink = await startSink(python!);
+    const mailer = createSmtpMailer(
+      { kind: "smtp", host: "127.0.0.1", port: sink.port, starttlsPolicy: "opportunistic" },
+      "noreply@example.com",
+      { trustedCas: () => [] },
+    );
+    const count = (pattern: RegExp) => sink.log().match(pattern)?.length ?? 0;
+    const until = async (what: string, done: () => boolean) => {
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`no ${what} in aiosmtpd's log:\n${sink.log()}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    try {
+      const release = mailer.openEnvelopes!(["a@example.com", "b@example.com"]);
+      await until("RCPT TO", () => count(/>> b'RCPT TO:<[ab]@example\.com>'/g) === 2);
+      assert.equal(count(/>> b'DATA'/g), 0, sink.log());
+      await mailer.send({ to: "a@example.com", subject: "opened ahead", text: "t" });
+      await until("message", () => sink.output().includes("opened ahead"));
+      release();
+      await until("RSET", () => count(/>> b'RSET'/g) === 1);
+      assert.equal(count(/>> b'DATA'/g), 1, sink.log());
+      assert.equal(count(/>> b'MAIL FROM/g), 2, sink.log());
+      // The reset connection takes the next email.
+      await mailer.send({ to: "b@example.com", subject: "after the reset", text: "t" });
+      await until("message", () => sink.output().includes("after the reset"));
+      assert.equal(sink.output().match(/^Subject: /gm)?.length, 2, sink.output());
+    } finally {
+      await mailer.close();
       await sink.close();
     }
   },

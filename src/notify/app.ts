@@ -141,6 +141,12 @@ export interface AppDeps {
    * when the content will not be sent after all.
    */
   prepare?(content: MessageContent): () => void;
+  /**
+   * Told of the recipients of a new request's opening emails while its
+   * record is written (`Mailer.openEnvelopes`). Delivers nothing. Returns
+   * what to call when they will not be emailed after all.
+   */
+  openEnvelopes?(recipients: readonly string[]): () => void;
   readonly cluster: PingInfo;
   readonly roleToRecipients: Readonly<Record<string, readonly string[]>>;
   /** Identifies this process in claims: unique per running instance. */
@@ -969,11 +975,16 @@ export class NotifyApp {
       return setClaim(next, this.#newClaim());
     }, this.#casOptions(signal, {}));
     // Asked once the write is under way, so that it does not wait for the mailer.
-    const forget = this.#prepareOpening(
+    const forgetContent = this.#prepareOpening(
       request,
       recipients.length,
       routed.recipients.length - recipients.length,
     );
+    const forgetEnvelopes = this.#openEnvelopes(request, recipients);
+    const forget = () => {
+      forgetContent();
+      forgetEnvelopes();
+    };
     try {
       const created = await writing;
       // Another instance created the record first: it sends these emails, not us.
@@ -1022,6 +1033,20 @@ export class NotifyApp {
       // Only a head start: the emails are composed when sent all the same.
     }
     return forget;
+  }
+
+  /** `openEnvelopes` for the opening emails of a new request (best effort, like `prepare`). */
+  #openEnvelopes(request: AccessRequest, recipients: readonly string[]): () => void {
+    const open = this.#deps.openEnvelopes;
+    if (open === undefined) return () => {};
+    const to = this.#deps.notifyRequester && isRecipientAddress(request.user)
+      ? [...recipients, request.user]
+      : recipients;
+    try {
+      return open(to);
+    } catch {
+      return () => {};
+    }
   }
 
   #remember(id: string): void {

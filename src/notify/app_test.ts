@@ -47,6 +47,7 @@ function setup(
     claimTtlMs?: number;
     clock?: FakeClock;
     prepare?: (content: MessageContent) => () => void;
+    openEnvelopes?: (recipients: readonly string[]) => () => void;
     maxRecipients?: number;
   } = {},
 ) {
@@ -73,6 +74,7 @@ function setup(
     activity,
     ...(opts.claimTtlMs ? { claimTtlMs: opts.claimTtlMs } : {}),
     ...(opts.prepare ? { prepare: opts.prepare } : {}),
+    ...(opts.openEnvelopes ? { openEnvelopes: opts.openEnvelopes } : {}),
     ...(opts.maxRecipients ? { maxRecipients: opts.maxRecipients } : {}),
   });
   return { app, sent, teleport, clock, activity };
@@ -153,6 +155,45 @@ Deno.test("a prepared email is forgotten when another instance created the recor
   await put(second.app, teleport, request("r1"));
   assert.equal(second.sent.length, 0);
   assert.equal(forgotten, 1);
+});
+
+Deno.test("a new request's recipients are given to the mailer to open ahead while its record is written", async () => {
+  const teleport = new FakeTeleportClient();
+  const opened: { recipients: readonly string[]; recorded: boolean; sent: number }[] = [];
+  let released = 0;
+  const { app, sent } = setup(teleport, {
+    maxRecipients: 2,
+    openEnvelopes: (recipients) => {
+      opened.push({ recipients, recorded: teleport.data.has("r1"), sent: sent.length });
+      return () => released++;
+    },
+  });
+  await put(app, teleport, request("r1"));
+  // Only the recipients emailed (delivery.max_recipients), before the record and any email.
+  assert.deepEqual(opened, [{
+    recipients: ["ops@example.com", "bob@example.com"],
+    recorded: false,
+    sent: 0,
+  }]);
+  assert.deepEqual(sent.map((e) => e.to), ["ops@example.com", "bob@example.com"]);
+  assert.equal(released, 0);
+  await put(
+    app,
+    teleport,
+    request("r1", { reviews: [review("bob@example.com", "APPROVED", "ok")] }),
+  );
+  assert.equal(opened.length, 1);
+});
+
+Deno.test("envelopes opened ahead are released when another instance created the record first", async () => {
+  const teleport = new FakeTeleportClient();
+  const first = setup(teleport, { owner: "b" });
+  await put(first.app, teleport, request("r1"));
+  let released = 0;
+  const second = setup(teleport, { owner: "a", openEnvelopes: () => () => released++ });
+  await put(second.app, teleport, request("r1"));
+  assert.equal(second.sent.length, 0);
+  assert.equal(released, 1);
 });
 
 Deno.test("with more recipients than delivery.max_recipients, the prepared email is the one sent", async () => {

@@ -212,6 +212,7 @@ async function runConnected(
       client,
       send: sendingWith(mailer, readiness),
       prepare: (content) => mailer.prepare?.(content) ?? (() => {}),
+      openEnvelopes: (recipients) => mailer.openEnvelopes?.(recipients) ?? (() => {}),
       rules,
       notifyRequester: config.delivery.notifyRequester,
       maxRecipients: config.delivery.maxRecipients,

@@ -1,0 +1,102 @@
+/**
+ * Transactions opened ahead (`openEnvelopes`, `_smtp_envelope_gate.ts`),
+ * on the wire of a scripted server that records the commands it reads: the
+ * envelope goes out at once and DATA waits for the email; an email that does
+ * not come is reset (RSET) and the connection serves the next one. The same
+ * against aiosmtpd is in `smtp_aiosmtpd_test.ts`.
+ */
+import assert from "node:assert/strict";
+import { createSmtpMailer, OPEN_ENVELOPE_MS } from "./smtp.ts";
+import { ENVELOPE_GATE_AVAILABLE } from "./_smtp_envelope_gate.ts";
+import { scriptedSmtpServer } from "../../tests/scripted_smtp.ts";
+import { eventually } from "../../tests/harness.ts";
+
+function setup() {
+  const server = scriptedSmtpServer({ pipelining: true });
+  const mailer = createSmtpMailer(
+    { kind: "smtp", host: "127.0.0.1", port: server.port, starttlsPolicy: "disabled" },
+    "noreply@example.com",
+    { trustedCas: () => [] },
+  );
+  const commands = () => server.reads.flat();
+  const count = (pattern: RegExp) => commands().filter((l) => pattern.test(l)).length;
+  return { server, mailer, commands, count };
+}
+
+const email = (to: string, subject: string) => ({ to, subject, text: "hello", html: "<p>hi</p>" });
+
+Deno.test("smtp: an envelope opened ahead waits before DATA, and the email to its recipient goes on it", async () => {
+  assert.ok(ENVELOPE_GATE_AVAILABLE, "the Nodemailer method the extension wraps exists");
+  const { server, mailer, commands, count } = setup();
+  try {
+    mailer.openEnvelopes!(["bob@example.com", "carol@example.com"]);
+    await eventually(() => count(/^RCPT TO:<(bob|carol)@example\.com>/) === 2, 5_000, "RCPT TO");
+    assert.equal(count(/^DATA/), 0, JSON.stringify(commands()));
+    await mailer.send(email("bob@example.com", "for bob"));
+    await mailer.send(email("carol@example.com", "for carol"));
+    assert.equal(server.messages, 2);
+    // Each email went on its opened transaction: no second MAIL FROM, no reset.
+    assert.equal(count(/^MAIL FROM/), 2, JSON.stringify(commands()));
+    assert.equal(count(/^DATA/), 2);
+    assert.equal(count(/^RSET/), 0);
+  } finally {
+    await mailer.close();
+    await server.close();
+  }
+});
+
+Deno.test("smtp: envelopes opened ahead whose emails do not come are reset; the connections send the next", async () => {
+  const { server, mailer, commands, count } = setup();
+  try {
+    const release = mailer.openEnvelopes!(["bob@example.com", "carol@example.com"]);
+    await eventually(() => count(/^RCPT TO/) === 2, 5_000, "RCPT TO");
+    release();
+    await eventually(() => count(/^RSET/) === 2, 5_000, "RSET");
+    assert.equal(count(/^DATA/), 0, JSON.stringify(commands()));
+    await mailer.send(email("bob@example.com", "later"));
+    assert.equal(server.messages, 1);
+    assert.equal(count(/^MAIL FROM/), 3);
+  } finally {
+    await mailer.close();
+    await server.close();
+  }
+});
+
+Deno.test("smtp: an envelope opened ahead that nobody releases is reset after OPEN_ENVELOPE_MS", async () => {
+  const { server, mailer, count } = setup();
+  try {
+    const opened = Date.now();
+    mailer.openEnvelopes!(["bob@example.com"]);
+    await eventually(() => count(/^RSET/) === 1, OPEN_ENVELOPE_MS + 5_000, "RSET");
+    assert.ok(Date.now() - opened >= OPEN_ENVELOPE_MS - 50);
+    assert.equal(count(/^DATA/), 0);
+    await mailer.send(email("bob@example.com", "later"));
+    assert.equal(server.messages, 1);
+  } finally {
+    await mailer.close();
+    await server.close();
+  }
+});
+
+Deno.test("smtp: a busy mailer opens nothing ahead (a burst keeps its connections for ready emails)", async () => {
+  const server = scriptedSmtpServer({ delays: { ".": 300 } });
+  const mailer = createSmtpMailer(
+    { kind: "smtp", host: "127.0.0.1", port: server.port, starttlsPolicy: "disabled" },
+    "noreply@example.com",
+    { trustedCas: () => [] },
+  );
+  try {
+    const sending = mailer.send(email("alice@example.com", "first"));
+    const release = mailer.openEnvelopes!(["bob@example.com"]);
+    await sending;
+    // Opened ahead, bob's email would now go on that transaction; it gets one of its own.
+    release();
+    await mailer.send(email("bob@example.com", "second"));
+    const rcpts = server.reads.flat().filter((l) => /^RCPT TO/.test(l));
+    assert.deepEqual(rcpts, ["RCPT TO:<alice@example.com>", "RCPT TO:<bob@example.com>"]);
+    assert.equal(server.reads.flat().filter((l) => /^RSET/.test(l)).length, 0);
+  } finally {
+    await mailer.close();
+    await server.close();
+  }
+});
