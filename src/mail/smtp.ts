@@ -510,7 +510,10 @@ export function createSmtpMailer(
       if (closed || !ENVELOPE_GATE_AVAILABLE || !handedOver.idle || opened.size > 0) {
         return () => {};
       }
-      const mine: OpenedEnvelope[] = [];
+      // Only the recipients and a weak set are kept until the release: an entry taken by its
+      // email (or failed) is not held on to for the rest of OPEN_ENVELOPE_MS.
+      const mine: string[] = [];
+      const own = new WeakSet<OpenedEnvelope>();
       for (const to of new Set(recipients)) {
         if (mine.length >= MAX_CONNECTIONS || !isPlainAddress(to)) continue;
         if (!handedOver.tryAcquire()) break;
@@ -529,12 +532,16 @@ export function createSmtpMailer(
           handedOver.release();
         });
         opened.set(to, entry);
-        mine.push(entry);
+        own.add(entry);
+        mine.push(to);
       }
       if (mine.length === 0) return () => {};
       const release = () => {
         clearTimeout(timer);
-        for (const entry of mine) drop(entry, "the email is not sent after all");
+        for (const to of mine) {
+          const entry = opened.get(to);
+          if (entry !== undefined && own.has(entry)) drop(entry, "the email is not sent after all");
+        }
       };
       const timer = setTimeout(release, OPEN_ENVELOPE_MS);
       Deno.unrefTimer(timer);
