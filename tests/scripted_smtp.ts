@@ -11,6 +11,8 @@ export interface ScriptedSmtpOptions {
   pipelining?: boolean;
   /** Milliseconds to wait before answering a verb: "GREETING", "EHLO", "RCPT", "." … */
   delays?: Record<string, number>;
+  /** Close the connection right after answering the `nth` (1-based, all connections) `verb`. */
+  hangUpAfter?: { verb: string; nth: number };
 }
 
 export function scriptedSmtpServer(opts: ScriptedSmtpOptions = {}) {
@@ -18,6 +20,8 @@ export function scriptedSmtpServer(opts: ScriptedSmtpOptions = {}) {
   const reads: string[][] = [];
   const conns = new Set<Deno.Conn>();
   let messages = 0;
+  let hangUps = 0;
+  const seen = new Map<string, number>();
   const ehlo = opts.pipelining
     ? "250-scripted\r\n250-PIPELINING\r\n250 8BITMIME"
     : "250-scripted\r\n250 8BITMIME";
@@ -29,6 +33,12 @@ export function scriptedSmtpServer(opts: ScriptedSmtpOptions = {}) {
           const ms = opts.delays?.[verb] ?? 0;
           if (ms > 0) await new Promise((r) => setTimeout(r, ms));
           await conn.write(encoder.encode(text + "\r\n"));
+          const nth = (seen.get(verb) ?? 0) + 1;
+          seen.set(verb, nth);
+          if (opts.hangUpAfter?.verb === verb && opts.hangUpAfter.nth === nth) {
+            hangUps++;
+            throw new Error("hung up"); // the finally below closes the connection
+          }
         };
         const decoder = new TextDecoder();
         let inData = false;
@@ -83,6 +93,10 @@ export function scriptedSmtpServer(opts: ScriptedSmtpOptions = {}) {
     /** Messages received whole. */
     get messages() {
       return messages;
+    },
+    /** Connections closed by `hangUpAfter`. */
+    get hangUps() {
+      return hangUps;
     },
     close: async () => {
       listener.close();

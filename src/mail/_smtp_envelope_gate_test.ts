@@ -95,3 +95,37 @@ Deno.test("smtp: a busy mailer opens nothing ahead (a burst keeps its connection
     await server.close();
   }
 });
+
+Deno.test("smtp: an opened transaction whose reused connection the server closes still delivers its email, once", async () => {
+  // The 2nd RCPT is the opened one, on the connection that sent the first email: the server
+  // answers it and hangs up, as an idle cut or a per-connection limit would.
+  const { server, mailer, count } = setup({ hangUpAfter: { verb: "RCPT", nth: 2 } });
+  try {
+    await mailer.send(email("alice@example.com", "first"));
+    mailer.openEnvelopes!(["bob@example.com"]);
+    await eventually(() => server.hangUps === 1, 5_000, "the hang-up");
+    await mailer.send(email("bob@example.com", "second"));
+    assert.equal(server.messages, 2);
+    assert.equal(count(/^DATA/), 2);
+  } finally {
+    await mailer.close();
+    await server.close();
+  }
+});
+
+Deno.test("smtp: stopping the send of an opened transaction's email stops it, as any send", async () => {
+  // The server holds its answer to the message's "." far longer than the stop comes.
+  const { server, mailer, count } = setup({ delays: { ".": 10_000 } });
+  try {
+    mailer.openEnvelopes!(["bob@example.com"]);
+    await eventually(() => count(/^RCPT TO/) === 1, 5_000, "RCPT TO");
+    const controller = new AbortController();
+    const sending = mailer.send(email("bob@example.com", "stopped"), controller.signal);
+    await eventually(() => count(/^DATA/) === 1, 5_000, "DATA");
+    controller.abort(new Error("shutting down"));
+    await assert.rejects(sending, /shutting down/);
+  } finally {
+    await mailer.close();
+    await server.close();
+  }
+});

@@ -409,6 +409,8 @@ interface OpenedEnvelope {
   readonly gate: PromiseWithResolvers<void>;
   /** The message, written once its email comes. */
   readonly content: PassThrough;
+  /** Aborts the transaction's send (its email's send was stopped). */
+  readonly abort: AbortController;
   /** Nodemailer's send of the transaction. */
   readonly sending: Promise<unknown>;
 }
@@ -445,6 +447,35 @@ export function createSmtpMailer(
     entry.gate.reject(new Error(why));
   };
 
+  const sendError = (err: unknown, prepared: PreparedEmail, signal: AbortSignal | undefined) => {
+    if (signal?.aborted) return signal.reason;
+    return smtpMailError(err, { what: "send", server, recipient: prepared.to, password });
+  };
+
+  /** Sends `prepared` through the pool, as one of at most `MAX_HANDED_OVER`. */
+  const sendPooled = async (
+    prepared: PreparedEmail,
+    messageId: string,
+    signal: AbortSignal | undefined,
+  ): Promise<SentEmail> => {
+    await handedOver.acquire(signal);
+    try {
+      const { envelope, raw } = await compose(prepared, messageId);
+      await transporter.sendMail({
+        envelope: { from: envelope.from, to: [...envelope.to] },
+        raw,
+        // The raw message has it already; given, Nodemailer does not make one it would not send.
+        messageId: `<${messageId}>`,
+        ...(signal === undefined ? {} : { signal }),
+      });
+    } catch (err) {
+      throw sendError(err, prepared, signal);
+    } finally {
+      handedOver.release();
+    }
+    return { messageId };
+  };
+
   /** Sends `prepared` as the message of a transaction opened ahead for its recipient. */
   const sendOpened = async (
     entry: OpenedEnvelope,
@@ -453,19 +484,32 @@ export function createSmtpMailer(
     signal: AbortSignal | undefined,
   ): Promise<SentEmail> => {
     opened.delete(entry.to);
+    let raw: string;
     try {
-      if (signal?.aborted) throw signal.reason;
-      const { raw } = await compose(prepared, messageId);
-      entry.content.end(raw);
-      entry.gate.resolve();
+      signal?.throwIfAborted();
+      ({ raw } = await compose(prepared, messageId));
     } catch (err) {
       entry.gate.reject(err);
-      throw err;
+      throw sendError(err, prepared, signal);
     }
+    // Stopped mid-send: Nodemailer's own abort, as for any send (the transaction's send was
+    // given a signal of its own, not knowing this one yet).
+    const onAbort = () => entry.abort.abort(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
     try {
+      entry.content.end(raw);
+      entry.gate.resolve();
       await entry.sending;
     } catch (err) {
-      throw smtpMailError(err, { what: "send", server, recipient: prepared.to, password });
+      // The connection went before the message was read: Nodemailer's pool put it back in line
+      // for another connection, but its source went with the first one (ESTREAM). Nothing of it
+      // was delivered; it goes the usual way, now.
+      if (!signal?.aborted && (err as { code?: unknown })?.code === "ESTREAM") {
+        return sendPooled(prepared, messageId, signal);
+      }
+      throw sendError(err, prepared, signal);
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
     return { messageId };
   };
@@ -480,24 +524,9 @@ export function createSmtpMailer(
       let messageId = messageIds.get(email);
       if (messageId === undefined) messageIds.set(email, messageId = nextMessageId());
       const ahead = opened.get(prepared.to);
-      if (ahead !== undefined) return sendOpened(ahead, prepared, messageId, signal);
-      await handedOver.acquire(signal);
-      try {
-        const { envelope, raw } = await compose(prepared, messageId);
-        await transporter.sendMail({
-          envelope: { from: envelope.from, to: [...envelope.to] },
-          raw,
-          // The raw message has it already; given, Nodemailer does not make one it would not send.
-          messageId: `<${messageId}>`,
-          ...(signal === undefined ? {} : { signal }),
-        });
-      } catch (err) {
-        if (signal?.aborted) throw signal.reason;
-        throw smtpMailError(err, { what: "send", server, recipient: prepared.to, password });
-      } finally {
-        handedOver.release();
-      }
-      return { messageId };
+      // Awaited here: what `prepareEmail` or the signal throws above is a rejection too.
+      if (ahead !== undefined) return await sendOpened(ahead, prepared, messageId, signal);
+      return await sendPooled(prepared, messageId, signal);
     },
 
     prepare(content): () => void {
@@ -521,11 +550,13 @@ export function createSmtpMailer(
         // Rejected when the email does not come; Nodemailer reports that, not us.
         gate.promise.catch(() => {});
         const content = new PassThrough();
+        const abort = new AbortController();
         const sending = transporter.sendMail({
           envelope: { from: sender, to: [to], [ENVELOPE_GATE]: gate.promise },
           raw: content,
+          signal: abort.signal,
         });
-        const entry: OpenedEnvelope = { to, gate, content, sending };
+        const entry: OpenedEnvelope = { to, gate, content, abort, sending };
         // Refused or cut before its email came: that email goes the usual way, and meets the
         // same answer.
         sending.then(() => {}, () => drop(entry, "the transaction failed")).finally(() => {
