@@ -15,6 +15,7 @@ import type { SmtpConfig } from "../config/types.ts";
 import { Secret } from "../lib/secret.ts";
 import { MailError } from "./mailer.ts";
 import { createSmtpMailer, INSECURE_AUTH_CODE } from "./smtp.ts";
+import { eventually } from "../../tests/harness.ts";
 
 /** How long aiosmtpd may take to listen. */
 const START_TIMEOUT_MS = 10_000;
@@ -152,26 +153,27 @@ Deno.test({
       { trustedCas: () => [] },
     );
     const count = (pattern: RegExp) => sink.log().match(pattern)?.length ?? 0;
-    const until = async (what: string, done: () => boolean) => {
-      const deadline = Date.now() + START_TIMEOUT_MS;
-      while (!done()) {
-        if (Date.now() > deadline) throw new Error(`no ${what} in aiosmtpd's log:\n${sink.log()}`);
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    };
     try {
       const release = mailer.openEnvelopes!(["a@example.com", "b@example.com"]);
-      await until("RCPT TO", () => count(/>> b'RCPT TO:<[ab]@example\.com>'/g) === 2);
+      await eventually(
+        () => count(/>> b'RCPT TO:<[ab]@example\.com>'/g) === 2,
+        START_TIMEOUT_MS,
+        "RCPT TO",
+      );
       assert.equal(count(/>> b'DATA'/g), 0, sink.log());
       await mailer.send({ to: "a@example.com", subject: "opened ahead", text: "t" });
-      await until("message", () => sink.output().includes("opened ahead"));
+      await eventually(() => sink.output().includes("opened ahead"), START_TIMEOUT_MS, "message");
       release();
-      await until("RSET", () => count(/>> b'RSET'/g) === 1);
+      await eventually(() => count(/>> b'RSET'/g) === 1, START_TIMEOUT_MS, "RSET");
       assert.equal(count(/>> b'DATA'/g), 1, sink.log());
       assert.equal(count(/>> b'MAIL FROM/g), 2, sink.log());
       // The reset connection takes the next email.
       await mailer.send({ to: "b@example.com", subject: "after the reset", text: "t" });
-      await until("message", () => sink.output().includes("after the reset"));
+      await eventually(
+        () => sink.output().includes("after the reset"),
+        START_TIMEOUT_MS,
+        "message",
+      );
       assert.equal(sink.output().match(/^Subject: /gm)?.length, 2, sink.output());
     } finally {
       await mailer.close();
