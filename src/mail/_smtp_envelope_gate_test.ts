@@ -6,21 +6,32 @@
  * against aiosmtpd is in `smtp_aiosmtpd_test.ts`.
  */
 import assert from "node:assert/strict";
-import { createSmtpMailer, OPEN_ENVELOPE_MS } from "./smtp.ts";
+import { createSmtpMailer, type SmtpMailerDeps } from "./smtp.ts";
+import { type MessageComposer, messageComposer } from "./compose.ts";
 import { ENVELOPE_GATE_AVAILABLE } from "./_smtp_envelope_gate.ts";
 import { type ScriptedSmtpOptions, scriptedSmtpServer } from "../../tests/scripted_smtp.ts";
 import { eventually } from "../../tests/harness.ts";
 
-function setup(options: ScriptedSmtpOptions = { pipelining: true }) {
+function setup(
+  options: ScriptedSmtpOptions = { pipelining: true },
+  deps: SmtpMailerDeps = {},
+) {
   const server = scriptedSmtpServer(options);
+  // The mailer's composer, kept to count the bodies it composes.
+  let composer: MessageComposer | undefined;
   const mailer = createSmtpMailer(
     { kind: "smtp", host: "127.0.0.1", port: server.port, starttlsPolicy: "disabled" },
     "noreply@example.com",
-    { trustedCas: () => [] },
+    {
+      trustedCas: () => [],
+      messageComposer: (sender) => composer = messageComposer(sender),
+      ...deps,
+    },
   );
   const commands = () => server.reads.flat();
   const count = (pattern: RegExp) => commands().filter((l) => pattern.test(l)).length;
-  return { server, mailer, commands, count };
+  const composed = () => composer!.bodiesComposed;
+  return { server, mailer, commands, count, composed };
 }
 
 const email = (to: string, subject: string) => ({ to, subject, text: "hello", html: "<p>hi</p>" });
@@ -63,12 +74,13 @@ Deno.test("smtp: envelopes opened ahead whose emails do not come are reset; the 
 });
 
 Deno.test("smtp: an envelope opened ahead that nobody releases is reset after OPEN_ENVELOPE_MS", async () => {
-  const { server, mailer, count } = setup();
+  const waitMs = 200;
+  const { server, mailer, count } = setup(undefined, { openEnvelopeMs: waitMs });
   try {
     const opened = Date.now();
     mailer.openEnvelopes!(["bob@example.com"]);
-    await eventually(() => count(/^RSET/) === 1, OPEN_ENVELOPE_MS + 5_000, "RSET");
-    assert.ok(Date.now() - opened >= OPEN_ENVELOPE_MS - 50);
+    await eventually(() => count(/^RSET/) === 1, waitMs + 5_000, "RSET");
+    assert.ok(Date.now() - opened >= waitMs - 50);
     assert.equal(count(/^DATA/), 0);
     await mailer.send(email("bob@example.com", "later"));
     assert.equal(server.messages, 1);
@@ -124,6 +136,46 @@ Deno.test("smtp: stopping the send of an opened transaction's email stops it, as
     await eventually(() => count(/^DATA/) === 1, 5_000, "DATA");
     controller.abort(new Error("shutting down"));
     await assert.rejects(sending, /shutting down/);
+  } finally {
+    await mailer.close();
+    await server.close();
+  }
+});
+
+Deno.test("smtp: a body prepared just after envelopes are opened is composed after their MAIL FROM, and used", async () => {
+  const { server, mailer, count, composed } = setup();
+  try {
+    // Without transactions opened, a prepared body is composed at once.
+    mailer.prepare!({ text: "ready", html: "<p>ready</p>" });
+    assert.equal(composed(), 1);
+    mailer.openEnvelopes!(["bob@example.com", "carol@example.com"]);
+    const { text, html } = email("bob@example.com", "");
+    mailer.prepare!({ text, html });
+    // Not yet: the transactions' commands go first.
+    assert.equal(composed(), 1);
+    await eventually(() => composed() === 2, 5_000, "the body composed");
+    await mailer.send(email("bob@example.com", "for bob"));
+    await mailer.send(email("carol@example.com", "for carol"));
+    // The emails used the body composed ahead: none composed again.
+    assert.equal(composed(), 2);
+    assert.equal(server.messages, 2);
+    assert.equal(count(/^MAIL FROM/), 2);
+    assert.equal(count(/^RSET/), 0);
+  } finally {
+    await mailer.close();
+    await server.close();
+  }
+});
+
+Deno.test("smtp: a body prepared after envelopes are opened and forgotten at once is not composed", async () => {
+  const { server, mailer, count, composed } = setup();
+  try {
+    const release = mailer.openEnvelopes!(["bob@example.com"]);
+    const forget = mailer.prepare!({ text: "never", html: "<p>never</p>" });
+    forget();
+    release();
+    await eventually(() => count(/^RSET/) === 1, 5_000, "RSET");
+    assert.equal(composed(), 0);
   } finally {
     await mailer.close();
     await server.close();

@@ -34,6 +34,7 @@ import { ENVELOPE_GATE, ENVELOPE_GATE_AVAILABLE } from "./_smtp_envelope_gate.ts
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";
 import net from "node:net";
 import { PassThrough } from "node:stream";
+import { setImmediate } from "node:timers";
 import type { SmtpConfig, StarttlsPolicy } from "../config/types.ts";
 import {
   abortable,
@@ -125,6 +126,10 @@ export interface SmtpMailerDeps {
   readonly trustedCas?: () => readonly string[];
   /** Shorter timeouts for tests. */
   readonly timeouts?: SmtpTimeouts;
+  /** How long a transaction opened ahead waits for its email; default `OPEN_ENVELOPE_MS`. */
+  readonly openEnvelopeMs?: number;
+  /** The message composer (tests count what it composes); default `messageComposer`. */
+  readonly messageComposer?: typeof messageComposer;
 }
 
 export { systemTrustedCas } from "../lib/system_cas.ts";
@@ -431,7 +436,7 @@ export function createSmtpMailer(
     deps.timeouts ?? DEFAULT_SMTP_TIMEOUTS,
   );
   const transporter = nodemailer.createTransport(options);
-  const compose = messageComposer(sender);
+  const compose = (deps.messageComposer ?? messageComposer)(sender);
   const handedOver = new Slots(MAX_HANDED_OVER);
   const server = `${cfg.host}:${cfg.port}`;
   const password = smtpRedaction(cfg.username, cfg.password?.reveal());
@@ -530,7 +535,23 @@ export function createSmtpMailer(
     },
 
     prepare(content): () => void {
-      return compose.prepare(content.text, content.html);
+      if (opened.size === 0) return compose.prepare(content.text, content.html);
+      // Transactions were opened ahead (a new request's, just before): Nodemailer's pool
+      // writes their MAIL FROM two turns of setImmediate after `sendMail` (the message
+      // resolves its content on the first, the pool serves its queue on the second). Composed
+      // now, the body would hold those commands back by its CPU time; composed after them, it
+      // runs while their replies are on the way.
+      let forget: (() => void) | undefined;
+      let forgotten = false;
+      setImmediate(() =>
+        setImmediate(() => {
+          if (!forgotten && !closed) forget = compose.prepare(content.text, content.html);
+        })
+      );
+      return () => {
+        forgotten = true;
+        forget?.();
+      };
     },
 
     openEnvelopes(recipients: readonly string[]): () => void {
@@ -574,7 +595,7 @@ export function createSmtpMailer(
           if (entry !== undefined && own.has(entry)) drop(entry, "the email is not sent after all");
         }
       };
-      const timer = setTimeout(release, OPEN_ENVELOPE_MS);
+      const timer = setTimeout(release, deps.openEnvelopeMs ?? OPEN_ENVELOPE_MS);
       Deno.unrefTimer(timer);
       return release;
     },

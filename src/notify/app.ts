@@ -974,13 +974,14 @@ export class NotifyApp {
       }
       return setClaim(next, this.#newClaim());
     }, this.#casOptions(signal, {}));
-    // Asked once the write is under way, so that it does not wait for the mailer.
+    // Asked once the write is under way, so that it does not wait for the mailer; the
+    // transactions first, so that their commands need not wait for the composing either.
+    const forgetEnvelopes = this.#openEnvelopes(request, recipients);
     const forgetContent = this.#prepareOpening(
       request,
       recipients.length,
       routed.recipients.length - recipients.length,
     );
-    const forgetEnvelopes = this.#openEnvelopes(request, recipients);
     const forget = () => {
       forgetContent();
       forgetEnvelopes();

@@ -167,14 +167,22 @@ Deno.test("a new request's recipients are given to the mailer to open ahead whil
   const teleport = new FakeTeleportClient();
   const opened: { recipients: readonly string[]; recorded: boolean; sent: number }[] = [];
   let released = 0;
+  const order: string[] = [];
   const { app, sent } = setup(teleport, {
     maxRecipients: 2,
     openEnvelopes: (recipients) => {
+      order.push("open");
       opened.push({ recipients, recorded: teleport.data.has("r1"), sent: sent.length });
       return () => released++;
     },
+    prepare: () => {
+      order.push("prepare");
+      return () => {};
+    },
   });
   await put(app, teleport, request("r1"));
+  // The transactions are opened first: their commands do not wait for the composing.
+  assert.deepEqual(order, ["open", "prepare"]);
   // Only the recipients emailed (delivery.max_recipients), before the record and any email.
   assert.deepEqual(opened, [{
     recipients: ["ops@example.com", "bob@example.com"],
