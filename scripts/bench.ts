@@ -53,6 +53,7 @@ import {
   startStallSink,
 } from "./bench/servers.ts";
 import { cpuSeconds, machineBusy } from "./bench/proc.ts";
+import { percentile, round } from "./bench/stats.ts";
 import { buildGoTeleport, type GoTeleport, startGoTeleport } from "../tests/teleport_go.ts";
 import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
@@ -100,19 +101,11 @@ const SENDER = "Teleport <noreply@example.com>";
 /** The Teleport test server's cluster name (and its proxy's public address). */
 const CLUSTER_NAME = "teleport.example.com";
 
-const round = (n: number, digits = 1) => Number(n.toFixed(digits));
-
-function percentile(sorted: readonly number[], p: number): number {
-  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.max(0, index)]!;
-}
-
 function stats(samples: number[]) {
-  const sorted = [...samples].sort((a, b) => a - b);
   return {
-    p50: round(percentile(sorted, 50), 2),
-    p95: round(percentile(sorted, 95), 2),
-    p99: round(percentile(sorted, 99), 2),
+    p50: round(percentile(samples, 50), 2),
+    p95: round(percentile(samples, 95), 2),
+    p99: round(percentile(samples, 99), 2),
   };
 }
 

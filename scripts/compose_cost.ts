@@ -7,6 +7,7 @@
  *   deno run -A scripts/compose_cost.ts
  */
 import { messageComposer } from "../src/mail/compose.ts";
+import { percentile } from "./bench/stats.ts";
 import { prepareEmail } from "../src/mail/mailer.ts";
 import { messageIdGenerator } from "../src/mail/message_id.ts";
 import { newRequestMessage, requestWebLink } from "../src/notify/message.ts";
@@ -31,7 +32,7 @@ const content = (i: number) =>
     link: requestWebLink("teleport.example.com", "x"),
   });
 
-const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const median = (xs: number[]) => percentile(xs, 50);
 const bodies: number[] = [];
 const heads: number[] = [];
 for (let round = 0; round < ROUNDS; round++) {

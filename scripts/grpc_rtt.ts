@@ -17,6 +17,7 @@
 import * as grpc from "@grpc/grpc-js";
 import { fileURLToPath } from "node:url";
 import { cpuSeconds } from "./bench/proc.ts";
+import { percentile } from "./bench/stats.ts";
 
 const CALLS = Number(Deno.args.find((a) => !a.startsWith("--")) ?? 300);
 const IDLE_MS = 5;
@@ -108,7 +109,6 @@ async function measure(port: number) {
       times.push(performance.now() - t0);
       await new Promise((r) => setTimeout(r, IDLE_MS));
     }
-    times.sort((a, b) => a - b);
     const many = CALLS * 10;
     let next = 0;
     const cpu0 = cpuSeconds();
@@ -116,8 +116,8 @@ async function measure(port: number) {
       while (next++ < many) await call();
     }));
     return {
-      p50: times[Math.floor(times.length / 2)]!,
-      p90: times[Math.floor(times.length * 0.9)]!,
+      p50: percentile(times, 50),
+      p90: percentile(times, 90),
       cpuUs: (cpuSeconds() - cpu0) * 1e6 / many,
     };
   } finally {

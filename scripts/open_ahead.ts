@@ -16,6 +16,7 @@
  */
 import { parseArgs } from "node:util";
 import { localhostTls, startAiosmtpd } from "./bench/servers.ts";
+import { percentile, round } from "./bench/stats.ts";
 import { createSmtpMailer } from "../src/mail/smtp.ts";
 import { Secret } from "../src/lib/secret.ts";
 
@@ -83,10 +84,7 @@ function delayRelay(port: number, delayMs: number) {
   };
 }
 
-const p = (xs: number[], q: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return Math.round(s[Math.min(s.length - 1, Math.floor(q * s.length))]! * 100) / 100;
-};
+const p = (xs: number[], q: number) => round(percentile(xs, q * 100), 2);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const tls = await localhostTls("open-ahead");

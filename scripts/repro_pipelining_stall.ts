@@ -15,6 +15,7 @@
  */
 import nodemailer from "nodemailer";
 import { localhostTls, startStallSink } from "./bench/servers.ts";
+import { percentile } from "./bench/stats.ts";
 
 /** Messages measured per mode, after a warm-up of 5. */
 const MESSAGES = Number(Deno.args[0] ?? 40);
@@ -45,8 +46,7 @@ async function p50(): Promise<number> {
     if (i >= 5) times.push(performance.now() - t0);
   }
   transport.close();
-  times.sort((a, b) => a - b);
-  return times[Math.floor(times.length / 2)]!;
+  return percentile(times, 50);
 }
 
 try {

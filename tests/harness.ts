@@ -318,10 +318,13 @@ export function spawnPlugin(configPath: string, env: Record<string, string> = {}
     const decoder = new TextDecoder();
     for await (const chunk of child.stderr) {
       const piece = decoder.decode(chunk, { stream: true });
+      // Only the lines this piece added or ended are looked at again: the whole output each
+      // time would cost the benchmark's process time quadratic in the plugin's output.
+      const fresh = text.slice(text.lastIndexOf("\n") + 1) + piece;
       text += piece;
       for (const listener of listeners) listener(piece);
       for (const w of [...waiters]) {
-        if (w.pattern.test(text)) {
+        if (w.pattern.test(fresh)) {
           waiters.splice(waiters.indexOf(w), 1);
           w.resolve();
         }
