@@ -142,7 +142,7 @@ Deno.test("smtp: stopping the send of an opened transaction's email stops it, as
   }
 });
 
-Deno.test("smtp: a body prepared just after envelopes are opened is composed after their MAIL FROM, and used", async () => {
+Deno.test("smtp: a body prepared just after envelopes are opened is composed soon after, not at once, and its emails use it", async () => {
   const { server, mailer, count, composed } = setup();
   try {
     // Without transactions opened, a prepared body is composed at once.
