@@ -417,14 +417,13 @@ async function pluginRun(
     let before = await calls();
     const oneByOne = async (round: number) => {
       const latencies: number[] = [];
-      const base = await calls();
       for (let i = 0; i < REQUESTS; i++) {
         const t0 = performance.now();
         request(round * REQUESTS + i);
         expected += RECIPIENTS_PER_REQUEST;
         await arrived("a request's emails", expected);
         latencies.push(performance.now() - t0);
-        const written = base.update + 2 * (i + 1);
+        const written = before.update + 2 * (round * REQUESTS + i + 1);
         const giveUp = performance.now() + RECORD_WAIT_MS;
         while ((await calls()).update < written && performance.now() < giveUp) {
           await new Promise((r) => setTimeout(r, POLL_MS));

@@ -312,7 +312,7 @@ export function spawnPlugin(configPath: string, env: Record<string, string> = {}
     stderr: "piped",
   }).spawn();
   let text = "";
-  /** What follows the last line end so far (`text` itself is never searched again). */
+  /** What follows the last line end so far (pieces search only this and themselves). */
   let tail = "";
   const waiters: { pattern: RegExp; resolve: () => void }[] = [];
   const listeners: ((text: string) => void)[] = [];

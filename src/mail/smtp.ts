@@ -537,10 +537,10 @@ export function createSmtpMailer(
     prepare(content): () => void {
       if (opened.size === 0) return compose.prepare(content.text, content.html);
       // Transactions were opened ahead (a new request's, just before): Nodemailer's pool
-      // writes their MAIL FROM two turns of setImmediate after `sendMail` (the message
-      // resolves its content on the first, the pool serves its queue on the second). Composed
-      // now, the body would hold those commands back by its CPU time; composed after them, it
-      // runs while their replies are on the way.
+      // writes their MAIL FROM on a turn of setImmediate after `sendMail` (where it serves its
+      // queue); composing waits a turn more, to be clear of it. Composed now, the body would
+      // hold those commands back by its CPU time; composed after them, it runs while their
+      // replies are on the way.
       let forget: (() => void) | undefined;
       let forgotten = false;
       setImmediate(() =>
