@@ -91,6 +91,7 @@ import {
   reviewMessage,
 } from "./message.ts";
 import type { AccessReview } from "../teleport/types.ts";
+import { deadline } from "../lib/deadline.ts";
 import type { MessageTemplates } from "./template.ts";
 
 /** How long a claim holds without renewal; renewed every third of it while sending. */
@@ -377,13 +378,11 @@ export class NotifyApp {
       running = true;
       const end = this.#activity.begin();
       // Stopping ends the checks (no new one, no next request); one under way gets the grace.
-      const deadline = AbortSignal.any([
-        this.#graceOver.signal,
-        AbortSignal.timeout(REMINDER_CHECK_DEADLINE_MS),
-      ]);
-      this.checkDue(deadline)
+      const check = deadline(this.#graceOver.signal, REMINDER_CHECK_DEADLINE_MS, this.#clock);
+      this.checkDue(check.signal)
         .catch((error) => this.#deps.log.warn("Checking for due work failed: {error}", { error }))
         .finally(() => {
+          check.release();
           running = false;
           end();
         });
@@ -1279,21 +1278,25 @@ export class NotifyApp {
 
   /** Reads `requestId` again and processes it (or its deletion); a failed read is retried. */
   async #reread(requestId: string) {
-    const signal = AbortSignal.any([
-      this.#graceOver.signal,
-      AbortSignal.timeout(RETRY_DEADLINE_MS),
-    ]);
-    let request: AccessRequest | undefined;
+    const retry = deadline(this.#graceOver.signal, RETRY_DEADLINE_MS, this.#clock);
     try {
-      [request] = await this.#deps.client.listAccessRequests({ id: requestId }, signal);
-    } catch (error) {
-      // Nothing else would bring the request back (its event has passed): try again later.
-      if (this.#stopped) throw error;
-      this.#retryLater(requestId, "Reading the request again failed", error);
-      return;
+      const signal = retry.signal;
+      let request: AccessRequest | undefined;
+      try {
+        [request] = await this.#deps.client.listAccessRequests({ id: requestId }, signal);
+      } catch (error) {
+        // Nothing else would bring the request back (its event has passed): try again later.
+        if (this.#stopped) throw error;
+        this.#retryLater(requestId, "Reading the request again failed", error);
+        return;
+      }
+      const target: Target = request
+        ? { kind: "request", request }
+        : { kind: "deleted", requestId };
+      await this.process(target, signal);
+    } finally {
+      retry.release();
     }
-    const target: Target = request ? { kind: "request", request } : { kind: "deleted", requestId };
-    await this.process(target, signal);
   }
 
   async #withLock(key: string, fn: () => Promise<void>): Promise<void> {

@@ -16,6 +16,8 @@ import { backoffDelay, type BackoffOptions } from "../lib/backoff.ts";
 import { type Clock, REAL_CLOCK, type Timer } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
 import { KeyedQueue, type KeyedTask } from "../lib/keyed_queue.ts";
+import { EventMarks } from "./_event_marks.ts";
+import { deadline } from "../lib/deadline.ts";
 
 /** How long the first event (INIT) may take after opening the stream. */
 export const INIT_TIMEOUT_MS = 15_000;
@@ -66,6 +68,8 @@ export interface WatcherOptions {
   readonly handlerDeadlineMs?: number;
   readonly shutdownGraceMs?: number;
   readonly maxInFlight?: number;
+  /** What is kept of events for the reconciles (tests look at its size); default a new one. */
+  readonly marks?: EventMarks;
 }
 
 /** The key that orders an event: the request id (or the rule name for rules). */
@@ -98,8 +102,7 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
   const queue = new KeyedQueue(options.maxInFlight ?? MAX_IN_FLIGHT);
   // Aborted only after the shutdown grace period: in-flight sends may finish.
   const tasksAbort = new AbortController();
-  const lastEventSeq = new Map<string, number>();
-  let seq = 0;
+  const marks = options.marks ?? new EventMarks();
   let attempt = 0;
   let firstInit = true;
   let failure: { error: unknown } | undefined;
@@ -115,10 +118,12 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
   ) => {
     const end = activity.begin();
     const accepted = await queue.push(key, async () => {
+      // Released when the task ends: a finished task's signal is not kept for its deadline.
+      const taskDeadline = deadline(tasksAbort.signal, deadlineMs, clock);
       try {
-        const taskSignal = AbortSignal.any([tasksAbort.signal, AbortSignal.timeout(deadlineMs)]);
-        await run(taskSignal);
+        await run(taskDeadline.signal);
       } finally {
+        taskDeadline.release();
         end();
       }
     }, (error) => {
@@ -144,7 +149,7 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
     init: Extract<WatchEvent, { type: "init" }>,
     streamSignal: AbortSignal,
   ) => {
-    const mark = seq;
+    const mark = marks.begin();
     const end = activity.begin();
     (async () => {
       for (let attempt = 0;; attempt++) {
@@ -165,18 +170,18 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
         }
         for (const task of tasks) {
           if (streamSignal.aborted) return;
-          if ((lastEventSeq.get(task.key) ?? -1) > mark) continue;
+          if (marks.changedSince(task.key, mark)) continue;
           // A task waiting for room is dropped with its stream: the next INIT reconciles again.
           await submit(task.key, (s) => task.run(s), streamSignal);
         }
-        // Events up to the mark matter to no later reconcile (their marks are higher): the map
-        // keeps only what came since, not one entry per request ever seen.
-        for (const [key, at] of lastEventSeq) if (at <= mark) lastEventSeq.delete(key);
         return;
       }
     })().catch((error) => {
       if (!streamSignal.aborted) log.error("Reconcile after INIT failed: {error}", { error });
-    }).finally(end);
+    }).finally(() => {
+      marks.end(mark);
+      end();
+    });
   };
 
   while (!signal.aborted) {
@@ -201,7 +206,7 @@ export async function runWatcher(options: WatcherOptions, signal: AbortSignal): 
         }
         if (!sawInit) throw new Error(`Watch stream sent a ${event.type} event before INIT`);
         const key = eventKey(event);
-        lastEventSeq.set(key, ++seq);
+        marks.note(key);
         await submit(key, (s) => options.handleEvent(event, s));
         if (signal.aborted) break;
       }

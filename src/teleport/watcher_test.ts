@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
 import { getLogger } from "@logtape/logtape";
 import { eventKey, runWatcher, type WatcherOptions } from "./watcher.ts";
+import { EventMarks } from "./_event_marks.ts";
 import { type AccessRequest, TeleportError, type WatchEvent } from "./types.ts";
-import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
+import { type Clock, FakeClock, REAL_CLOCK } from "../lib/clock.ts";
 import { newAccessRequest } from "../../tests/requests.ts";
 
 const put = (id: string, state: AccessRequest["state"] = "PENDING"): WatchEvent => ({
@@ -228,6 +229,56 @@ Deno.test("a reconcile task is skipped when a newer event for the request arrive
   assert.deepEqual(ran, ["event access_request/a", "reconcile b"]);
 });
 
+Deno.test("a stream that stays up keeps nothing per request once its reconcile is done", async () => {
+  const stop = new AbortController();
+  const marks = new EventMarks();
+  let releaseReconcile!: () => void;
+  const reconcileGate = new Promise<void>((r) => (releaseReconcile = r));
+  let reconcileDone = false;
+  const ids = (from: number, n: number) => Array.from({ length: n }, (_, i) => `r${from + i}`);
+  const client = scriptedClient([{
+    events: [INIT, ...ids(0, 50).map((id) => put(id))],
+    then: "hang",
+  }]);
+  let handled = 0;
+  const more: WatchEvent[] = ids(50, 2_000).map((id) => put(id));
+  const done = runWatcher(
+    baseOptions({
+      client: {
+        async *watch(kinds, signal) {
+          for await (const event of client.watch(kinds, signal)) {
+            yield event;
+            // The events after the reconcile: the stream as it runs for months.
+            if (
+              event.type === "put" && event.kind === "access_request" && event.request.id === "r49"
+            ) {
+              await until(() => reconcileDone);
+              yield* more;
+            }
+          }
+        },
+      },
+      marks,
+      handleEvent: () => (handled++, Promise.resolve()),
+      reconcile: async () => {
+        await reconcileGate;
+        return [];
+      },
+    }),
+    stop.signal,
+  );
+  // While the reconcile runs, the events that came since its start are kept (it skips them).
+  await until(() => handled === 50);
+  assert.equal(marks.size, 50);
+  releaseReconcile();
+  await until(() => marks.size === 0);
+  reconcileDone = true;
+  await until(() => handled === 2_050);
+  assert.equal(marks.size, 0);
+  stop.abort();
+  await done;
+});
+
 Deno.test("stopping lets an in-flight handler finish within the grace period", async () => {
   const stop = new AbortController();
   let finished = false;
@@ -270,6 +321,38 @@ Deno.test("stopping while the stream waits for room in a full queue: the grace r
   stop.abort();
   await done;
   assert.deepEqual(started, ["access_request/a"]);
+});
+
+Deno.test("a handler still running at its deadline is aborted, and the next event is handled", async () => {
+  const stop = new AbortController();
+  const clock = new FakeClock();
+  const reasons: unknown[] = [];
+  const handled: string[] = [];
+  const done = runWatcher(
+    baseOptions({
+      client: scriptedClient([{ events: [INIT, put("a"), put("a", "APPROVED")], then: "hang" }]),
+      clock,
+      handlerDeadlineMs: 60_000,
+      handleEvent: (event, signal) => {
+        handled.push(eventKey(event));
+        if (handled.length > 1) return Promise.resolve();
+        return new Promise<void>((resolve) =>
+          signal.addEventListener("abort", () => (reasons.push(signal.reason), resolve()))
+        );
+      },
+    }),
+    stop.signal,
+  );
+  await until(() => handled.length === 1);
+  await clock.tick(59_999);
+  assert.equal(reasons.length, 0);
+  await clock.tick(1);
+  await until(() => handled.length === 2);
+  assert.equal((reasons[0] as DOMException).name, "TimeoutError");
+  stop.abort();
+  await done;
+  // Finished tasks left no deadline timer running.
+  assert.equal(clock.pendingTimers, 0);
 });
 
 Deno.test("after the grace period an in-flight handler is aborted", async () => {
