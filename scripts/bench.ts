@@ -485,6 +485,9 @@ async function pluginRun(
         idle_anon: round(idle.anon),
         idle_file: round(idle.file),
         peak_anon: round(peakAnon),
+        // After the 2 × REQUESTS one by one, before the burst: what a daemon keeps as it runs.
+        one_by_one: round(atStart.current),
+        one_by_one_anon: round(atStart.anon),
       },
     };
   } finally {
@@ -614,6 +617,10 @@ try {
           "  of which anonymous: idle / peak (sampled)",
           `${result.rss_mib.idle_anon} / ${result.rss_mib.peak_anon} MiB` +
           ` (idle file-backed ${result.rss_mib.idle_file} MiB)`,
+        ],
+        [
+          `RSS after ${2 * REQUESTS} one by one (anonymous)`,
+          `${result.rss_mib.one_by_one} MiB (${result.rss_mib.one_by_one_anon})`,
         ],
       ];
       console.log(`\n${server.name} (port ${server.port}, AUTH ${server.auth ? "yes" : "no"})`);
