@@ -17,11 +17,16 @@
  * machine.
  */
 import { parseArgs } from "node:util";
-import WebSocket from "ws";
-import { startCluster } from "../tests/harness.ts";
-import { localhostTls, startStallSink } from "./bench/servers.ts";
+import {
+  type AllocNode,
+  type CallFrame,
+  functionName,
+  isOwnPart,
+  partOf,
+  startInspected,
+  table as printTable,
+} from "./bench/inspected.ts";
 import { cpuSeconds, threadCpuSeconds } from "./bench/proc.ts";
-import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -40,160 +45,34 @@ const TOP = Number(flags.top);
 const CPU_SAMPLE_US = 250;
 /** Allocation sampling interval, bytes (V8's default is 32 KiB). */
 const ALLOC_SAMPLE_BYTES = 8 * 1024;
-const MAIN = new URL("../main.ts", import.meta.url).pathname;
 
-interface CallFrame {
-  functionName: string;
-  url: string;
-  lineNumber: number;
-}
 interface CpuNode {
   id: number;
   callFrame: CallFrame;
   hitCount?: number;
   children?: number[];
 }
-interface AllocNode {
-  callFrame: CallFrame;
-  selfSize: number;
-  children: AllocNode[];
-}
-
-/** The part a frame belongs to: an npm package, a project file, node compat, or the runtime. */
-function partOf(frame: CallFrame): string {
-  const url = frame.url;
-  const npm = /registry\.npmjs\.org\/((?:@[^/]+\/)?[^/]+)\//.exec(url);
-  if (npm) return `npm:${npm[1]}`;
-  const own = /\/(src\/.+|main\.ts)$/.exec(url);
-  if (own) return own[1]!;
-  if (url.startsWith("ext:deno_node/")) return "node compat (ext:deno_node)";
-  if (url.startsWith("ext:")) return `runtime (${url.split("/")[0]})`;
-  if (url === "") {
-    if (frame.functionName === "(garbage collector)") return "(garbage collector)";
-    if (frame.functionName === "(idle)") return "(idle)";
-    if (frame.functionName === "(program)") return "(program: native, no JS frame)";
-    return `(${frame.functionName || "native"})`;
-  }
-  return url;
-}
 
 function table(title: string, rows: Map<string, number>, unit: (n: number) => string) {
-  const total = [...rows.values()].reduce((a, b) => a + b, 0);
-  console.log(`\n${title}`);
-  for (const [part, n] of [...rows].sort((a, b) => b[1] - a[1]).slice(0, TOP)) {
-    console.log(`  ${(n / total * 100).toFixed(1).padStart(5)}%  ${unit(n).padStart(10)}  ${part}`);
-  }
+  printTable(title, rows, unit, TOP);
 }
 
-/** A minimal Chrome DevTools Protocol client over the inspector's WebSocket. */
-class Inspector {
-  #ws: WebSocket;
-  #next = 1;
-  #pending = new Map<number, (result: unknown) => void>();
-  private constructor(ws: WebSocket) {
-    this.#ws = ws;
-    ws.on("message", (data) => {
-      const msg = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: unknown };
-      if (msg.id !== undefined) {
-        this.#pending.get(msg.id)?.(msg.error ? Promise.reject(msg.error) : msg.result);
-        this.#pending.delete(msg.id);
-      }
-    });
-  }
-  static connect(url: string): Promise<Inspector> {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { maxPayload: 1 << 30 });
-      ws.once("open", () => resolve(new Inspector(ws)));
-      ws.once("error", reject);
-    });
-  }
-  send<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
-    const id = this.#next++;
-    return new Promise((resolve) => {
-      this.#pending.set(id, resolve as (r: unknown) => void);
-      this.#ws.send(JSON.stringify({ id, method, params }));
-    });
-  }
-  close() {
-    this.#ws.close();
-  }
-}
-
-const dir = await Deno.makeTempDir({ prefix: "teleport-email-profile-" });
-const { ca, certPath, keyPath } = await localhostTls("profile SMTP CA", dir);
-await Deno.writeTextFile(`${dir}/smtp_ca.pem`, ca.cert);
-await Deno.writeTextFile(`${dir}/smtp_password`, "bench-Pa55word\n");
-const smtp = await startStallSink(certPath, keyPath);
-const cluster = await startCluster({ teleport: { listPageSize: 500 } });
-const configPath = await cluster.writeConfig({
-  severity: "INFO",
-  smtpSection: [
-    "[smtp]",
-    `host = "localhost"`,
-    `port = ${smtp.port}`,
-    `username = "bench"`,
-    `password_file = "${dir}/smtp_password"`,
-    `starttls_policy = "mandatory"`,
-    `ca_file = "${dir}/smtp_ca.pem"`,
-  ].join("\n"),
-});
-
-const child = new Deno.Command(Deno.execPath(), {
-  args: ["run", "-A", "--inspect=127.0.0.1:0", MAIN, "start", "-c", configPath],
-  env: {
-    DENO_NO_UPDATE_CHECK: "1",
-    NO_COLOR: "1",
-    ...PLUGIN_ENV,
-    DENO_V8_FLAGS: `${flags["v8-flags"] ?? PLUGIN_V8_FLAGS},--trace-gc`,
-  },
-  stdin: "null",
-  stdout: "piped",
-  stderr: "piped",
-}).spawn();
-let out = "";
-let err = "";
-const decoder = () => new TextDecoder();
-const pumps = [
-  (async () => {
-    const d = decoder();
-    for await (const c of child.stdout) out += d.decode(c, { stream: true });
-  })(),
-  (async () => {
-    const d = decoder();
-    for await (const c of child.stderr) err += d.decode(c, { stream: true });
-  })(),
-];
-async function until(what: string, done: () => boolean, ms = 60_000) {
-  const end = performance.now() + ms;
-  while (!done()) {
-    if (performance.now() > end) throw new Error(`Timed out waiting for ${what}:\n${err}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-const sent = () => err.match(/Sent new request email to/g)?.length ?? 0;
+const plugin = await startInspected(flags["v8-flags"], "--trace-gc");
+const { inspector, until, sent } = plugin;
 
 try {
-  await until("the inspector", () => /ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/.test(err));
-  const url = /ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/.exec(err)![0];
-  await until("Plugin is ready", () => err.includes("Plugin is ready"));
-  const inspector = await Inspector.connect(url);
   // Warm up as the benchmark does: a few requests, one at a time.
   for (let i = 0; i < 20; i++) {
     const before = sent();
-    cluster.teleport.createRequest({
-      user: `warm${i}@example.com`,
-      roles: ["editor"],
-      reason: "warm-up",
-      suggestedReviewers: [`a-w${i}@example.com`, `b-w${i}@example.com`],
-    });
+    plugin.request("warm", i);
     await until("a warm-up request's emails", () => sent() >= before + 3);
   }
   await inspector.send("Profiler.enable");
   await inspector.send("Profiler.setSamplingInterval", { interval: CPU_SAMPLE_US });
   await inspector.send("HeapProfiler.enable");
-  const gcMark = out.length;
-  const cpu0 = cpuSeconds(child.pid);
-  const threads0 = threadCpuSeconds(child.pid);
+  const gcMark = plugin.stdout().length;
+  const cpu0 = cpuSeconds(plugin.pid);
+  const threads0 = threadCpuSeconds(plugin.pid);
   await inspector.send("Profiler.start");
   // Every allocation, also what the garbage collector took again before the end.
   await inspector.send("HeapProfiler.startSampling", {
@@ -203,18 +82,11 @@ try {
   });
   const base = sent();
   const t0 = performance.now();
-  for (let i = 0; i < REQUESTS; i++) {
-    cluster.teleport.createRequest({
-      user: `user${i}@example.com`,
-      roles: ["editor"],
-      reason: "profile",
-      suggestedReviewers: [`rev-a${i}@example.com`, `rev-b${i}@example.com`],
-    });
-  }
+  for (let i = 0; i < REQUESTS; i++) plugin.request("user", i);
   await until("the burst's emails", () => sent() >= base + REQUESTS * 3, 600_000);
   const burstMs = performance.now() - t0;
-  const cpu = cpuSeconds(child.pid) - cpu0;
-  const threads1 = threadCpuSeconds(child.pid);
+  const cpu = cpuSeconds(plugin.pid) - cpu0;
+  const threads1 = threadCpuSeconds(plugin.pid);
   const { profile: alloc } = await inspector.send<{ profile: { head: AllocNode } }>(
     "HeapProfiler.stopSampling",
   );
@@ -222,7 +94,6 @@ try {
   const heap = await inspector.send<{ usedSize: number; totalSize: number }>(
     "Runtime.getHeapUsage",
   );
-  inspector.close();
 
   console.log(
     `${REQUESTS} requests × 3 emails: ${(burstMs / 1000).toFixed(2)} s, plugin CPU ${
@@ -248,7 +119,7 @@ try {
         .join(", ")
     }`,
   );
-  const gcLines = out.slice(gcMark).split("\n");
+  const gcLines = plugin.stdout().slice(gcMark).split("\n");
   for (const kind of ["Scavenge", "Mark-Compact"]) {
     const lines = gcLines.filter((l) => l.includes(kind));
     const ms = lines.reduce((a, l) => a + Number(/, ([0-9.]+) \/ [0-9.]+ ms/.exec(l)?.[1] ?? 0), 0);
@@ -286,7 +157,7 @@ try {
   const owner = (node: CpuNode): string => {
     for (let n: CpuNode | undefined = node; n; n = parent.get(n.id)) {
       const part = partOf(n.callFrame);
-      if (part.startsWith("npm:") || part.startsWith("src/") || part === "main.ts") return part;
+      if (isOwnPart(part)) return part;
     }
     return partOf(node.callFrame);
   };
@@ -307,18 +178,13 @@ try {
   const allocByOwner = new Map<string, number>();
   const walk = (node: AllocNode, inherited: string) => {
     const part = partOf(node.callFrame);
-    const mine = part.startsWith("npm:") || part.startsWith("src/") || part === "main.ts"
-      ? part
-      : inherited;
+    const mine = isOwnPart(part) ? part : inherited;
     allocByOwner.set(mine, (allocByOwner.get(mine) ?? 0) + node.selfSize);
     for (const c of node.children) walk(c, mine);
   };
   walk(alloc.head, "(runtime)");
   if (flags.detail) {
-    const fn = (f: CallFrame) =>
-      `${f.functionName || "(anonymous)"} ${f.url.split("/").slice(-2).join("/")}:${
-        f.lineNumber + 1
-      }`;
+    const fn = (f: CallFrame) => functionName(f);
     const allocFns = new Map<string, number>();
     const walkFn = (node: AllocNode, inherited: string | undefined) => {
       const mine = partOf(node.callFrame) === flags.detail ? fn(node.callFrame) : inherited;
@@ -355,10 +221,5 @@ try {
     (n) => `${(n / 1024 / REQUESTS).toFixed(1)} KiB/req`,
   );
 } finally {
-  child.kill("SIGTERM");
-  await child.status;
-  await Promise.allSettled(pumps);
-  await smtp.stop();
-  await cluster.close();
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
+  await plugin.stop();
 }
