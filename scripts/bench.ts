@@ -620,7 +620,7 @@ try {
         ],
         [
           `RSS after ${2 * REQUESTS} one by one (anonymous)`,
-          `${result.rss_mib.one_by_one} MiB (${result.rss_mib.one_by_one_anon})`,
+          `${result.rss_mib.one_by_one} MiB (${result.rss_mib.one_by_one_anon} MiB)`,
         ],
       ];
       console.log(`\n${server.name} (port ${server.port}, AUTH ${server.auth ? "yes" : "no"})`);

@@ -71,28 +71,42 @@ export function table(
 export class Inspector {
   #ws: WebSocket;
   #next = 1;
-  #pending = new Map<number, (result: unknown) => void>();
+  #pending = new Map<number, { resolve(result: unknown): void; reject(error: unknown): void }>();
+  #gone: Error | undefined;
   private constructor(ws: WebSocket) {
     this.#ws = ws;
     ws.on("message", (data) => {
       const msg = JSON.parse(String(data)) as { id?: number; result?: unknown; error?: unknown };
-      if (msg.id !== undefined) {
-        this.#pending.get(msg.id)?.(msg.error ? Promise.reject(msg.error) : msg.result);
-        this.#pending.delete(msg.id);
-      }
+      if (msg.id === undefined) return;
+      const call = this.#pending.get(msg.id);
+      this.#pending.delete(msg.id);
+      if (msg.error) call?.reject(new Error(`Inspector: ${JSON.stringify(msg.error)}`));
+      else call?.resolve(msg.result);
     });
+    // The plugin gone (or the socket broken): no answer will come to what is waiting.
+    const fail = (why: string) => {
+      this.#gone ??= new Error(`Inspector connection ${why}`);
+      for (const call of this.#pending.values()) call.reject(this.#gone);
+      this.#pending.clear();
+    };
+    ws.on("close", () => fail("closed"));
+    ws.on("error", (error) => fail(`failed: ${error}`));
   }
   static connect(url: string): Promise<Inspector> {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, { maxPayload: 1 << 30 });
-      ws.once("open", () => resolve(new Inspector(ws)));
+      ws.once("open", () => {
+        ws.off("error", reject);
+        resolve(new Inspector(ws));
+      });
       ws.once("error", reject);
     });
   }
   send<T>(method: string, params: Record<string, unknown> = {}): Promise<T> {
+    if (this.#gone) return Promise.reject(this.#gone);
     const id = this.#next++;
-    return new Promise((resolve) => {
-      this.#pending.set(id, resolve as (r: unknown) => void);
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (r: unknown) => void, reject });
       this.#ws.send(JSON.stringify({ id, method, params }));
     });
   }
@@ -121,64 +135,79 @@ export async function startInspected(
   v8Flags: string | undefined,
   extraV8Flags = "",
 ): Promise<InspectedPlugin> {
-  const dir = await Deno.makeTempDir({ prefix: "teleport-email-profile-" });
-  const { ca, certPath, keyPath } = await localhostTls("profile SMTP CA", dir);
-  await Deno.writeTextFile(`${dir}/smtp_ca.pem`, ca.cert);
-  await Deno.writeTextFile(`${dir}/smtp_password`, "bench-Pa55word\n");
-  const smtp = await startStallSink(certPath, keyPath);
-  const cluster = await startCluster({ teleport: { listPageSize: 500 } });
-  const configPath = await cluster.writeConfig({
-    severity: "INFO",
-    smtpSection: [
-      "[smtp]",
-      `host = "localhost"`,
-      `port = ${smtp.port}`,
-      `username = "bench"`,
-      `password_file = "${dir}/smtp_password"`,
-      `starttls_policy = "mandatory"`,
-      `ca_file = "${dir}/smtp_ca.pem"`,
-    ].join("\n"),
-  });
-  const flags = [v8Flags ?? PLUGIN_V8_FLAGS, extraV8Flags].filter((f) => f !== "").join(",");
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--inspect=127.0.0.1:0", MAIN, "start", "-c", configPath],
-    env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...PLUGIN_ENV, DENO_V8_FLAGS: flags },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let out = "";
-  let err = "";
-  const pumps = [
-    (async () => {
-      const d = new TextDecoder();
-      for await (const c of child.stdout) out += d.decode(c, { stream: true });
-    })(),
-    (async () => {
-      const d = new TextDecoder();
-      for await (const c of child.stderr) err += d.decode(c, { stream: true });
-    })(),
-  ];
-  const until = async (what: string, done: () => boolean, ms = 60_000) => {
-    const end = performance.now() + ms;
-    while (!done()) {
-      if (performance.now() > end) throw new Error(`Timed out waiting for ${what}:\n${err}`);
-      await new Promise((r) => setTimeout(r, 2));
+  // Undone in reverse order, each whatever the others do, also when the start fails half-way.
+  const cleanups: (() => unknown)[] = [];
+  const stop = async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch {
+        // The rest is cleaned up all the same.
+      }
     }
   };
-  const stop = async () => {
-    child.kill("SIGTERM");
-    await child.status;
-    await Promise.allSettled(pumps);
-    await smtp.stop();
-    await cluster.close();
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
-  };
   try {
+    const dir = await Deno.makeTempDir({ prefix: "teleport-email-profile-" });
+    cleanups.push(() => Deno.remove(dir, { recursive: true }));
+    const { ca, certPath, keyPath } = await localhostTls("profile SMTP CA", dir);
+    await Deno.writeTextFile(`${dir}/smtp_ca.pem`, ca.cert);
+    await Deno.writeTextFile(`${dir}/smtp_password`, "bench-Pa55word\n");
+    const smtp = await startStallSink(certPath, keyPath);
+    cleanups.push(() => smtp.stop());
+    const cluster = await startCluster({ teleport: { listPageSize: 500 } });
+    cleanups.push(() => cluster.close());
+    const configPath = await cluster.writeConfig({
+      severity: "INFO",
+      smtpSection: [
+        "[smtp]",
+        `host = "localhost"`,
+        `port = ${smtp.port}`,
+        `username = "bench"`,
+        `password_file = "${dir}/smtp_password"`,
+        `starttls_policy = "mandatory"`,
+        `ca_file = "${dir}/smtp_ca.pem"`,
+      ].join("\n"),
+    });
+    const flags = [v8Flags ?? PLUGIN_V8_FLAGS, extraV8Flags].filter((f) => f !== "").join(",");
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "--inspect=127.0.0.1:0", MAIN, "start", "-c", configPath],
+      env: { DENO_NO_UPDATE_CHECK: "1", NO_COLOR: "1", ...PLUGIN_ENV, DENO_V8_FLAGS: flags },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let exited = false;
+    const status = child.status.finally(() => (exited = true));
+    let out = "";
+    let err = "";
+    const pumps = [
+      (async () => {
+        const d = new TextDecoder();
+        for await (const c of child.stdout) out += d.decode(c, { stream: true });
+      })(),
+      (async () => {
+        const d = new TextDecoder();
+        for await (const c of child.stderr) err += d.decode(c, { stream: true });
+      })(),
+    ];
+    cleanups.push(async () => {
+      if (!exited) child.kill("SIGTERM");
+      await status;
+      await Promise.allSettled(pumps);
+    });
+    const until = async (what: string, done: () => boolean, ms = 60_000) => {
+      const end = performance.now() + ms;
+      while (!done()) {
+        if (exited) throw new Error(`The plugin exited while waiting for ${what}:\n${err}`);
+        if (performance.now() > end) throw new Error(`Timed out waiting for ${what}:\n${err}`);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
     await until("the inspector", () => /ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/.test(err));
     const url = /ws:\/\/127\.0\.0\.1:\d+\/[\w-]+/.exec(err)![0];
     await until("Plugin is ready", () => err.includes("Plugin is ready"));
     const inspector = await Inspector.connect(url);
+    cleanups.push(() => inspector.close());
     return {
       pid: child.pid,
       inspector,
@@ -194,10 +223,7 @@ export async function startInspected(
           suggestedReviewers: [`a-${tag}${n}@example.com`, `b-${tag}${n}@example.com`],
         });
       },
-      async stop() {
-        inspector.close();
-        await stop();
-      },
+      stop,
     };
   } catch (error) {
     await stop();
