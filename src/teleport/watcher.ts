@@ -61,7 +61,10 @@ export interface WatcherOptions {
   readonly log: Logger;
   /** Counts the events being handled and the reconciles under way. */
   readonly activity?: Activity;
-  /** Timers (INIT timeout, reconnect backoff, shutdown grace, handler deadlines); default the real clock. */
+  /**
+   * Timers (INIT timeout, reconnect backoff, shutdown grace, handler deadlines); default the
+   * real clock.
+   */
   readonly clock?: Clock;
   readonly random?: () => number;
   readonly initTimeoutMs?: number;
