@@ -53,6 +53,34 @@ interface CpuNode {
   children?: number[];
 }
 
+interface CpuProfile {
+  nodes: CpuNode[];
+  /** The node of each sample, in order. */
+  samples: number[];
+  /** µs from the sample before (the first: from `startTime`). */
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+/**
+ * The time each node was seen running, µs: each sample stands for the time
+ * until the next one (the last, until the end). V8 samples less often than
+ * asked when the machine is busy (266–400 µs apart at a 250 µs interval
+ * here), so counting samples times the interval would under-count.
+ */
+function timeByNode(profile: CpuProfile): Map<number, number> {
+  const time = new Map<number, number>();
+  let at = profile.startTime;
+  const stamps = profile.timeDeltas.map((d) => (at += d));
+  for (let i = 0; i < profile.samples.length; i++) {
+    const next = i + 1 < stamps.length ? stamps[i + 1]! : profile.endTime;
+    const node = profile.samples[i]!;
+    time.set(node, (time.get(node) ?? 0) + Math.max(0, next - stamps[i]!));
+  }
+  return time;
+}
+
 function table(title: string, rows: Map<string, number>, unit: (n: number) => string) {
   printTable(title, rows, unit, TOP);
 }
@@ -90,7 +118,7 @@ try {
   const { profile: alloc } = await inspector.send<{ profile: { head: AllocNode } }>(
     "HeapProfiler.stopSampling",
   );
-  const { profile } = await inspector.send<{ profile: { nodes: CpuNode[] } }>("Profiler.stop");
+  const { profile } = await inspector.send<{ profile: CpuProfile }>("Profiler.stop");
   const heap = await inspector.send<{ usedSize: number; totalSize: number }>(
     "Runtime.getHeapUsage",
   );
@@ -131,21 +159,25 @@ try {
     } MiB`,
   );
 
+  const seen = timeByNode(profile);
+  const usPerRequest = (us: number) => `${(us / 1000 / REQUESTS).toFixed(3)} ms/req`;
   const cpuByPart = new Map<string, number>();
-  let samples = 0;
   for (const node of profile.nodes) {
-    const hits = node.hitCount ?? 0;
-    if (hits === 0) continue;
-    samples += hits;
+    const us = seen.get(node.id) ?? 0;
+    if (us === 0) continue;
     const part = partOf(node.callFrame);
-    cpuByPart.set(part, (cpuByPart.get(part) ?? 0) + hits);
+    cpuByPart.set(part, (cpuByPart.get(part) ?? 0) + us);
   }
   cpuByPart.delete("(idle)");
-  table(
-    `CPU self time by part (${samples} samples of ${CPU_SAMPLE_US} µs, idle left out)`,
-    cpuByPart,
-    (n) => `${(n * CPU_SAMPLE_US / 1000 / REQUESTS).toFixed(3)} ms/req`,
+  const busyUs = [...cpuByPart.values()].reduce((a, b) => a + b, 0);
+  console.log(
+    `  the profile: ${profile.samples.length} samples, ${
+      ((profile.endTime - profile.startTime) / profile.samples.length).toFixed(0)
+    } µs apart on average (asked: ${CPU_SAMPLE_US}); the main thread seen running ${
+      (busyUs / 1e6).toFixed(2)
+    } s`,
   );
+  table("CPU self time by part (idle left out)", cpuByPart, usPerRequest);
 
   // The same samples, each given to the nearest caller that is a package or a project file:
   // what the runtime's node layer, builtins and GC did on whose behalf.
@@ -163,15 +195,15 @@ try {
   };
   const cpuByOwner = new Map<string, number>();
   for (const node of byId.values()) {
-    const hits = node.hitCount ?? 0;
-    if (hits === 0 || node.callFrame.functionName === "(idle)") continue;
+    const us = seen.get(node.id) ?? 0;
+    if (us === 0 || node.callFrame.functionName === "(idle)") continue;
     const part = owner(node);
-    cpuByOwner.set(part, (cpuByOwner.get(part) ?? 0) + hits);
+    cpuByOwner.set(part, (cpuByOwner.get(part) ?? 0) + us);
   }
   table(
     "CPU by the package or file whose call it served (runtime and node layer folded in)",
     cpuByOwner,
-    (n) => `${(n * CPU_SAMPLE_US / 1000 / REQUESTS).toFixed(3)} ms/req`,
+    usPerRequest,
   );
 
   // Allocations, each given to the nearest package or project file on its stack.
@@ -199,21 +231,17 @@ try {
     );
     const cpuFns = new Map<string, number>();
     for (const node of byId.values()) {
-      const hits = node.hitCount ?? 0;
-      if (hits === 0) continue;
+      const us = seen.get(node.id) ?? 0;
+      if (us === 0) continue;
       for (let n: CpuNode | undefined = node; n; n = parent.get(n.id)) {
         if (partOf(n.callFrame) === flags.detail) {
           const k = fn(n.callFrame);
-          cpuFns.set(k, (cpuFns.get(k) ?? 0) + hits);
+          cpuFns.set(k, (cpuFns.get(k) ?? 0) + us);
           break;
         }
       }
     }
-    table(
-      `CPU under ${flags.detail}, by its innermost function`,
-      cpuFns,
-      (n) => `${(n * CPU_SAMPLE_US / 1000 / REQUESTS).toFixed(3)} ms/req`,
-    );
+    table(`CPU under ${flags.detail}, by its innermost function`, cpuFns, usPerRequest);
   }
   table(
     "Allocations by the package or file that asked (sampled; collected ones included)",
