@@ -7,10 +7,10 @@
  *
  * - burst: N requests × 3 recipients created at once, time until the server
  *   accepted every email (as the client saw it: the plugin's "Sent … email"
- *   log line, `sendMail` resolving for the others), for the plugin, for the
+ *   log line, the send resolving for the others), for the plugin, for the
  *   floor (the plugin's own emails, composed beforehand into raw messages by its code, straight
- *   through Nodemailer's pool: 5 connections, TCP_NODELAY on, the plugin's
- *   transport options) and for the Go plugin's strategy (the same emails, a
+ *   into Nodemailer's pool below `sendMail`, as the plugin's mailer hands them over: 5
+ *   connections, TCP_NODELAY on, the plugin's transport options) and for the Go plugin's strategy (the same emails, a
  *   new connection with TLS and AUTH per email, a request's emails one after
  *   another, 128 requests in flight);
  * - latency: one request at a time (the next once the plugin wrote the
@@ -36,10 +36,10 @@
  * machine: every process shares the same CPUs.
  */
 import { parseArgs } from "node:util";
-import nodemailer, { type Transporter } from "nodemailer";
-import type Mail from "nodemailer/lib/mailer/index.js";
+import nodemailer from "nodemailer";
 import { type Cluster, spawnPlugin, startCluster } from "../tests/harness.ts";
 import { smtpTransportOptions } from "../src/mail/smtp.ts";
+import { type PoolHandover, poolHandover } from "../src/mail/_smtp_pool_handover.ts";
 import { messageComposer } from "../src/mail/compose.ts";
 import { prepareEmail } from "../src/mail/mailer.ts";
 import { messageIdGenerator } from "../src/mail/message_id.ts";
@@ -140,6 +140,12 @@ const nextMessageId = messageIdGenerator(SENDER);
 /** Composes emails as the plugin's SMTP mailer does (a body shared by a request's emails). */
 const compose = messageComposer(SENDER);
 
+/** One of the plugin's emails, composed by its code: its envelope and raw message. */
+interface BenchEmail {
+  envelope: { from: string; to: string[] };
+  raw: string;
+}
+
 /**
  * What the plugin gives Nodemailer for `count` emails of the bench's
  * requests, to `<tag><n>@example.com`: its built-in new-request email (text
@@ -147,8 +153,8 @@ const compose = messageComposer(SENDER);
  * by its own code into raw messages. Built before the clock starts, so that
  * the floor and the Go strategy time Nodemailer and the server alone.
  */
-async function pluginEmails(count: number, tag: string): Promise<Mail.Options[]> {
-  const emails: Mail.Options[] = [];
+async function pluginEmails(count: number, tag: string): Promise<BenchEmail[]> {
+  const emails: BenchEmail[] = [];
   let content: ReturnType<typeof newRequestMessage> | undefined;
   for (let i = 0; i < count; i++) {
     if (i % RECIPIENTS_PER_REQUEST === 0) {
@@ -187,22 +193,27 @@ function smtpConfigFor(server: BenchSmtp, caPem: string): SmtpConfig {
   };
 }
 
-/** Sends `emails` through `transport` at once; resolves when all were accepted. */
-async function sendAll(transport: Transporter, emails: readonly Mail.Options[]) {
-  await Promise.all(emails.map((email) => transport.sendMail(email)));
+/**
+ * Hands `emails` to the pool at once, below `sendMail` as the plugin's mailer does
+ * (`_smtp_pool_handover.ts`); resolves when all were accepted.
+ */
+async function sendAll(handover: PoolHandover, emails: readonly BenchEmail[]) {
+  await Promise.all(emails.map((email) => handover(email.envelope, email.raw, "", undefined)));
 }
 
 /** The floor: Nodemailer's pool with the plugin's options, burst and 3-at-once latency. */
 async function floor(cfg: SmtpConfig) {
   const transport = nodemailer.createTransport(smtpTransportOptions(cfg, []));
+  const handover = poolHandover(transport);
+  if (handover === undefined) throw new Error("Nodemailer's pool takes no hand-over");
   try {
-    await sendAll(transport, await pluginEmails(10, "warm"));
+    await sendAll(handover, await pluginEmails(10, "warm"));
     const oneByOne = async (round: number) => {
       const latencies: number[] = [];
       for (let i = 0; i < REQUESTS; i++) {
         const emails = await pluginEmails(RECIPIENTS_PER_REQUEST, `floor-l${round}-${i}-`);
         const t0 = performance.now();
-        await sendAll(transport, emails);
+        await sendAll(handover, emails);
         latencies.push(performance.now() - t0);
       }
       return stats(latencies);
@@ -213,7 +224,7 @@ async function floor(cfg: SmtpConfig) {
     const cpu0 = cpuSeconds();
     const busy = machineBusy();
     const t0 = performance.now();
-    await sendAll(transport, burst);
+    await sendAll(handover, burst);
     const burstMs = performance.now() - t0;
     const cpu = { client: round(cpuSeconds() - cpu0, 2), machine: busy() };
     return { burstMs, latency, warmed, cpu };
@@ -228,7 +239,7 @@ async function goStrategy(cfg: SmtpConfig) {
   // A send that fails (Postfix under 128 new connections at once can leave one waiting past
   // the connection timeout) is tried again on a new connection, as the Go plugin retries.
   let retries = 0;
-  const sendOne = async (email: Mail.Options) => {
+  const sendOne = async (email: BenchEmail) => {
     for (let attempt = 1;; attempt++) {
       const transport = nodemailer.createTransport(options);
       try {
@@ -242,7 +253,7 @@ async function goStrategy(cfg: SmtpConfig) {
       }
     }
   };
-  const request = async (emails: readonly Mail.Options[]) => {
+  const request = async (emails: readonly BenchEmail[]) => {
     for (const email of emails) await sendOne(email);
   };
   const latencies: number[] = [];
@@ -359,7 +370,7 @@ async function pluginRun(
         suggestedReviewers: [`rev-a${i}@example.com`, `rev-b${i}@example.com`],
       });
     // An email counts once the plugin saw the server accept it (its "Sent … email" line), as
-    // the floor's and the Go strategy's count once `sendMail` resolved. Lines are counted as
+    // the floor's and the Go strategy's count once their send resolved. Lines are counted as
     // they arrive, not polled, so the plugin's figures carry no polling delay.
     const SENT_LINE = /Sent new request email to/g;
     const sofar = plugin.output();

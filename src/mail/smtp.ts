@@ -31,9 +31,9 @@
 import "./_smtp_no_pipelining.ts";
 import "./_smtp_end_of_data_wait.ts";
 import { ENVELOPE_GATE, ENVELOPE_GATE_AVAILABLE } from "./_smtp_envelope_gate.ts";
+import { poolHandover } from "./_smtp_pool_handover.ts";
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";
 import net from "node:net";
-import { PassThrough } from "node:stream";
 import { setImmediate } from "node:timers";
 import type { SmtpConfig, StarttlsPolicy } from "../config/types.ts";
 import {
@@ -412,8 +412,8 @@ interface OpenedEnvelope {
   readonly to: string;
   /** Resolved: DATA and the message go; rejected: RSET. */
   readonly gate: PromiseWithResolvers<void>;
-  /** The message, written once its email comes. */
-  readonly content: PassThrough;
+  /** The message, given once its email comes (never rejected: the gate is). */
+  readonly content: PromiseWithResolvers<string>;
   /** Aborts the transaction's send (its email's send was stopped). */
   readonly abort: AbortController;
   /** Nodemailer's send of the transaction. */
@@ -436,6 +436,8 @@ export function createSmtpMailer(
     deps.timeouts ?? DEFAULT_SMTP_TIMEOUTS,
   );
   const transporter = nodemailer.createTransport(options);
+  // Raw messages go to the pool below `sendMail` (see the extension), where Nodemailer allows.
+  const handover = poolHandover(transporter);
   const compose = (deps.messageComposer ?? messageComposer)(sender);
   const handedOver = new Slots(MAX_HANDED_OVER);
   const server = `${cfg.host}:${cfg.port}`;
@@ -466,13 +468,17 @@ export function createSmtpMailer(
     await handedOver.acquire(signal);
     try {
       const { envelope, raw } = await compose(prepared, messageId);
-      await transporter.sendMail({
-        envelope: { from: envelope.from, to: [...envelope.to] },
-        raw,
-        // The raw message has it already; given, Nodemailer does not make one it would not send.
-        messageId: `<${messageId}>`,
-        ...(signal === undefined ? {} : { signal }),
-      });
+      if (handover !== undefined) {
+        await handover(envelope, raw, `<${messageId}>`, signal);
+      } else {
+        await transporter.sendMail({
+          envelope: { from: envelope.from, to: [...envelope.to] },
+          raw,
+          // The raw message has it already; given, Nodemailer does not make one it would not send.
+          messageId: `<${messageId}>`,
+          ...(signal === undefined ? {} : { signal }),
+        });
+      }
     } catch (err) {
       throw sendError(err, prepared, signal);
     } finally {
@@ -502,16 +508,12 @@ export function createSmtpMailer(
     const onAbort = () => entry.abort.abort(signal!.reason);
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
-      entry.content.end(raw);
+      // A connection that breaks before the message is read: Nodemailer's pool sends it on
+      // another one, with the same envelope and gate, from a new stream of the same content.
+      entry.content.resolve(raw);
       entry.gate.resolve();
       await entry.sending;
     } catch (err) {
-      // The connection went before the message was read: Nodemailer's pool put it back in line
-      // for another connection, but its source went with the first one (ESTREAM). Nothing of it
-      // was delivered; it goes the usual way, now.
-      if (!signal?.aborted && (err as { code?: unknown })?.code === "ESTREAM") {
-        return sendPooled(prepared, messageId, signal);
-      }
       throw sendError(err, prepared, signal);
     } finally {
       signal?.removeEventListener("abort", onAbort);
@@ -557,7 +559,10 @@ export function createSmtpMailer(
     openEnvelopes(recipients: readonly string[]): () => void {
       // Only a mailer with nothing else to do: in a burst, connections held for an email that
       // waits for its claim would hold up emails ready to go.
-      if (closed || !ENVELOPE_GATE_AVAILABLE || !handedOver.idle || opened.size > 0) {
+      if (
+        closed || !ENVELOPE_GATE_AVAILABLE || handover === undefined || !handedOver.idle ||
+        opened.size > 0
+      ) {
         return () => {};
       }
       // Only the recipients and a weak set are kept until the release: an entry taken by its
@@ -570,13 +575,15 @@ export function createSmtpMailer(
         const gate = Promise.withResolvers<void>();
         // Rejected when the email does not come; Nodemailer reports that, not us.
         gate.promise.catch(() => {});
-        const content = new PassThrough();
+        const content = Promise.withResolvers<string>();
         const abort = new AbortController();
-        const sending = transporter.sendMail({
-          envelope: { from: sender, to: [to], [ENVELOPE_GATE]: gate.promise },
-          raw: content,
-          signal: abort.signal,
-        });
+        // Its Message-ID is not known yet (Nodemailer's logs would show it, and are off).
+        const sending = handover(
+          { from: sender, to: [to], [ENVELOPE_GATE]: gate.promise },
+          content.promise,
+          "",
+          abort.signal,
+        );
         const entry: OpenedEnvelope = { to, gate, content, abort, sending };
         // Refused or cut before its email came: that email goes the usual way, and meets the
         // same answer.
