@@ -43,7 +43,7 @@ import { type PoolHandover, poolHandover } from "../src/mail/_smtp_pool_handover
 import { messageComposer } from "../src/mail/compose.ts";
 import { prepareEmail } from "../src/mail/mailer.ts";
 import { messageIdGenerator } from "../src/mail/message_id.ts";
-import { newRequestMessage, requestWebLink } from "../src/notify/message.ts";
+import { benchRequestMessage } from "./bench/emails.ts";
 import type { SmtpConfig } from "../src/config/types.ts";
 import { Secret } from "../src/lib/secret.ts";
 import {
@@ -155,24 +155,10 @@ interface BenchEmail {
  */
 async function pluginEmails(count: number, tag: string): Promise<BenchEmail[]> {
   const emails: BenchEmail[] = [];
-  let content: ReturnType<typeof newRequestMessage> | undefined;
+  let content: ReturnType<typeof benchRequestMessage> | undefined;
   for (let i = 0; i < count; i++) {
     if (i % RECIPIENTS_PER_REQUEST === 0) {
-      const id = crypto.randomUUID();
-      const now = Date.now();
-      content = newRequestMessage({
-        clusterName: CLUSTER_NAME,
-        request: {
-          id,
-          user: "user1@example.com",
-          roles: ["editor"],
-          requestReason: "benchmark",
-          created: new Date(now),
-          expires: new Date(now + 3_600_000),
-          accessExpires: new Date(now + 3_600_000),
-        },
-        link: requestWebLink(CLUSTER_NAME, id),
-      });
+      content = benchRequestMessage(crypto.randomUUID(), CLUSTER_NAME);
     }
     const prepared = prepareEmail({ to: `${tag}${i}@example.com`, ...content! });
     const { envelope, raw } = await compose(prepared, nextMessageId());

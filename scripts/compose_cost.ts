@@ -10,27 +10,14 @@ import { messageComposer } from "../src/mail/compose.ts";
 import { percentile } from "./bench/stats.ts";
 import { prepareEmail } from "../src/mail/mailer.ts";
 import { messageIdGenerator } from "../src/mail/message_id.ts";
-import { newRequestMessage, requestWebLink } from "../src/notify/message.ts";
+import { benchRequestMessage } from "./bench/emails.ts";
 
 const SENDER = "Teleport <noreply@example.com>";
 const ROUNDS = 5;
 const N = 1_000;
 const nextId = messageIdGenerator(SENDER);
 
-const content = (i: number) =>
-  newRequestMessage({
-    clusterName: "teleport.example.com",
-    request: {
-      id: `${crypto.randomUUID()}-${i}`,
-      user: "user1@example.com",
-      roles: ["editor"],
-      requestReason: "benchmark",
-      created: new Date(),
-      expires: new Date(Date.now() + 3_600_000),
-      accessExpires: new Date(Date.now() + 3_600_000),
-    },
-    link: requestWebLink("teleport.example.com", "x"),
-  });
+const content = (i: number) => benchRequestMessage(`${crypto.randomUUID()}-${i}`);
 
 const median = (xs: number[]) => percentile(xs, 50);
 const bodies: number[] = [];

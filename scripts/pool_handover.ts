@@ -16,7 +16,7 @@ import { smtpTransportOptions } from "../src/mail/smtp.ts";
 import { messageComposer } from "../src/mail/compose.ts";
 import { prepareEmail } from "../src/mail/mailer.ts";
 import { messageIdGenerator } from "../src/mail/message_id.ts";
-import { newRequestMessage, requestWebLink } from "../src/notify/message.ts";
+import { benchRequestMessage } from "./bench/emails.ts";
 import { Secret } from "../src/lib/secret.ts";
 import { localhostTls, startAiosmtpd, startStallSink } from "./bench/servers.ts";
 import { cpuSeconds } from "./bench/proc.ts";
@@ -48,19 +48,7 @@ async function emails(n: number): Promise<Email[]> {
   const out: Email[] = [];
   for (let i = 0; i < n; i++) {
     const id = crypto.randomUUID();
-    const content = newRequestMessage({
-      clusterName: "teleport.example.com",
-      request: {
-        id,
-        user: "user1@example.com",
-        roles: ["editor"],
-        requestReason: "benchmark",
-        created: new Date(),
-        expires: new Date(Date.now() + 3_600_000),
-        accessExpires: new Date(Date.now() + 3_600_000),
-      },
-      link: requestWebLink("teleport.example.com", id),
-    });
+    const content = benchRequestMessage(id);
     const messageId = nextId();
     const { envelope, raw } = await compose(
       prepareEmail({ to: `r${i}@example.com`, ...content }),
