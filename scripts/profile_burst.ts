@@ -66,8 +66,10 @@ interface CpuProfile {
 /**
  * The time each node was seen running, µs: each sample stands for the time
  * until the next one (the last, until the end). V8 samples less often than
- * asked when the machine is busy (266–400 µs apart at a 250 µs interval
- * here), so counting samples times the interval would under-count.
+ * asked on a busy machine (480–495 µs apart at the 250 µs asked, here), so
+ * counting samples times the interval would under-count. It is wall time:
+ * a thread that waits for a CPU in the middle of JavaScript counts as
+ * running, so the total can be a little more than the thread's CPU.
  */
 function timeByNode(profile: CpuProfile): Map<number, number> {
   const time = new Map<number, number>();
@@ -173,7 +175,7 @@ try {
   console.log(
     `  the profile: ${profile.samples.length} samples, ${
       ((profile.endTime - profile.startTime) / profile.samples.length).toFixed(0)
-    } µs apart on average (asked: ${CPU_SAMPLE_US}); the main thread seen running ${
+    } µs apart on average (asked: ${CPU_SAMPLE_US}); the main thread seen running (wall time, waits for a CPU included) ${
       (busyUs / 1e6).toFixed(2)
     } s`,
   );

@@ -5,7 +5,7 @@
  * that `sendMail` does for a raw message only one thing is needed: the
  * envelope's addresses normalised. It still builds a mail object, a
  * MailComposer with a MimeNode whose headers it sets and parses back, and per
- * try a PassThrough that the message is piped through: a quarter to a third of the
+ * try a PassThrough that the message is piped through: up to a third of the
  * CPU a pooled send costs under Deno (`deno run -A scripts/pool_handover.ts`).
  *
  * How. A pooled transport's `transporter` is Nodemailer's `SMTPPool`. Its
@@ -104,6 +104,9 @@ export function poolHandover(transporter: Transporter): PoolHandover | undefined
       createReadStream: () => streamOf(content),
     };
     return new Promise<void>((resolve, reject) => {
+      // As `sendMail` does: the pool would only see the stop on its next turn, after a
+      // connection that came free meanwhile had started the transaction (and then had to close).
+      if (signal?.aborted) return reject(signal.reason);
       pool.send(
         { data: signal === undefined ? {} : { signal }, message },
         (err) => (err ? reject(err) : resolve()),

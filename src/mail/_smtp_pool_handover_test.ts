@@ -16,6 +16,19 @@ import { eventually } from "../../tests/harness.ts";
 
 const SENDER = "Teleport Access <noreply@example.com>";
 
+/** `promise`, or a failure after `ms`: a send that never settles fails the test instead of hanging it. */
+async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not settle within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 function transport(port: number) {
   const cfg: SmtpConfig = { kind: "smtp", host: "127.0.0.1", port, starttlsPolicy: "disabled" };
   return nodemailer.createTransport(smtpTransportOptions(cfg, []));
@@ -120,7 +133,8 @@ Deno.test("smtp: a handed-over message whose reused connection the server closes
   try {
     const handover = poolHandover(mailer)!;
     await handover({ from: SENDER, to: ["a@example.com"] }, raw(1), "", undefined);
-    await handover({ from: SENDER, to: ["b@example.com"] }, raw(2), "", undefined);
+    const second = handover({ from: SENDER, to: ["b@example.com"] }, raw(2), "", undefined);
+    await within(second, 5_000, "the second send");
     assert.equal(server.hangUps, 1);
     assert.equal(server.messages, 2);
     const commands = server.reads.flat();
@@ -129,5 +143,43 @@ Deno.test("smtp: a handed-over message whose reused connection the server closes
   } finally {
     mailer.close();
     await server.close();
+  }
+});
+
+Deno.test("smtp: a message whose send was stopped before the hand-over never reaches the pool", async () => {
+  const server = scriptedSmtpServer();
+  const mailer = transport(server.port);
+  try {
+    const handover = poolHandover(mailer)!;
+    await handover({ from: SENDER, to: ["a@example.com"] }, raw(1), "", undefined);
+    const stopped = AbortSignal.abort(new Error("shutting down"));
+    await assert.rejects(
+      handover({ from: SENDER, to: ["b@example.com"] }, raw(2), "", stopped),
+      /shutting down/,
+    );
+    // The next message goes on the same connection: the stopped one started no transaction
+    // there (which its stop would then have had to cut).
+    await handover({ from: SENDER, to: ["c@example.com"] }, raw(3), "", undefined);
+    const commands = server.reads.flat();
+    assert.deepEqual(commands.filter((l) => /^(EHLO|MAIL FROM|RCPT TO)/.test(l)), [
+      "EHLO [127.0.0.1]",
+      "MAIL FROM:<noreply@example.com>",
+      "RCPT TO:<a@example.com>",
+      "MAIL FROM:<noreply@example.com>",
+      "RCPT TO:<c@example.com>",
+    ]);
+  } finally {
+    mailer.close();
+    await server.close();
+  }
+});
+
+Deno.test("smtp: a transport that is not Nodemailer's pool gets no hand-over (the mailer then uses sendMail)", () => {
+  const cfg: SmtpConfig = { kind: "smtp", host: "127.0.0.1", port: 25, starttlsPolicy: "disabled" };
+  const single = nodemailer.createTransport({ ...smtpTransportOptions(cfg, []), pool: false });
+  try {
+    assert.equal(poolHandover(single), undefined);
+  } finally {
+    single.close();
   }
 });
