@@ -10,6 +10,7 @@ import { parseCommand, USAGE_HINT, UsageError } from "./src/cli/args.ts";
 import { runCommand } from "./src/cli/run.ts";
 import type { Config } from "./src/config/types.ts";
 import { logger } from "./src/lib/log.ts";
+import { releaseMemory } from "./src/lib/_memory_release_deno.ts";
 import type { Mailer } from "./src/mail/mailer.ts";
 import { runPlugin } from "./src/plugin/run.ts";
 import { defaultIdentityFs } from "./src/teleport/identity_store.ts";
@@ -91,6 +92,7 @@ async function runPluginWithRealDeps(config: Config): Promise<number> {
     log: logger(),
     owner,
     isOwnerGone: (other) => isOwnerGone(other, owner, ownerDeps),
+    releaseMemory,
   }, stop.signal);
 }
 

@@ -22,7 +22,9 @@
  * - resident memory of the plugin process, idle and peak during the burst,
  *   with the anonymous part (the process's own) apart from mapped files'
  *   pages (under `deno run`, ~50 MiB of them are the Deno CLI's executable
- *   and caches), and the time from process start to "Plugin is ready".
+ *   and caches), again once the plugin has been quiet long enough to give
+ *   memory back, after the warm-up and after the burst; and the time from
+ *   process start to "Plugin is ready".
  *
  *   deno task bench [--requests N] [--quick] [--servers stall,aiosmtpd,postfix]
  *     [--teleport js|go] [--v8-flags=...] [--no-plugin-env]
@@ -57,6 +59,7 @@ import { cpuSeconds, machineBusy } from "./bench/proc.ts";
 import { percentile, round } from "./bench/stats.ts";
 import { buildGoTeleport, type GoTeleport, startGoTeleport } from "../tests/teleport_go.ts";
 import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
+import { MEMORY_RELEASE_QUIET_MS } from "../src/lib/memory_release.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -90,6 +93,8 @@ const GO_IN_FLIGHT = 128;
 const READY_STARTS = 5;
 /** How often the plugin's memory is sampled. */
 const RSS_SAMPLE_MS = 25;
+/** How long after work the "settled" memory is read: past the plugin's release of memory. */
+const SETTLE_MS = MEMORY_RELEASE_QUIET_MS + 2_000;
 /** Longest wait for one phase. */
 const PHASE_TIMEOUT_MS = 600_000;
 /** How often the servers' counters are looked at while waiting. */
@@ -396,6 +401,10 @@ async function pluginRun(
     }
     await new Promise((r) => setTimeout(r, 1_000));
     const idle = rss(pid);
+    // Again once the plugin has been quiet long enough to give memory back (it does once per
+    // quiet stretch after work: src/lib/memory_release.ts), as a daemon idles most of the time.
+    await new Promise((r) => setTimeout(r, SETTLE_MS - 1_000));
+    const idleSettled = rss(pid);
     const calls = () => teleport.calls();
     const perRequest = async (before: { update: number; get: number }, n: number) => {
       const after = await calls();
@@ -462,6 +471,7 @@ async function pluginRun(
     };
     await new Promise((r) => setTimeout(r, 1_000));
     clearInterval(sampler);
+    const afterBurst = rss(pid);
     const burstCalls = await perRequest(before, REQUESTS);
     // The server's own count agrees: every email the plugin logged as sent arrived.
     await until(
@@ -469,6 +479,8 @@ async function pluginRun(
       () => server.accepted() >= serverBase + sent,
       30_000,
     );
+    await new Promise((r) => setTimeout(r, SETTLE_MS - (performance.now() - t0 - burstMs)));
+    const afterBurstSettled = rss(pid);
     return {
       readyMs,
       latency,
@@ -485,6 +497,12 @@ async function pluginRun(
         // After the 2 × REQUESTS one by one, before the burst: what a daemon keeps as it runs.
         one_by_one: round(atStart.current),
         one_by_one_anon: round(atStart.anon),
+        idle_settled: round(idleSettled.current),
+        idle_settled_anon: round(idleSettled.anon),
+        after_burst: round(afterBurst.current),
+        after_burst_anon: round(afterBurst.anon),
+        after_burst_settled: round(afterBurstSettled.current),
+        after_burst_settled_anon: round(afterBurstSettled.anon),
       },
     };
   } finally {
@@ -618,6 +636,15 @@ try {
         [
           `RSS after ${2 * REQUESTS} one by one (anonymous)`,
           `${result.rss_mib.one_by_one} MiB (${result.rss_mib.one_by_one_anon} MiB)`,
+        ],
+        [
+          `RSS idle ${SETTLE_MS / 1000} s after the warm-up (anonymous)`,
+          `${result.rss_mib.idle_settled} MiB (${result.rss_mib.idle_settled_anon} MiB)`,
+        ],
+        [
+          `RSS 1 s / ${SETTLE_MS / 1000} s after the burst (anonymous)`,
+          `${result.rss_mib.after_burst} / ${result.rss_mib.after_burst_settled} MiB (` +
+          `${result.rss_mib.after_burst_anon} / ${result.rss_mib.after_burst_settled_anon} MiB)`,
         ],
       ];
       console.log(`\n${server.name} (port ${server.port}, AUTH ${server.auth ? "yes" : "no"})`);

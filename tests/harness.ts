@@ -231,6 +231,8 @@ export function runInProcess(
     env?: Record<string, string>;
     /** Backoff of emails that failed for now; default 50–200 ms. */
     sendRetry?: BackoffOptions;
+    /** Gives memory back once the plugin has been quiet after work; default none. */
+    releaseMemory?: () => void;
   } = {},
 ): InProcessPlugin {
   captureLogs();
@@ -262,6 +264,7 @@ export function runInProcess(
     ...(o.clock ? { clock: o.clock } : {}),
     activity,
     ...(o.reminderCheckMs ? { reminderCheckMs: o.reminderCheckMs } : {}),
+    ...(o.releaseMemory ? { releaseMemory: o.releaseMemory } : {}),
   }, stop.signal);
   const timeout = o.readyTimeoutMs ?? 15_000;
   let timer: ReturnType<typeof setTimeout> | undefined;

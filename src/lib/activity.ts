@@ -13,6 +13,7 @@ export class Activity {
   #working = 0;
   #waiting = 0;
   #idle: IdleWaiter[] = [];
+  #listeners = new Set<() => void>();
 
   /** Work under way. */
   get working(): number {
@@ -31,6 +32,7 @@ export class Activity {
   begin(kind: "work" | "timer" = "work"): () => void {
     if (kind === "work") this.#working++;
     else this.#waiting++;
+    this.#changed();
     let ended = false;
     return () => {
       if (ended) return;
@@ -38,6 +40,7 @@ export class Activity {
       if (kind === "work") this.#working--;
       else this.#waiting--;
       this.#wake();
+      this.#changed();
     };
   }
 
@@ -48,6 +51,16 @@ export class Activity {
   idle(timersToo = true): Promise<void> {
     if (this.#isIdle(timersToo)) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push({ resolve, timersToo }));
+  }
+
+  /** Calls `listener` after each start and end of work; the returned function unsubscribes. */
+  onChange(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  #changed(): void {
+    for (const listener of this.#listeners) listener();
   }
 
   #isIdle(timersToo: boolean): boolean {

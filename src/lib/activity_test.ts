@@ -32,3 +32,15 @@ Deno.test("Activity: work waiting for a timer counts unless asked to be ignored"
   await allIdle;
   assert.equal(all, true);
 });
+
+Deno.test("Activity tells its listeners of each start and end until they unsubscribe", () => {
+  const activity = new Activity();
+  const seen: number[] = [];
+  const unsubscribe = activity.onChange(() => seen.push(activity.working));
+  const end = activity.begin();
+  end();
+  end(); // an end already told is not told again
+  unsubscribe();
+  activity.begin();
+  assert.deepEqual(seen, [1, 0]);
+});

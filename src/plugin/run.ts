@@ -11,6 +11,7 @@ import type { Config } from "../config/types.ts";
 import { type Mailer, MailError, type OutgoingEmail } from "../mail/mailer.ts";
 import { type Clock, REAL_CLOCK } from "../lib/clock.ts";
 import { Activity } from "../lib/activity.ts";
+import { type Released, releaseMemoryWhenQuiet } from "../lib/memory_release.ts";
 import { envBool } from "../lib/env_bool.ts";
 import type { BackoffOptions } from "../lib/backoff.ts";
 import { type Metrics, NO_METRICS } from "../lib/metrics.ts";
@@ -71,6 +72,11 @@ export interface PluginDeps {
   readonly clock?: Clock;
   /** Counts the work under way (events, reconciles, retries, reminder checks). */
   readonly activity?: Activity;
+  /**
+   * Gives memory back to the system (`releaseMemory` of `_memory_release_deno.ts`), called
+   * once after each quiet stretch that follows work; none when absent.
+   */
+  releaseMemory?(): Released | void;
   /** Called with the bound address once the status listener is up. */
   onStatusListening?(addr: string): void;
   /** Backoff of a request whose processing failed; default `REQUEST_RETRY_BACKOFF` (tests shorten it). */
@@ -241,6 +247,14 @@ async function runConnected(
       void app.flushRecords();
     }, { once: true });
     deps.onForcedExit?.(() => app.flushRecords());
+    if (deps.releaseMemory) {
+      releaseMemoryWhenQuiet({
+        activity,
+        clock,
+        release: deps.releaseMemory,
+        log: log.getChild("memory"),
+      }, stop);
+    }
     if (failFast) {
       log.info("{env} is on: a lost watch stream ends the plugin", { env: FAIL_FAST_ENV });
     }
