@@ -11,7 +11,7 @@
  *
  *   deno run -A scripts/profile_burst.ts [--requests 300] [--top 25]
  *     [--detail npm:nodemailer] [--v8-flags=--max-semi-space-size=4,...]
- *     [--one-by-one]
+ *     [--one-by-one] [--save burst.cpuprofile]
  *
  * `--one-by-one` sends the N requests one at a time instead (the next once
  * the one before has its emails), as the benchmark's latency is measured:
@@ -44,6 +44,8 @@ const { values: flags } = parseArgs({
     detail: { type: "string" },
     /** The requests one at a time, not at once. */
     "one-by-one": { type: "boolean", default: false },
+    /** Also write the CPU profile (Chrome DevTools' .cpuprofile format) to this file. */
+    save: { type: "string" },
   },
 });
 const REQUESTS = Number(flags.requests);
@@ -136,6 +138,7 @@ try {
     "HeapProfiler.stopSampling",
   );
   const { profile } = await inspector.send<{ profile: CpuProfile }>("Profiler.stop");
+  if (flags.save) await Deno.writeTextFile(flags.save, JSON.stringify(profile));
   const heap = await inspector.send<{ usedSize: number; totalSize: number }>(
     "Runtime.getHeapUsage",
   );

@@ -31,8 +31,19 @@ export function threadCpuSeconds(pid: number): Map<string, { name: string; secon
   return threads;
 }
 
-/** Starts watching how busy the machine is; the function returns the busy % (all CPUs) since. */
-export function machineBusy(): () => number {
+/** What {@linkcode machineBusy} measured: busy %, of all CPUs, and busy CPU seconds. */
+export interface MachineBusy {
+  readonly percent: number;
+  readonly seconds: number;
+}
+
+/**
+ * Starts watching how busy the machine is (every process on it); the function
+ * returns, since the start, the busy share of all CPUs (%) and the CPU
+ * seconds spent busy (everything but idle and I/O wait; `/proc/stat` counts
+ * in USER_HZ, 100 per second on Linux).
+ */
+export function machineBusy(): () => MachineBusy {
   const read = () => {
     const fields = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/)
       .slice(1).map(Number);
@@ -42,6 +53,7 @@ export function machineBusy(): () => number {
   const start = read();
   return () => {
     const now = read();
-    return Math.round((now.busy - start.busy) / (now.total - start.total) * 100);
+    const busy = now.busy - start.busy;
+    return { percent: Math.round(busy / (now.total - start.total) * 100), seconds: busy / 100 };
   };
 }
