@@ -55,7 +55,7 @@ import {
   startPostfix,
   startStallSink,
 } from "./bench/servers.ts";
-import { cpuSeconds, machineBusy } from "./bench/proc.ts";
+import { cpuSeconds, machineBusy, threadCpuSeconds } from "./bench/proc.ts";
 import { percentile, round } from "./bench/stats.ts";
 import { buildGoTeleport, type GoTeleport, startGoTeleport } from "../tests/teleport_go.ts";
 import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
@@ -199,20 +199,32 @@ async function floor(cfg: SmtpConfig) {
   if (handover === undefined) throw new Error("Nodemailer's pool takes no hand-over");
   try {
     await sendAll(handover, await pluginEmails(10, "warm"));
-    const oneByOne = async (round: number) => {
+    // Each phase's emails are composed before it, so that the main thread's CPU over the
+    // phase is the sending's alone.
+    const phaseEmails = (round: number) =>
+      Promise.all(
+        Array.from(
+          { length: REQUESTS },
+          (_, i) => pluginEmails(RECIPIENTS_PER_REQUEST, `floor-l${round}-${i}-`),
+        ),
+      );
+    const oneByOne = async (requests: BenchEmail[][]) => {
       const latencies: number[] = [];
-      for (let i = 0; i < REQUESTS; i++) {
-        const emails = await pluginEmails(RECIPIENTS_PER_REQUEST, `floor-l${round}-${i}-`);
+      for (const emails of requests) {
         const t0 = performance.now();
         await sendAll(handover, emails);
         latencies.push(performance.now() - t0);
       }
       return stats(latencies);
     };
-    const latency = await oneByOne(0);
-    const warmed = await oneByOne(1);
+    const latency = await oneByOne(await phaseEmails(0));
+    const second = await phaseEmails(1);
+    const main0 = mainThreadCpu(Deno.pid);
+    const warmed = await oneByOne(second);
+    const warmedMainMs = (mainThreadCpu(Deno.pid) - main0) * 1000 / REQUESTS;
     const burst = await pluginEmails(REQUESTS * RECIPIENTS_PER_REQUEST, "floor-b");
     const cpu0 = cpuSeconds();
+    const burstMain0 = mainThreadCpu(Deno.pid);
     const busy = machineBusy();
     const t0 = performance.now();
     await sendAll(handover, burst);
@@ -220,10 +232,11 @@ async function floor(cfg: SmtpConfig) {
     const machine = busy();
     const cpu = {
       client: round(cpuSeconds() - cpu0, 2),
+      client_main_thread: round(mainThreadCpu(Deno.pid) - burstMain0, 2),
       machine: machine.percent,
       machine_s: round(machine.seconds, 2),
     };
-    return { burstMs, latency, warmed, cpu };
+    return { burstMs, latency, warmed, warmedMainMs, cpu };
   } finally {
     transport.close();
   }
@@ -452,7 +465,9 @@ async function pluginRun(
       return stats(latencies);
     };
     const latency = await oneByOne(0);
+    const main0 = mainThreadCpu(pid);
     const warmed = await oneByOne(1);
+    const warmedMainMs = (mainThreadCpu(pid) - main0) * 1000 / REQUESTS;
     await new Promise((r) => setTimeout(r, 500));
     const sequentialCalls = await perRequest(before, 2 * REQUESTS);
 
@@ -466,7 +481,12 @@ async function pluginRun(
       peakAnon = Math.max(peakAnon, now.anon);
     }, RSS_SAMPLE_MS);
     before = await calls();
-    const cpu0 = { plugin: cpuSeconds(pid), bench: cpuSeconds(), teleport: teleport.ownCpu() };
+    const cpu0 = {
+      plugin: cpuSeconds(pid),
+      pluginMain: mainThreadCpu(pid),
+      bench: cpuSeconds(),
+      teleport: teleport.ownCpu(),
+    };
     const busy = machineBusy();
     const t0 = performance.now();
     for (let i = 0; i < REQUESTS; i++) request(100_000 + i);
@@ -476,6 +496,7 @@ async function pluginRun(
     const machine = busy();
     const burstCpu = {
       plugin: round(cpuSeconds(pid) - cpu0.plugin, 2),
+      plugin_main_thread: round(mainThreadCpu(pid) - cpu0.pluginMain, 2),
       // The bench's process: it creates the requests, reads the plugin's output and samples its
       // memory, and holds the JS test server (or encodes the grpc-go stand-in's events).
       bench: round(cpuSeconds() - cpu0.bench, 2),
@@ -501,6 +522,7 @@ async function pluginRun(
       readyMs,
       latency,
       warmed,
+      warmedMainMs,
       burstMs,
       burstCpu,
       calls: { sequential: sequentialCalls, burst: burstCalls },
@@ -525,6 +547,11 @@ async function pluginRun(
     plugin.child.kill("SIGTERM");
     await plugin.status;
   }
+}
+
+/** CPU seconds the main thread of `pid` has used so far (the thread whose id is the pid). */
+function mainThreadCpu(pid: number): number {
+  return threadCpuSeconds(pid).get(String(pid))?.seconds ?? 0;
 }
 
 /**
@@ -621,6 +648,10 @@ try {
           floor_warmed: floorRun.warmed,
           go_strategy: goRun.latency,
         },
+        main_thread_cpu_ms_per_request_warmed: {
+          plugin: round(plugin.warmedMainMs, 2),
+          floor: round(floorRun.warmedMainMs, 2),
+        },
         go_strategy_retries: goRun.retries,
         plugin_data_calls_per_request: plugin.calls,
         rss_mib: plugin.rss,
@@ -645,6 +676,10 @@ try {
           ` / ${floorRun.cpu.client} s (machine ${floorRun.cpu.machine}% busy)`,
         ],
         [
+          "  of it on the main thread: plugin / floor",
+          `${plugin.burstCpu.plugin_main_thread} / ${floorRun.cpu.client_main_thread} s`,
+        ],
+        [
           "CPU s a burst at 1.3× floor / 0.5× Go leaves the plugin",
           `${result.cpu_budget.at_1_3x_floor} / ${result.cpu_budget.at_half_go} s ` +
           `(the rest of the machine used ${result.cpu_budget.rest}; ` +
@@ -661,6 +696,11 @@ try {
           "latency p50 plugin/floor (after start; warmed)",
           `${round(l.plugin.p50 / l.floor.p50, 2)}×; ` +
           `${round(l.plugin_warmed.p50 / l.floor_warmed.p50, 2)}×`,
+        ],
+        [
+          "main thread CPU per request, warmed 1 by 1: plugin / floor",
+          `${result.main_thread_cpu_ms_per_request_warmed.plugin} / ` +
+          `${result.main_thread_cpu_ms_per_request_warmed.floor} ms`,
         ],
         [
           "latency Go strategy p50 (sends tried again)",
