@@ -563,6 +563,9 @@ function mainThreadCpu(pid: number): number {
  * email and per request whatever the plugin's speed. The plugin hands the
  * same emails to the same Nodemailer pool as the floor, whose client CPU is
  * therefore the least it can use: a budget below it is out of reach here.
+ * And whatever the machine leaves, the plugin's main thread (one thread,
+ * where its JavaScript and Nodemailer's run) must fit its CPU into the
+ * burst's duration, which is therefore given too.
  */
 function cpuBudget(
   plugin: { burstCpu: { plugin: number; machine_s: number } },
@@ -573,6 +576,10 @@ function cpuBudget(
   const rest = plugin.burstCpu.machine_s - plugin.burstCpu.plugin;
   return {
     rest: round(rest, 2),
+    // How long those bursts would last: the plugin's main thread, one thread, must fit its
+    // CPU into that time whatever the machine leaves.
+    burst_1_3x_floor_s: round(1.3 * floorRun.burstMs / 1000, 2),
+    burst_half_go_s: round(0.5 * goRun.burstMs / 1000, 2),
     at_1_3x_floor: round(1.3 * floorRun.burstMs / 1000 * cpus - rest, 2),
     at_half_go: round(0.5 * goRun.burstMs / 1000 * cpus - rest, 2),
   };
@@ -678,6 +685,11 @@ try {
         [
           "  of it on the main thread: plugin / floor",
           `${plugin.burstCpu.plugin_main_thread} / ${floorRun.cpu.client_main_thread} s`,
+        ],
+        [
+          "a burst at 1.3× floor / 0.5× Go would last",
+          `${result.cpu_budget.burst_1_3x_floor_s} / ${result.cpu_budget.burst_half_go_s} s ` +
+          `(the plugin's main thread used ${plugin.burstCpu.plugin_main_thread} s in its burst)`,
         ],
         [
           "CPU s a burst at 1.3× floor / 0.5× Go leaves the plugin",
