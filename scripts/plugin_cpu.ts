@@ -9,7 +9,7 @@
  * other processes sharing the machine move it less than they move times.
  *
  *   deno run -A scripts/plugin_cpu.ts [--requests 300] [--bursts 4] [--warm 200]
- *     [--v8-flags=--single-threaded-gc,...]
+ *     [--extra-v8-flags=--single-threaded-gc,...]
  */
 import { parseArgs } from "node:util";
 import { startInspected } from "./bench/inspected.ts";
@@ -22,7 +22,7 @@ const { values: flags } = parseArgs({
     bursts: { type: "string", default: "4" },
     warm: { type: "string", default: "200" },
     /** V8 flags added to the ones the build embeds (e.g. `--single-threaded-gc`). */
-    "v8-flags": { type: "string", default: "" },
+    "extra-v8-flags": { type: "string", default: "" },
   },
 });
 const REQUESTS = Number(flags.requests);
@@ -30,7 +30,7 @@ const BURSTS = Number(flags.bursts);
 const WARM = Number(flags.warm);
 const EMAILS_PER_REQUEST = 3;
 
-const plugin = await startInspected(undefined, flags["v8-flags"]);
+const plugin = await startInspected(undefined, flags["extra-v8-flags"]);
 const { until, sent } = plugin;
 const oneByOne = async (tag: string, n: number) => {
   for (let i = 0; i < n; i++) {

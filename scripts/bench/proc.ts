@@ -11,6 +11,16 @@ export function cpuSeconds(pid: number | "self" = "self"): number {
   return statCpu(Deno.readTextFileSync(`/proc/${pid}/stat`));
 }
 
+/** CPU seconds the main thread of `pid` (the thread whose id is the pid) has used so far. */
+export function mainThreadCpu(pid: number): number {
+  return statCpu(Deno.readTextFileSync(`/proc/${pid}/task/${pid}/stat`));
+}
+
+/** The CPUs `/proc/stat` counts (its `cpuN` lines), which `machineBusy` adds up. */
+export function machineCpus(): number {
+  return Deno.readTextFileSync("/proc/stat").split("\n").filter((l) => /^cpu\d+ /.test(l)).length;
+}
+
 /**
  * CPU seconds each thread of `pid` has used so far, by thread id, with its
  * name ("main thread" for the process's own). A thread that ended is gone.
@@ -40,15 +50,18 @@ export interface MachineBusy {
 /**
  * Starts watching how busy the machine is (every process on it); the function
  * returns, since the start, the busy share of all CPUs (%) and the CPU
- * seconds spent busy (everything but idle and I/O wait; `/proc/stat` counts
- * in USER_HZ, 100 per second on Linux).
+ * seconds spent busy: user, nice, system, irq and softirq time (`/proc/stat`
+ * counts in USER_HZ, 100 per second on Linux). Idle, I/O wait and steal
+ * (time the hypervisor gave to others) are not busy; guest time is already
+ * inside user and nice, so it is not added again.
  */
 export function machineBusy(): () => MachineBusy {
   const read = () => {
-    const fields = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/)
-      .slice(1).map(Number);
-    const total = fields.reduce((a, b) => a + b, 0);
-    return { busy: total - fields[3]! - fields[4]!, total };
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = Deno.readTextFileSync(
+      "/proc/stat",
+    ).split("\n")[0]!.trim().split(/\s+/).slice(1, 9).map((f) => Number(f) || 0);
+    const busy = user! + nice! + system! + irq! + softirq!;
+    return { busy, total: busy + idle! + iowait! + steal! };
   };
   const start = read();
   return () => {
