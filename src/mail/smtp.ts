@@ -30,6 +30,7 @@
  */
 import "./_smtp_no_pipelining.ts";
 import "./_smtp_end_of_data_wait.ts";
+import "./_smtp_one_write_message.ts";
 import { ENVELOPE_GATE, ENVELOPE_GATE_AVAILABLE } from "./_smtp_envelope_gate.ts";
 import { poolHandover } from "./_smtp_pool_handover.ts";
 import nodemailer, { type SMTPPoolOptions } from "nodemailer";

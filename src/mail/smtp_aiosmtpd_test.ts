@@ -7,7 +7,8 @@
  * unauthenticated. Now the health check and the send fail, and the sink's
  * own log shows that no AUTH command (hence no password) ever reached it.
  * The same sink also shows transactions opened ahead (`openEnvelopes`)
- * waiting before DATA, one going on with its email and one reset.
+ * waiting before DATA, one going on with its email and one reset, and
+ * takes messages whose lines start with a dot intact.
  * Skipped, with one line, where aiosmtpd is not installed.
  */
 import assert from "node:assert/strict";
@@ -175,6 +176,40 @@ Deno.test({
         "message",
       );
       assert.equal(sink.output().match(/^Subject: /gm)?.length, 2, sink.output());
+    } finally {
+      await mailer.close();
+      await sink.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "smtp against aiosmtpd: lines that start with a dot arrive as written",
+  ignore: python === undefined,
+  async fn() {
+    // The message and its final "." leave in one write (_smtp_one_write_message.ts).
+    const sink = await startSink(python!);
+    const mailer = createSmtpMailer(
+      { kind: "smtp", host: "127.0.0.1", port: sink.port, starttlsPolicy: "disabled" },
+      "noreply@example.com",
+      { trustedCas: () => [] },
+    );
+    try {
+      const text = ".first\n.\n..two dots\nmiddle\n.";
+      for (const subject of ["dots one", "dots two"]) {
+        await mailer.send({ to: "a@example.com", subject, text });
+      }
+      await eventually(
+        () => (sink.output().match(/^Subject: dots /gm)?.length ?? 0) === 2,
+        START_TIMEOUT_MS,
+        "both messages",
+      );
+      // aiosmtpd's Debugging handler prints each message as it took it, the dot-stuffing undone.
+      const bodies = sink.output().split(/^Subject: dots /m).slice(1);
+      assert.equal(bodies.length, 2);
+      for (const body of bodies) {
+        assert.match(body, /^\.first\r?\n\.\r?\n\.\.two dots\r?\nmiddle\r?\n\.\r?$/m, body);
+      }
     } finally {
       await mailer.close();
       await sink.close();
