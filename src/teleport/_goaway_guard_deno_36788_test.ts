@@ -1,6 +1,9 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
-import { type Goaway, Http2FrameScanner } from "./_goaway_guard_deno_36788.ts";
+import { Duplex } from "node:stream";
+import { setImmediate } from "node:timers";
+import type * as tls from "node:tls";
+import { type Goaway, GoawayGuard, Http2FrameScanner } from "./_goaway_guard_deno_36788.ts";
 
 /** One HTTP/2 frame: 9-byte header, then the payload. */
 function frame(type: number, streamId: number, payload: Uint8Array = new Uint8Array(0)): Buffer {
@@ -69,4 +72,53 @@ Deno.test("Http2FrameScanner passes frames through and stops at GOAWAY", () => {
     passed: Buffer.alloc(0),
     goaways: [{ lastStreamId: 0, errorCode: 0, debugData: "" }],
   });
+});
+
+/**
+ * A stand-in for the guard's TLS socket that keeps each write it is given
+ * and completes it only when told (a socket's writes complete on a later turn).
+ */
+function recordingInner() {
+  const writes: string[] = [];
+  const pending: (() => void)[] = [];
+  const inner = new Duplex({
+    read() {},
+    write(chunk: Buffer, _encoding, done) {
+      writes.push(String(chunk));
+      pending.push(() => done());
+    },
+  });
+  const complete = () => pending.splice(0).forEach((done) => done());
+  return { writes, complete, inner: inner as unknown as tls.TLSSocket };
+}
+
+/** One turn of the event loop (the guard uncorks at the end of the tick it corked in). */
+const turn = () => new Promise<void>((r) => setImmediate(r));
+
+Deno.test("GoawayGuard hands the frames of one tick to the TLS socket as one write", async () => {
+  const { writes, complete, inner } = recordingInner();
+  const guard = new GoawayGuard(inner, () => {});
+  const done: string[] = [];
+  // A call's HEADERS and DATA, as Deno's HTTP/2 writes them: one after the other, at once.
+  guard.write(Buffer.from("HEADERS|"), () => done.push("headers"));
+  guard.write(Buffer.from("DATA|"), () => done.push("data"));
+  await turn();
+  // Without the cork the DATA would still wait for the HEADERS' write to complete.
+  assert.deepEqual(writes, ["HEADERS|DATA|"]);
+  complete();
+  await turn();
+  assert.deepEqual(done, ["headers", "data"]);
+  // A later tick's write is a write of its own; what comes while it is in flight goes together.
+  guard.write(Buffer.from("PING|"));
+  await turn();
+  assert.deepEqual(writes, ["HEADERS|DATA|", "PING|"]);
+  guard.write(Buffer.from("SETTINGS|"));
+  await turn();
+  guard.write(Buffer.from("WINDOW_UPDATE|"));
+  await turn();
+  assert.deepEqual(writes, ["HEADERS|DATA|", "PING|"]);
+  complete();
+  await turn();
+  assert.deepEqual(writes, ["HEADERS|DATA|", "PING|", "SETTINGS|WINDOW_UPDATE|"]);
+  guard.destroy();
 });
