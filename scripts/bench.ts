@@ -26,7 +26,9 @@
  *   memory back, after the warm-up and after the burst; and the time from
  *   process start to "Plugin is ready";
  * - the CPU of each burst (the plugin's process and its main thread, the
- *   floor's), the main thread's CPU per warmed one-by-one request (the
+ *   floor's), how long each main thread waited for a CPU in its burst
+ *   (runnable, the CPUs taken by other threads: `/proc/…/schedstat`), the
+ *   main thread's CPU per warmed one-by-one request (the
  *   plugin's includes the record written after its emails), and what a
  *   burst within the targets would leave the plugin (`cpuBudget`).
  *
@@ -59,7 +61,13 @@ import {
   startPostfix,
   startStallSink,
 } from "./bench/servers.ts";
-import { cpuSeconds, machineBusy, machineCpus, mainThreadCpu } from "./bench/proc.ts";
+import {
+  cpuSeconds,
+  machineBusy,
+  machineCpus,
+  mainThreadCpu,
+  mainThreadRunWait,
+} from "./bench/proc.ts";
 import { percentile, round } from "./bench/stats.ts";
 import { buildGoTeleport, type GoTeleport, startGoTeleport } from "../tests/teleport_go.ts";
 import { PLUGIN_ENV, PLUGIN_V8_FLAGS } from "./v8_flags.ts";
@@ -229,6 +237,7 @@ async function floor(cfg: SmtpConfig) {
     const burst = await pluginEmails(REQUESTS * RECIPIENTS_PER_REQUEST, "floor-b");
     const cpu0 = cpuSeconds();
     const burstMain0 = mainThreadCpu(Deno.pid);
+    const burstWait0 = mainThreadRunWait(Deno.pid);
     const busy = machineBusy();
     const t0 = performance.now();
     await sendAll(handover, burst);
@@ -237,6 +246,7 @@ async function floor(cfg: SmtpConfig) {
     const cpu = {
       client: round(cpuSeconds() - cpu0, 2),
       client_main_thread: round(mainThreadCpu(Deno.pid) - burstMain0, 2),
+      client_main_thread_waiting: round(mainThreadRunWait(Deno.pid) - burstWait0, 2),
       machine: machine.percent,
       machine_s: round(machine.seconds, 2),
     };
@@ -488,6 +498,7 @@ async function pluginRun(
     const cpu0 = {
       plugin: cpuSeconds(pid),
       pluginMain: mainThreadCpu(pid),
+      pluginMainWait: mainThreadRunWait(pid),
       bench: cpuSeconds(),
       teleport: teleport.ownCpu(),
     };
@@ -501,6 +512,8 @@ async function pluginRun(
     const burstCpu = {
       plugin: round(cpuSeconds(pid) - cpu0.plugin, 2),
       plugin_main_thread: round(mainThreadCpu(pid) - cpu0.pluginMain, 2),
+      // Runnable but not running: what the other threads and processes took from it.
+      plugin_main_thread_waiting: round(mainThreadRunWait(pid) - cpu0.pluginMainWait, 2),
       // The bench's process: it creates the requests, reads the plugin's output and samples its
       // memory, and holds the JS test server (or encodes the grpc-go stand-in's events).
       bench: round(cpuSeconds() - cpu0.bench, 2),
@@ -686,6 +699,11 @@ try {
         [
           "  of it on the main thread: plugin / floor",
           `${plugin.burstCpu.plugin_main_thread} / ${floorRun.cpu.client_main_thread} s`,
+        ],
+        [
+          "  main thread waiting for a CPU: plugin / floor",
+          `${plugin.burstCpu.plugin_main_thread_waiting} / ` +
+          `${floorRun.cpu.client_main_thread_waiting} s`,
         ],
         [
           "a burst at 1.3× floor / 0.5× Go would last",

@@ -16,6 +16,20 @@ export function mainThreadCpu(pid: number): number {
   return statCpu(Deno.readTextFileSync(`/proc/${pid}/task/${pid}/stat`));
 }
 
+/**
+ * Seconds the main thread of `pid` has spent waiting for a CPU so far: runnable
+ * but not running, because other threads had the CPUs (`/proc/…/schedstat`,
+ * its second field; 0 where the kernel keeps no schedstats).
+ */
+export function mainThreadRunWait(pid: number): number {
+  try {
+    const fields = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/schedstat`).trim().split(" ");
+    return Number(fields[1] ?? 0) / 1e9;
+  } catch {
+    return 0;
+  }
+}
+
 /** The CPUs `/proc/stat` counts (its `cpuN` lines), which `machineBusy` adds up. */
 export function machineCpus(): number {
   return Deno.readTextFileSync("/proc/stat").split("\n").filter((l) => /^cpu\d+ /.test(l)).length;
