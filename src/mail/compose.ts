@@ -264,6 +264,12 @@ export function messageComposer(sender: string): MessageComposer {
   };
 
   const line = lineCache();
+  /** The Date line of the latest second (a burst's emails share it). */
+  let date = { value: "", line: "" };
+  const dateLine = (value: string) => {
+    if (date.value !== value) date = { value, line: headerLine("Date", value) };
+    return date.line;
+  };
   const compose = async (prepared: PreparedEmail, messageId: string) => {
     const body = await bodyFor(prepared.text, prepared.html);
     // The caller's headers first, then the mailer's own, in the order Nodemailer's composer
@@ -279,7 +285,7 @@ export function messageComposer(sender: string): MessageComposer {
     head.push(
       line("Subject", prepared.subject),
       headerLine("Message-ID", `<${messageId}>`),
-      headerLine("Date", dateValue(new Date())),
+      dateLine(dateValue(new Date())),
       line("MIME-Version", "1.0"),
     );
     return {
