@@ -148,11 +148,21 @@ export class GoawayGuard extends Duplex {
       this.#corked = true;
       this.cork();
       process.nextTick(() => {
+        if (!this.#corked) return; // destroyed meanwhile, and uncorked then
         this.#corked = false;
         this.uncork();
       });
     }
     return (Duplex.prototype.write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  }
+
+  /** What was written in this tick still goes to the TLS socket before it is destroyed. */
+  override destroy(error?: Error): this {
+    if (this.#corked && !this.destroyed) {
+      this.#corked = false;
+      this.uncork();
+    }
+    return super.destroy(error);
   }
 
   override _write(chunk: Buffer, _encoding: string, done: (e?: Error | null) => void): void {

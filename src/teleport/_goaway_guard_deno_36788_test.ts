@@ -122,3 +122,13 @@ Deno.test("GoawayGuard hands the frames of one tick to the TLS socket as one wri
   assert.deepEqual(writes, ["HEADERS|DATA|", "PING|", "SETTINGS|WINDOW_UPDATE|"]);
   guard.destroy();
 });
+
+Deno.test("GoawayGuard destroyed in the tick of a write still hands that write on", async () => {
+  const { writes, inner } = recordingInner();
+  const guard = new GoawayGuard(inner, () => {});
+  // A last frame (an RST_STREAM, a GOAWAY of our own) and then the end, in one tick.
+  guard.write(Buffer.from("RST_STREAM|"));
+  guard.destroy();
+  await turn();
+  assert.deepEqual(writes, ["RST_STREAM|"]);
+});
