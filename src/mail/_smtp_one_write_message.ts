@@ -14,12 +14,21 @@
  * Nodemailer 10.6.0, pinned in deno.json), the chunk the stream would push
  * is held until the next one, and the terminator that its `_flush` pushes
  * is joined to the held chunk: the same bytes in the same order, one push,
- * so one write, and never more than one chunk held. Nodemailer has no option
+ * so one write, and never more than one chunk held. The message and its
+ * "." are one write when the message's last chunk holds its end, as the
+ * mailer's raw messages (one string ending in CRLF) do; a chunk longer than
+ * `MAX_JOINED_BYTES` is not copied to save a write. Nodemailer has no option
  * for it; `_smtp_one_write_message_test.ts` fails if an upgrade changes the
  * method or the stream's shape.
  */
 import SMTPConnection from "nodemailer/lib/smtp-connection";
 import { Buffer } from "node:buffer";
+
+/**
+ * The longest last chunk joined to the terminator: joining copies it, which
+ * beyond a few TLS records (16 KiB each) costs more than the write it saves.
+ */
+export const MAX_JOINED_BYTES = 64 * 1024;
 
 /** What the extension touches on Nodemailer's `DataStream` (a `Transform`). */
 interface DataStreamInternals {
@@ -56,7 +65,11 @@ export function joinMessageEnd(stream: DataStreamInternals): void {
       return push.call(this, chunk, encoding);
     }
     if (flushing) {
-      // The terminator: one chunk with the message's last bytes.
+      // The terminator: one chunk with the message's last bytes, unless they are many.
+      if (held !== undefined && held.length > MAX_JOINED_BYTES) {
+        push.call(this, held);
+        held = undefined;
+      }
       const last = held === undefined ? chunk : Buffer.concat([held, chunk]);
       held = undefined;
       return push.call(this, last);

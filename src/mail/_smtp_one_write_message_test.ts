@@ -1,14 +1,19 @@
 /**
  * A message and its terminating "." leave in one write (see
  * `_smtp_one_write_message.ts`): Nodemailer's own `_createSendStream`,
- * piped into a socket that records its writes. A peer nobody here wrote
- * takes such messages in `smtp_aiosmtpd_test.ts`.
+ * piped into a socket that records its writes, and the mailer's own sends
+ * through a real connection (with the other extensions of `_createSendStream`)
+ * to a scripted server. A peer nobody here wrote takes such messages in
+ * `smtp_aiosmtpd_test.ts`.
  */
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { Writable } from "node:stream";
+import net from "node:net";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
-import { joinMessageEnd, MESSAGE_END_JOINED } from "./_smtp_one_write_message.ts";
+import { joinMessageEnd, MAX_JOINED_BYTES, MESSAGE_END_JOINED } from "./_smtp_one_write_message.ts";
+import { createSmtpMailer } from "./smtp.ts";
+import { scriptedSmtpServer } from "../../tests/scripted_smtp.ts";
 
 /** A socket stand-in that keeps every write it is given, as Nodemailer's pipe makes them. */
 function recordingSocket() {
@@ -101,4 +106,48 @@ Deno.test("smtp: a stream that never flushes still gives what it held", async ()
   assert.deepEqual(pushed.map(String), ["a", "b"]);
   stream.push(null);
   assert.deepEqual(pushed, [Buffer.from("a"), Buffer.from("b"), null]);
+});
+
+Deno.test("smtp: a last chunk too long to copy is written before the terminator", async () => {
+  const long = "x".repeat(MAX_JOINED_BYTES + 1);
+  const joined = await written([long], true);
+  const plain = await written([long], false);
+  assert.equal(joined.length, 2);
+  assert.equal(String(Buffer.concat(joined)), String(Buffer.concat(plain)));
+});
+
+Deno.test("smtp: the mailer's message and its final dot reach the socket as one write", async () => {
+  const server = scriptedSmtpServer();
+  const mailer = createSmtpMailer(
+    { kind: "smtp", host: "127.0.0.1", port: server.port, starttlsPolicy: "disabled" },
+    "noreply@example.com",
+    { trustedCas: () => [] },
+  );
+  // Every write the mailer's connection makes, as it makes it.
+  const writes: string[] = [];
+  const proto = net.Socket.prototype as unknown as { write: (...args: unknown[]) => boolean };
+  const write = proto.write;
+  proto.write = function (this: unknown, chunk: unknown, ...rest: unknown[]) {
+    writes.push(String(chunk));
+    return write.call(this, chunk, ...rest);
+  };
+  try {
+    for (const subject of ["one", "two"]) {
+      await mailer.send({ to: "a@example.com", subject, text: "hello\n." });
+    }
+  } finally {
+    proto.write = write;
+    await mailer.close();
+    await server.close();
+  }
+  assert.equal(server.messages, 2);
+  const ends = writes.filter((w) => w.endsWith("\r\n.\r\n"));
+  assert.equal(ends.length, 2, JSON.stringify(writes));
+  for (const [i, subject] of ["one", "two"].entries()) {
+    assert.match(
+      ends[i]!,
+      new RegExp(`^[\\s\\S]*Subject: ${subject}\\r\\n[\\s\\S]*hello\\r\\n\\.\\.\\r\\n\\.\\r\\n$`),
+    );
+  }
+  assert.ok(!writes.includes(".\r\n") && !writes.includes("\r\n.\r\n"), JSON.stringify(writes));
 });
