@@ -204,6 +204,11 @@ async function sendAll(handover: PoolHandover, emails: readonly BenchEmail[]) {
   await Promise.all(emails.map((email) => handover(email.envelope, email.raw, "", undefined)));
 }
 
+/** Seconds waited for a CPU between two `mainThreadRunWait` readings, if the kernel counts it. */
+function waited(before: number | undefined, after: number | undefined): number | undefined {
+  return before === undefined || after === undefined ? undefined : round(after - before, 2);
+}
+
 /** The floor: Nodemailer's pool with the plugin's options, burst and 3-at-once latency. */
 async function floor(cfg: SmtpConfig) {
   const transport = nodemailer.createTransport(smtpTransportOptions(cfg, []));
@@ -246,7 +251,7 @@ async function floor(cfg: SmtpConfig) {
     const cpu = {
       client: round(cpuSeconds() - cpu0, 2),
       client_main_thread: round(mainThreadCpu(Deno.pid) - burstMain0, 2),
-      client_main_thread_waiting: round(mainThreadRunWait(Deno.pid) - burstWait0, 2),
+      client_main_thread_waiting: waited(burstWait0, mainThreadRunWait(Deno.pid)),
       machine: machine.percent,
       machine_s: round(machine.seconds, 2),
     };
@@ -513,7 +518,7 @@ async function pluginRun(
       plugin: round(cpuSeconds(pid) - cpu0.plugin, 2),
       plugin_main_thread: round(mainThreadCpu(pid) - cpu0.pluginMain, 2),
       // Runnable but not running: what the other threads and processes took from it.
-      plugin_main_thread_waiting: round(mainThreadRunWait(pid) - cpu0.pluginMainWait, 2),
+      plugin_main_thread_waiting: waited(cpu0.pluginMainWait, mainThreadRunWait(pid)),
       // The bench's process: it creates the requests, reads the plugin's output and samples its
       // memory, and holds the JS test server (or encodes the grpc-go stand-in's events).
       bench: round(cpuSeconds() - cpu0.bench, 2),
@@ -702,8 +707,8 @@ try {
         ],
         [
           "  main thread waiting for a CPU: plugin / floor",
-          `${plugin.burstCpu.plugin_main_thread_waiting} / ` +
-          `${floorRun.cpu.client_main_thread_waiting} s`,
+          `${plugin.burstCpu.plugin_main_thread_waiting ?? "n/a"} / ` +
+          `${floorRun.cpu.client_main_thread_waiting ?? "n/a"} s`,
         ],
         [
           "a burst at 1.3× floor / 0.5× Go would last",

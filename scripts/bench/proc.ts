@@ -19,14 +19,15 @@ export function mainThreadCpu(pid: number): number {
 /**
  * Seconds the main thread of `pid` has spent waiting for a CPU so far: runnable
  * but not running, because other threads had the CPUs (`/proc/…/schedstat`,
- * its second field; 0 where the kernel keeps no schedstats).
+ * its second field); `undefined` where the kernel keeps no schedstats.
  */
-export function mainThreadRunWait(pid: number): number {
+export function mainThreadRunWait(pid: number): number | undefined {
   try {
     const fields = Deno.readTextFileSync(`/proc/${pid}/task/${pid}/schedstat`).trim().split(" ");
-    return Number(fields[1] ?? 0) / 1e9;
+    const waited = Number(fields[1]);
+    return Number.isFinite(waited) ? waited / 1e9 : undefined;
   } catch {
-    return 0;
+    return undefined;
   }
 }
 
