@@ -94,6 +94,15 @@ async function startSink(python: string): Promise<Sink> {
 
 const python = await findPython();
 
+/** A mailer without a password for `sink`. */
+function mailerFor(sink: Sink, starttlsPolicy: SmtpConfig["starttlsPolicy"]) {
+  return createSmtpMailer(
+    { kind: "smtp", host: "127.0.0.1", port: sink.port, starttlsPolicy },
+    "noreply@example.com",
+    { trustedCas: () => [] },
+  );
+}
+
 Deno.test({
   name: "smtp against aiosmtpd: no STARTTLS offered, a username: nothing sent, no AUTH on the wire",
   ignore: python === undefined,
@@ -148,11 +157,7 @@ Deno.test({
   ignore: python === undefined,
   async fn() {
     const sink = await startSink(python!);
-    const mailer = createSmtpMailer(
-      { kind: "smtp", host: "127.0.0.1", port: sink.port, starttlsPolicy: "opportunistic" },
-      "noreply@example.com",
-      { trustedCas: () => [] },
-    );
+    const mailer = mailerFor(sink, "opportunistic");
     const count = (pattern: RegExp) => sink.log().match(pattern)?.length ?? 0;
     try {
       const release = mailer.openEnvelopes!(["a@example.com", "b@example.com"]);
@@ -189,11 +194,7 @@ Deno.test({
   async fn() {
     // The message and its final "." leave in one write (_smtp_one_write_message.ts).
     const sink = await startSink(python!);
-    const mailer = createSmtpMailer(
-      { kind: "smtp", host: "127.0.0.1", port: sink.port, starttlsPolicy: "disabled" },
-      "noreply@example.com",
-      { trustedCas: () => [] },
-    );
+    const mailer = mailerFor(sink, "disabled");
     try {
       const text = ".first\n.\n..two dots\nmiddle\n.";
       for (const subject of ["dots one", "dots two"]) {
