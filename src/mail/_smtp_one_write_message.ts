@@ -7,8 +7,8 @@
  * a TLS socket is a TLS record, a system call and, on a relay on the same
  * host, a wake-up of the server; five per email (`MAIL FROM`, `RCPT TO`,
  * `DATA`, the message, the `.`), and the last two carry nothing that cannot
- * go together (strace of a burst: 55, 49, 28, 2973 and 25 bytes a
- * transaction; `deno run -A scripts/plugin_cpu.ts` for the CPU it saves).
+ * go together (strace of the plugin: 55, 49, 28, 2973 and 25 bytes a
+ * transaction; what that saves in CPU is in the README's "What changed").
  *
  * How. On each stream `SMTPConnection#_createSendStream` returns (checked in
  * Nodemailer 10.6.0, pinned in deno.json), the chunk the stream would push
