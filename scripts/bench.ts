@@ -28,9 +28,9 @@
  * - the CPU of each burst (the plugin's process and its main thread, the
  *   floor's), how long each main thread waited for a CPU in its burst
  *   (runnable, the CPUs taken by other threads: `/proc/…/schedstat`), the
- *   main thread's CPU per warmed one-by-one request (the
- *   plugin's includes the record written after its emails), and what a
- *   burst within the targets would leave the plugin (`cpuBudget`).
+ *   main thread's CPU per warmed one-by-one request (the plugin's includes
+ *   the record written after its emails), and what a burst within the
+ *   targets would leave the plugin (`cpuBudget`).
  *
  *   deno task bench [--requests N] [--quick] [--servers stall,aiosmtpd,postfix]
  *     [--teleport js|go] [--v8-flags=...] [--no-plugin-env]

@@ -192,7 +192,8 @@ Deno.test({
   name: "smtp against aiosmtpd: lines that start with a dot arrive as written",
   ignore: python === undefined,
   async fn() {
-    // The message and its final "." leave in one write (_smtp_one_write_message.ts).
+    // What a peer receives once the message and its final "." go in one write
+    // (_smtp_one_write_message.ts; the write itself is counted in its own test).
     const sink = await startSink(python!);
     const mailer = mailerFor(sink, "disabled");
     try {
